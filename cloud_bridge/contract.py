@@ -1,0 +1,277 @@
+"""Wire contract v1 between a home gateway and the hub (DESIGN.md section 3).
+
+Topic builders and a validator per payload schema live here together, so that what is sent
+and what is accepted cannot drift. Pure: no MQTT, no I/O.
+
+Aggregate fields (beyond `schema`, `home_id`, `period_start`, `period_end`):
+
+`veille.aggregate.hourly/1`
+    rooms           {room: {"activity": int, "door_openings": int, "bed_min": float}}
+                    activity = events that show a person moving; bed_min = minutes a bed
+                    sensor showed someone in bed during the hour (rooms with a bed sensor)
+    totals          {"activity": int, "door_openings": int, "entrance_openings": int}
+    sensor_health   {"devices": int, "offline": int, "low_battery": int, "unknown_devices": int}
+
+`veille.aggregate.daily/1` (the same per-room and health fields over a local day, plus the
+summary of the day; times of day as local "HH:MM", null when not observed)
+    date            "YYYY-MM-DD", the home's local date
+    get_up, bed_time, time_in_bed_min, night_bathroom_visits, time_out_min
+    compare         {metric: {"usual": float | null, "z": float | null}}: how each metric
+                    compares with the resident's learned usual (z-score; null while learning)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HOME_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+TOPIC_ROOT = "veille/v1"
+
+ALERT_TYPES = frozenset(
+    {
+        "fall",
+        "sos",
+        "inactivity",
+        "night_exit",
+        "bathroom_long",
+        "no_morning_activity",
+        "temperature",
+        "sensor_offline",
+        "low_battery",
+    }
+)
+SEVERITIES = frozenset({"critical", "high", "warning", "info"})
+STATES = frozenset({"raised", "cancelled", "acknowledged", "resolved"})
+ACK_ACTIONS = frozenset({"acknowledged", "resolved"})
+HEALTH_STATES = frozenset({"ok", "warning", "error"})
+ISO_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_EVIDENCE_BYTES = 2 * 1024
+
+
+class ContractError(ValueError):
+    """A topic or payload that does not follow wire contract v1."""
+
+
+@dataclass(frozen=True, slots=True)
+class HomeId:
+    value: str
+
+    def __post_init__(self) -> None:
+        if not HOME_ID_RE.match(self.value):
+            raise ContractError(f"invalid home id {self.value!r}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def topic(home_id: str, leaf: str) -> str:
+    """`veille/v1/{home}/{leaf}`, with the home id checked."""
+    if leaf not in LEAVES:
+        raise ContractError(f"unknown topic leaf {leaf!r}")
+    return f"{TOPIC_ROOT}/{HomeId(home_id)}/{leaf}"
+
+
+def alert_topic(home_id: str) -> str:
+    return topic(home_id, "alert")
+
+
+def aggregate_topic(home_id: str, period: str) -> str:
+    return topic(home_id, f"aggregate/{period}")
+
+
+def status_topic(home_id: str) -> str:
+    return topic(home_id, "status")
+
+
+def ack_topic(home_id: str) -> str:
+    return topic(home_id, "ack")
+
+
+def parse_topic(name: str) -> tuple[str, str]:
+    """`veille/v1/h-1/aggregate/daily` -> ("h-1", "aggregate/daily"); ContractError otherwise."""
+    parts = name.split("/")
+    if len(parts) < 4 or parts[0] != "veille" or parts[1] != "v1":
+        raise ContractError(f"not a veille v1 topic: {name!r}")
+    home, leaf = parts[2], "/".join(parts[3:])
+    HomeId(home)
+    if leaf not in LEAVES:
+        raise ContractError(f"unknown topic leaf {leaf!r} in {name!r}")
+    return home, leaf
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """Compact one-line UTF-8 JSON, as the contract asks."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(raw: bytes | str) -> dict[str, Any]:
+    """Parse a payload into a JSON object; ContractError for anything else."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError(f"payload is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ContractError("payload is not a JSON object")
+    return value
+
+
+def _require(cond: bool, reason: str) -> None:
+    if not cond:
+        raise ContractError(reason)
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, str) and bool(ISO_UTC_RE.match(value))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _common(payload: Mapping[str, Any], schema: str) -> None:
+    _require(payload.get("schema") == schema, f"schema must be {schema!r}")
+    home = payload.get("home_id")
+    _require(isinstance(home, str) and bool(HOME_ID_RE.match(home)), "bad home_id")
+
+
+def validate_alert(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    _common(payload, "veille.alert/1")
+    _require(isinstance(payload.get("id"), str) and 8 <= len(payload["id"]) <= 64, "bad id")
+    _require(payload.get("type") in ALERT_TYPES, f"bad type {payload.get('type')!r}")
+    _require(payload.get("severity") in SEVERITIES, "bad severity")
+    _require(payload.get("state") in STATES, "bad state")
+    _require(_is_time(payload.get("at")), "at must be a UTC ISO-8601 time ending in Z")
+    _require(_is_time(payload.get("raised_at")), "raised_at must be a UTC ISO-8601 time")
+    for key in ("room", "device_id"):
+        _require(key in payload, f"{key} is required (null allowed)")
+        _require(payload[key] is None or isinstance(payload[key], str), f"{key} must be str/null")
+    evidence = payload.get("evidence")
+    _require(isinstance(evidence, dict), "evidence must be an object")
+    _require(len(encode(evidence)) <= MAX_EVIDENCE_BYTES, "evidence is too large")
+    _require(
+        all(not isinstance(v, list) or len(v) <= 16 for v in evidence.values()),
+        "evidence must not carry sample streams",
+    )
+    return payload
+
+
+def _validate_rooms(rooms: Any) -> None:
+    _require(isinstance(rooms, dict), "rooms must be an object")
+    for name, stats in rooms.items():
+        _require(isinstance(stats, dict), f"rooms[{name!r}] must be an object")
+        for key, value in stats.items():
+            _require(_is_number(value) and value >= 0, f"rooms[{name!r}].{key} must be >= 0")
+
+
+def _validate_health(health: Any) -> None:
+    _require(isinstance(health, dict), "sensor_health must be an object")
+    for key in ("devices", "offline", "low_battery", "unknown_devices"):
+        _require(_is_count(health.get(key)), f"sensor_health.{key} must be a count")
+
+
+def _validate_period(payload: Mapping[str, Any]) -> None:
+    _require(_is_time(payload.get("period_start")), "bad period_start")
+    _require(_is_time(payload.get("period_end")), "bad period_end")
+    _require(payload["period_start"] < payload["period_end"], "period_end before period_start")
+
+
+def validate_hourly(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    _common(payload, "veille.aggregate.hourly/1")
+    _validate_period(payload)
+    _validate_rooms(payload.get("rooms"))
+    totals = payload.get("totals")
+    _require(isinstance(totals, dict), "totals must be an object")
+    for key in ("activity", "door_openings", "entrance_openings"):
+        _require(_is_count(totals.get(key)), f"totals.{key} must be a count")
+    _validate_health(payload.get("sensor_health"))
+    return payload
+
+
+def validate_daily(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    _common(payload, "veille.aggregate.daily/1")
+    _validate_period(payload)
+    _require(
+        isinstance(payload.get("date"), str)
+        and bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", payload["date"])),
+        "date must be YYYY-MM-DD",
+    )
+    _validate_rooms(payload.get("rooms"))
+    _validate_health(payload.get("sensor_health"))
+    for key in ("get_up", "bed_time"):
+        value = payload.get(key)
+        _require(
+            value is None or (isinstance(value, str) and bool(re.fullmatch(r"\d\d:\d\d", value))),
+            f"{key} must be HH:MM or null",
+        )
+    for key in ("time_in_bed_min", "time_out_min"):
+        value = payload.get(key)
+        _require(value is None or (_is_number(value) and value >= 0), f"{key} must be >= 0")
+    _require(_is_count(payload.get("night_bathroom_visits")), "night_bathroom_visits count")
+    compare = payload.get("compare", {})
+    _require(isinstance(compare, dict), "compare must be an object")
+    for metric, cmp in compare.items():
+        _require(isinstance(cmp, dict), f"compare[{metric!r}] must be an object")
+        for key in ("usual", "z"):
+            v = cmp.get(key)
+            _require(v is None or _is_number(v), f"compare[{metric!r}].{key} must be a number")
+    return payload
+
+
+def validate_status(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    _common(payload, "veille.status/1")
+    _require(isinstance(payload.get("online"), bool), "online must be a boolean")
+    if payload["online"] or "at" in payload:
+        _require(_is_time(payload.get("at")), "at must be a UTC time")
+    if "health" in payload:
+        _require(payload["health"] in HEALTH_STATES, "bad health")
+    if "time_synced" in payload:
+        _require(isinstance(payload["time_synced"], bool), "time_synced must be a boolean")
+    return payload
+
+
+def validate_ack(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    _common(payload, "veille.ack/1")
+    _require(isinstance(payload.get("alert_id"), str) and payload["alert_id"] != "", "alert_id")
+    _require(payload.get("action") in ACK_ACTIONS, "action must be acknowledged or resolved")
+    _require(_is_time(payload.get("at")), "at must be a UTC time")
+    _require(isinstance(payload.get("by", ""), str), "by must be a string")
+    _require(isinstance(payload.get("note", ""), str), "note must be a string")
+    return payload
+
+
+VALIDATORS: dict[str, Callable[[Mapping[str, Any]], Mapping[str, Any]]] = {
+    "veille.alert/1": validate_alert,
+    "veille.aggregate.hourly/1": validate_hourly,
+    "veille.aggregate.daily/1": validate_daily,
+    "veille.status/1": validate_status,
+    "veille.ack/1": validate_ack,
+}
+
+LEAVES: dict[str, str] = {
+    "alert": "veille.alert/1",
+    "aggregate/hourly": "veille.aggregate.hourly/1",
+    "aggregate/daily": "veille.aggregate.daily/1",
+    "status": "veille.status/1",
+    "ack": "veille.ack/1",
+}
+
+
+def validate_message(topic_name: str, raw: bytes | str) -> tuple[str, dict[str, Any]]:
+    """Check a whole message: topic shape, payload schema for that topic, home ids agree."""
+    home, leaf = parse_topic(topic_name)
+    payload = decode(raw)
+    _require(len(raw) <= MAX_PAYLOAD_BYTES, "payload is too large")
+    schema = LEAVES[leaf]
+    _require(payload.get("schema") == schema, f"topic {leaf} carries {schema}")
+    VALIDATORS[schema](payload)
+    _require(payload["home_id"] == home, "home_id differs from the topic's")
+    return leaf, payload
