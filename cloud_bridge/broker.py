@@ -1,0 +1,223 @@
+"""An MQTT connection that stays up: URL parsing, TLS, and a network thread with jittered backoff.
+
+The callbacks run on the connection's own thread; callers hand them over to asyncio with
+`loop.call_soon_threadsafe` and do nothing else there.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+_LOGGER = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+LOOP_TIMEOUT_S = 0.05
+
+
+class BrokerUrlError(ValueError):
+    """A broker URL that is not mqtt:// or mqtts://host[:port]."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+    version: int = 5  # MQTT 5; 4 = MQTT 3.1.1 for brokers without 5 (the demo's embedded one)
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """TLS files and/or username/password file, as the hub broker needs."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise BrokerUrlError(f"broker URL must be mqtt://host:port or mqtts://host:port: {url!r}")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError as exc:
+        raise BrokerUrlError(f"bad port in {url!r}") from exc
+    return BrokerUrl(
+        parts.hostname,
+        port,
+        parts.scheme == "mqtts",
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
+
+
+def backoff_delay(
+    attempt: int, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S
+) -> float:
+    """Full-jitter exponential backoff: uniform in [base/2, min(cap, base * 2**attempt)]."""
+    ceiling = min(cap_s, base_s * 2 ** min(attempt, 20))
+    return random.uniform(min(base_s / 2, ceiling), ceiling)
+
+
+def session_properties(expiry_s: int) -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return props
+
+
+class MqttLink:
+    """One paho client kept connected by a dedicated thread.
+
+    `clean_start=False` with `session_expiry_s > 0` keeps a persistent session: the broker
+    queues QoS 1 messages for us while we are away and redelivers unacknowledged ones.
+    """
+
+    def __init__(
+        self,
+        url: BrokerUrl,
+        client_id: str,
+        *,
+        credentials: Credentials | None = None,
+        clean_start: bool = True,
+        session_expiry_s: int = 0,
+        will: tuple[str, bytes, int, bool] | None = None,
+        manual_ack: bool = False,
+        on_connect: Callable[[], None] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
+        on_message: Callable[[mqtt.MQTTMessage], None] | None = None,
+        on_publish: Callable[[int], None] | None = None,
+        name: str = "mqtt",
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._clean_start = clean_start
+        self._session_expiry_s = session_expiry_s
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._thread: threading.Thread | None = None
+        v5 = url.version == 5
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else clean_start,
+            manual_ack=manual_ack,
+        )
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        creds = credentials or Credentials()
+        username = url.username or creds.username
+        password = url.password
+        if creds.password_file is not None:
+            password = creds.password_file.read_text(encoding="utf-8").strip()
+        if username:
+            client.username_pw_set(username, password)
+        if url.tls:
+            client.tls_set(
+                ca_certs=str(creds.ca_file) if creds.ca_file else None,
+                certfile=str(creds.cert_file) if creds.cert_file else None,
+                keyfile=str(creds.key_file) if creds.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if will is not None:
+            topic, payload, qos, retain = will
+            client.will_set(topic, payload, qos=qos, retain=retain)
+        client.on_connect = self._handle_connect
+        if on_message is not None:
+            client.on_message = lambda _c, _u, msg: on_message(msg)
+        if on_publish is not None:
+            client.on_publish = lambda _c, _u, mid, _rc, _p: on_publish(mid)
+        self.client = client
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"{self.name}-net", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self.connected.is_set():
+            self.client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _handle_connect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            _LOGGER.error("%s: broker %s refused the connection: %s", self.name, self.url, reason)
+            self.client.disconnect()
+            return
+        _LOGGER.info("%s: connected to %s", self.name, self.url)
+        self.connected.set()
+        if self._on_connect is not None:
+            self._on_connect()
+
+    def _run(self) -> None:
+        attempt = 0
+        first = True
+        while not self._stop.is_set():
+            try:
+                if first and self.url.version != 5:
+                    self.client.connect(self.url.host, self.url.port, KEEPALIVE_S)
+                    first = False
+                elif first:
+                    expiry = self._session_expiry_s
+                    self.client.connect(
+                        self.url.host,
+                        self.url.port,
+                        KEEPALIVE_S,
+                        clean_start=self._clean_start,
+                        properties=session_properties(expiry) if expiry else None,
+                    )
+                    first = False
+                else:
+                    self.client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                delay = backoff_delay(attempt)
+                _LOGGER.warning(
+                    "%s: cannot reach %s (%s); retry in %.1f s", self.name, self.url, exc, delay
+                )
+                attempt += 1
+                self._stop.wait(delay)
+                continue
+            while not self._stop.is_set():
+                if self.client.loop(timeout=LOOP_TIMEOUT_S) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self.connected.is_set():
+                    attempt = 0
+            was_connected = self.connected.is_set()
+            self.connected.clear()
+            if was_connected and self._on_disconnect is not None:
+                self._on_disconnect()
+            if self._stop.is_set():
+                # let a last disconnect packet go out
+                self.client.loop(timeout=LOOP_TIMEOUT_S)
+                break
+            delay = backoff_delay(attempt)
+            _LOGGER.warning("%s: lost %s; reconnect in %.1f s", self.name, self.url, delay)
+            attempt += 1
+            self._stop.wait(delay)

@@ -1,0 +1,248 @@
+"""The hub's store behind one small interface; SQLite is the single-machine default.
+
+Alerts are deduplicated by `id`: the same state delivered twice (a retry after a lost
+PUBACK, two receivers of a shared subscription) is recorded once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+STATE_ORDER = {"raised": 0, "acknowledged": 1, "cancelled": 2, "resolved": 2}
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    home_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    raised_at TEXT NOT NULL,
+    at TEXT NOT NULL,
+    room TEXT,
+    device_id TEXT,
+    evidence TEXT NOT NULL,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    note TEXT NOT NULL DEFAULT '',
+    handled_by TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alerts_open ON alerts(state, severity);
+CREATE TABLE IF NOT EXISTS alert_states (
+    id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    at TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (id, state)
+);
+CREATE TABLE IF NOT EXISTS aggregates (
+    home_id TEXT NOT NULL,
+    schema TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (home_id, schema, period_start)
+);
+CREATE TABLE IF NOT EXISTS statuses (
+    home_id TEXT PRIMARY KEY,
+    online INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+"""
+
+
+class HubStore(Protocol):
+    """What the hub needs from a store (SQLite here; PostgreSQL across machines)."""
+
+    def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
+        """Store one alert state; True if it was new (not a duplicate delivery)."""
+        ...
+
+    def record_aggregate(self, payload: Mapping[str, Any]) -> bool: ...
+
+    def record_status(self, payload: Mapping[str, Any], received_at: float) -> None: ...
+
+    def alerts(
+        self, open_only: bool = False, home_id: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None: ...
+
+    def mark(self, alert_id: str, **fields: Any) -> None:
+        """Set hub-side fields: escalated, note, handled_by."""
+        ...
+
+    def aggregates(self, home_id: str, schema: str, limit: int = 60) -> list[dict[str, Any]]: ...
+
+    def statuses(self) -> list[dict[str, Any]]: ...
+
+    def state_count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteHubStore:
+    """HubStore on one SQLite file (WAL); safe to call from several threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(SQLITE_SCHEMA)
+
+    def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO alert_states(id, state, at, received_at)"
+                    " VALUES (?,?,?,?)",
+                    (payload["id"], payload["state"], payload["at"], received_at),
+                )
+                new = cur.rowcount == 1
+                row = self._db.execute(
+                    "SELECT state FROM alerts WHERE id = ?", (payload["id"],)
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO alerts(id, home_id, type, severity, state, raised_at, at,"
+                        " room, device_id, evidence) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        _alert_row(payload),
+                    )
+                elif STATE_ORDER[payload["state"]] > STATE_ORDER[row["state"]]:
+                    self._db.execute(
+                        "UPDATE alerts SET state=?, at=?, severity=?, evidence=? WHERE id=?",
+                        (
+                            payload["state"],
+                            payload["at"],
+                            payload["severity"],
+                            json.dumps(payload["evidence"]),
+                            payload["id"],
+                        ),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
+
+    def record_aggregate(self, payload: Mapping[str, Any]) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO aggregates(home_id, schema, period_start, body)"
+                " VALUES (?,?,?,?)",
+                (
+                    payload["home_id"],
+                    payload["schema"],
+                    payload["period_start"],
+                    json.dumps(payload),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def record_status(self, payload: Mapping[str, Any], received_at: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO statuses(home_id, online, body, received_at) VALUES (?,?,?,?)"
+                " ON CONFLICT(home_id) DO UPDATE SET online=excluded.online, body=excluded.body,"
+                " received_at=excluded.received_at",
+                (
+                    payload["home_id"],
+                    int(bool(payload["online"])),
+                    json.dumps(payload),
+                    received_at,
+                ),
+            )
+
+    def alerts(self, open_only: bool = False, home_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM alerts"
+        where, args = [], []
+        if open_only:
+            where.append("state IN ('raised', 'acknowledged')")
+        if home_id:
+            where.append("home_id = ?")
+            args.append(home_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY raised_at DESC"
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_alert_dict(r) for r in rows]
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return _alert_dict(row) if row else None
+
+    def mark(self, alert_id: str, **fields: Any) -> None:
+        allowed = {"escalated", "note", "handled_by"}
+        sets = [f"{k} = ?" for k in fields if k in allowed]
+        if not sets:
+            return
+        with self._lock:
+            self._db.execute(
+                f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?",
+                [v for k, v in fields.items() if k in allowed] + [alert_id],
+            )
+
+    def aggregates(self, home_id: str, schema: str, limit: int = 60) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM aggregates WHERE home_id=? AND schema=?"
+                " ORDER BY period_start DESC LIMIT ?",
+                (home_id, schema, limit),
+            ).fetchall()
+        return [json.loads(r["body"]) for r in reversed(rows)]
+
+    def statuses(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM statuses ORDER BY home_id").fetchall()
+        return [{**json.loads(r["body"]), "received_at": r["received_at"]} for r in rows]
+
+    def state_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM alert_states").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _alert_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        p["id"],
+        p["home_id"],
+        p["type"],
+        p["severity"],
+        p["state"],
+        p["raised_at"],
+        p["at"],
+        p.get("room"),
+        p.get("device_id"),
+        json.dumps(p.get("evidence", {})),
+    )
+
+
+def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    out["evidence"] = json.loads(out["evidence"])
+    out["escalated"] = bool(out["escalated"])
+    return out
+
+
+def open_store(spec: str | None) -> HubStore:
+    """`sqlite:///path` (default `hub.db`) or `postgresql://...` (see hub_store_pg)."""
+    spec = spec or "sqlite:///hub.db"
+    if spec.startswith("sqlite:///"):
+        return SqliteHubStore(spec.removeprefix("sqlite:///"))
+    if spec.startswith(("postgresql://", "postgres://")):
+        from cloud_bridge.hub_store_pg import PostgresHubStore
+
+        return PostgresHubStore(spec)
+    raise ValueError(f"unknown store {spec!r}: use sqlite:///path or postgresql://...")

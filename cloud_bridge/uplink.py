@@ -1,0 +1,180 @@
+"""The uplink: drain the outbox to the hub broker, delete each message on its PUBACK.
+
+Alerts go before aggregates (the outbox orders them). Up to `window` messages are in flight
+at once, so a week's backlog drains in seconds. A retained `status` says the gateway is
+online; the Last Will (and a clean stop) says it is not. Acks from the hub come back on the
+home's `ack` topic and are handed to the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+
+from cloud_bridge.broker import BrokerUrl, Credentials, MqttLink
+from cloud_bridge.contract import (
+    ContractError,
+    ack_topic,
+    encode,
+    status_topic,
+    validate_message,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+INFLIGHT_WINDOW = 100
+STATUS_INTERVAL_S = 300.0
+STOP_FLUSH_S = 3.0
+
+
+class OutboxLike(Protocol):
+    def next_batch(self, limit: int, exclude: Any = ()) -> list[Any]: ...
+    def ack(self, seq: int, at: float) -> None: ...
+
+
+class Uplink:
+    """Keeps one MQTT connection to the hub and drains the outbox through it."""
+
+    def __init__(
+        self,
+        url: BrokerUrl,
+        home_id: str,
+        outbox: OutboxLike,
+        *,
+        now: Callable[[], float],
+        credentials: Credentials | None = None,
+        status: Callable[[], Mapping[str, Any]] = dict,
+        on_ack: Callable[[dict[str, Any]], None] | None = None,
+        window: int = INFLIGHT_WINDOW,
+        client_id: str | None = None,
+    ) -> None:
+        self.home_id = home_id
+        self.outbox = outbox
+        self.window = window
+        self._now = now
+        self._status = status
+        self._on_ack = on_ack
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._up = asyncio.Event()
+        self.delivered = 0
+        offline = encode({"schema": "veille.status/1", "home_id": home_id, "online": False})
+        self.link = MqttLink(
+            url,
+            client_id or f"veille-gw-{home_id}",
+            credentials=credentials,
+            will=(status_topic(home_id), offline, 1, True),
+            on_connect=self._connected,
+            on_disconnect=self._disconnected,
+            on_message=self._message,
+            on_publish=self._puback,
+            name="uplink",
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected.is_set()
+
+    def wake(self) -> None:
+        """New rows are in the outbox."""
+        self._wake.set()
+
+    # --- callbacks: network thread -> event loop, nothing else -------------------------
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _connected(self) -> None:
+        self.link.client.subscribe(ack_topic(self.home_id), qos=1)
+        self._call(self._on_up)
+
+    def _disconnected(self) -> None:
+        self._call(self._on_down)
+
+    def _puback(self, mid: int) -> None:
+        self._call(self._on_puback, mid)
+
+    def _message(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            _leaf, payload = validate_message(msg.topic, msg.payload)
+        except ContractError as exc:
+            _LOGGER.warning("uplink: bad message on %s: %s", msg.topic, exc)
+            return
+        if payload.get("home_id") == self.home_id and self._on_ack is not None:
+            self._call(self._on_ack, payload)
+
+    # --- event loop side -----------------------------------------------------------------
+    def _on_up(self) -> None:
+        self._inflight.clear()
+        self._up.set()
+        self._wake.set()
+        self.publish_status()
+
+    def _on_down(self) -> None:
+        self._up.clear()
+        self._inflight.clear()  # unacked messages stay in the outbox and are sent again
+
+    def _on_puback(self, mid: int) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return  # a status message, or one from before a reconnect
+        self.outbox.ack(seq, self._now())
+        self.delivered += 1
+        self._wake.set()
+
+    def publish_status(self, online: bool = True) -> mqtt.MQTTMessageInfo | None:
+        if not self.connected:
+            return None
+        from edge.events import iso_utc
+
+        payload = {
+            "schema": "veille.status/1",
+            "home_id": self.home_id,
+            "online": online,
+            "at": iso_utc(self._now()),
+            **self._status(),
+        }
+        return self.link.client.publish(status_topic(self.home_id), encode(payload), 1, retain=True)
+
+    def _fill_window(self) -> int:
+        free = self.window - len(self._inflight)
+        if free <= 0:
+            return 0
+        batch = self.outbox.next_batch(free, exclude=set(self._inflight.values()))
+        for item in batch:
+            info = self.link.client.publish(item.topic, item.payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                _LOGGER.debug("uplink: publish failed rc=%s; waiting for reconnect", info.rc)
+                break
+            self._inflight[info.mid] = item.seq
+        return len(batch)
+
+    async def run(self) -> None:
+        """Connect and drain until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self.link.start()
+        try:
+            while True:
+                await self._up.wait()
+                self._wake.clear()
+                sent = self._fill_window()
+                if sent == 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), STATUS_INTERVAL_S)
+                    except TimeoutError:
+                        self.publish_status()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Clean stop: say offline (retained), flush, disconnect."""
+        if self.connected:
+            info = self.publish_status(online=False)
+            if info is not None:
+                await asyncio.to_thread(info.wait_for_publish, STOP_FLUSH_S)
+        await asyncio.to_thread(self.link.stop)

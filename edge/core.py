@@ -1,0 +1,213 @@
+"""The gateway's brain without I/O: raw payloads in, alert states and aggregates out.
+
+`HomeCore` decodes (Zigbee2MQTT JSON, BTHome service data, wearable frames), feeds every
+detector, runs the alert book and keeps the home state. It never reads a clock: each call
+carries its time. The async shell (`edge.pipeline`) does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from edge.alerts import AlertBook
+from edge.events import (
+    AccelFrame,
+    Aggregate,
+    Alert,
+    Emission,
+    Event,
+    EventKind,
+    Finding,
+    Role,
+)
+from edge.home import HomeProfile
+from edge.state import HomeState
+
+_LOGGER = logging.getLogger(__name__)
+
+WEARABLE_HEARTBEAT_S = 10.0
+
+
+@dataclass
+class Outputs:
+    alerts: list[Alert] = field(default_factory=list)
+    aggregates: list[Aggregate] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.alerts or self.aggregates)
+
+    def extend(self, other: Outputs) -> None:
+        self.alerts.extend(other.alerts)
+        self.aggregates.extend(other.aggregates)
+
+
+class HomeCore:
+    """Detectors, alert book and home state for one home."""
+
+    def __init__(
+        self,
+        profile: HomeProfile,
+        *,
+        docs: Mapping[str, Mapping[str, Any]] | None = None,
+        fall_model: Any = None,
+        routine: bool = True,
+    ) -> None:
+        from edge.decode.bthome import BthomeDecoder
+        from edge.decode.zigbee2mqtt import Zigbee2MqttDecoder
+        from edge.detect.aggregates import HourlyAggregator
+        from edge.detect.rules import RuleDetector
+
+        docs = docs or {}
+        self.profile = profile
+        self.tz = ZoneInfo(profile.timezone)
+        self.state = HomeState(profile.id, self.tz)
+        self.book = AlertBook(profile.id, docs.get("alert_book"))
+        self.rules = RuleDetector(profile, dict(docs.get("rules") or {}) or None)
+        self.hourly = HourlyAggregator(profile, self.tz)
+        self.zigbee = Zigbee2MqttDecoder(profile)
+        self.bthome = BthomeDecoder(profile)
+        self.routine: Any = None
+        if routine:
+            from edge.detect.routine import RoutineDetector, RoutineModel
+
+            rooms = {r.name: r.kind for r in profile.rooms}
+            model_doc = docs.get("routine")
+            model = RoutineModel.from_dict(dict(model_doc)) if model_doc else None
+            self.routine = RoutineDetector(rooms, self.tz, profile.thresholds, model)
+        self._wearables: dict[str, Any] = {}
+        self._streams: dict[str, Any] = {}
+        self._last_heartbeat: dict[str, float] = {}
+        wearables = [d for d in profile.devices if d.role is Role.WEARABLE]
+        if wearables and fall_model is not None:
+            from edge.decode.wearable import WearableStream
+            from edge.detect.fall import FallDetector
+
+            for dev in wearables:
+                self._wearables[dev.id] = FallDetector(
+                    fall_model,
+                    confirm_s=profile.thresholds.fall_confirm_s,
+                    device_id=dev.id,
+                    room=dev.room,
+                )
+                self._streams[dev.id] = WearableStream()
+        self.book_changed = False
+
+    # --- inputs ----------------------------------------------------------------------------
+    def zigbee_message(self, topic: str, payload: bytes, at: float) -> Outputs:
+        result = self.zigbee.decode(topic, payload, at)
+        if result.unknown:
+            self.state.note_unknown("zigbee2mqtt", result.unknown, at)
+        return self._events(result.events)
+
+    def ble_advert(
+        self, address: str, service_data: Mapping[str, bytes], rssi: float, at: float
+    ) -> Outputs:
+        result = self.bthome.decode(address, service_data, rssi, at)
+        if result.unknown:
+            self.state.note_unknown("bthome", address, at, rssi)
+        return self._events(result.events)
+
+    def wearable_frame(self, device_id: str, data: bytes, at: float) -> Outputs:
+        stream = self._streams.get(device_id)
+        detector = self._wearables.get(device_id)
+        if stream is None or detector is None:
+            self.state.note_unknown("wearable", device_id, at)
+            return Outputs()
+        frame: AccelFrame | None = stream.feed(data, at)
+        out = Outputs()
+        if frame is None:
+            return out
+        if at - self._last_heartbeat.get(device_id, -1e18) >= WEARABLE_HEARTBEAT_S:
+            self._last_heartbeat[device_id] = at
+            dev = self.profile.device(device_id)
+            out.extend(
+                self.event(
+                    Event(
+                        device_id,
+                        EventKind.HEARTBEAT,
+                        None,
+                        at,
+                        "wearable",
+                        dev.room if dev else None,
+                        None,
+                        Role.WEARABLE,
+                    )
+                )
+            )
+        out.extend(self._apply(detector.feed_frame(frame)))
+        return out
+
+    def event(self, event: Event) -> Outputs:
+        """One normalized event (decoded here, or from a replay / the wearable's button)."""
+        return self._events([event])
+
+    def _events(self, events: list[Event]) -> Outputs:
+        out = Outputs()
+        for ev in events:
+            self.state.note_event(ev)
+            emissions: list[Emission] = []
+            emissions += self.rules.feed(ev)
+            emissions += self.hourly.feed(ev)
+            if self.routine is not None:
+                emissions += self.routine.feed(ev)
+            if ev.role is Role.WEARABLE and ev.device_id in self._wearables:
+                emissions += self._wearables[ev.device_id].feed(ev)
+            out.extend(self._apply(emissions))
+        return out
+
+    def hub_ack(self, payload: Mapping[str, Any]) -> Outputs:
+        alerts = self.book.on_ack(payload)
+        self._note(alerts)
+        return Outputs(alerts=alerts)
+
+    def tick(self, now: float) -> Outputs:
+        emissions: list[Emission] = []
+        emissions += self.rules.advance(now)
+        emissions += self.hourly.advance(now)
+        if self.routine is not None:
+            emissions += self.routine.advance(now)
+        for detector in self._wearables.values():
+            emissions += detector.advance(now)
+        out = self._apply(emissions)
+        self.state.devices = self.rules.device_status(now)
+        return out
+
+    # --- outputs ---------------------------------------------------------------------------
+    def _apply(self, emissions: list[Emission]) -> Outputs:
+        out = Outputs()
+        for item in emissions:
+            if isinstance(item, Finding):
+                out.alerts.extend(self.book.apply(item))
+            else:
+                out.aggregates.append(item)
+                if item.period == "daily":
+                    self.state.note_daily(item)
+        self._note(out.alerts)
+        return out
+
+    def _note(self, alerts: list[Alert]) -> None:
+        if alerts:
+            self.book_changed = True
+            self.state.note_alerts(alerts, self.book.open_alerts())
+
+    def sensor_health(self, now: float) -> dict[str, int]:
+        return {**self.rules.health(now), "unknown_devices": len(self.state.unknown)}
+
+    def wire_aggregate(self, aggregate: Aggregate, now: float) -> dict[str, Any]:
+        wire = aggregate.to_wire(self.profile.id)
+        wire.setdefault("sensor_health", self.sensor_health(now))
+        return wire
+
+    def docs(self) -> dict[str, dict[str, Any]]:
+        """Learned and open state to persist (registry documents)."""
+        out: dict[str, dict[str, Any]] = {
+            "alert_book": self.book.state_dict(),
+            "rules": self.rules.state_dict(),
+        }
+        if self.routine is not None:
+            out["routine"] = self.routine.model.to_dict()
+        return out

@@ -1,0 +1,158 @@
+"""The async shell around `HomeCore`: adapters in, outbox and uplink out, one event loop.
+
+Every batch of inputs is processed, its alerts and aggregates committed to the outbox in one
+transaction, and only then are the local broker's messages acknowledged (manual ack): a
+crash in between makes the broker deliver them again instead of losing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from edge.clock import Clock
+from edge.core import HomeCore, Outputs
+
+_LOGGER = logging.getLogger(__name__)
+
+TICK_S = 1.0  # real seconds between detector clock ticks
+PERSIST_S = 60.0  # real seconds between saves of learned state
+BATCH_MAX = 500
+
+
+class LocalMessage(Protocol):
+    topic: str
+    payload: bytes
+
+    def ack(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BleAdvert:
+    address: str
+    service_data: dict[str, bytes]
+    rssi: float
+
+
+@dataclass(frozen=True, slots=True)
+class WearableBytes:
+    device_id: str
+    data: bytes
+
+
+Input = LocalMessage | BleAdvert | WearableBytes
+
+
+@dataclass
+class Pipeline:
+    core: HomeCore
+    outbox: Any  # edge.outbox.Outbox
+    clock: Clock
+    registry: Any = None  # edge.registry.Registry, for learned state
+    uplink: Any = None  # cloud_bridge.uplink.Uplink
+    tick_s: float = TICK_S
+    on_outputs: Callable[[Outputs], None] | None = None
+    inbox: asyncio.Queue[Input] = field(default_factory=asyncio.Queue)
+    processed: int = 0
+
+    # --- sources -------------------------------------------------------------------------
+    async def pump(self, source: AsyncIterator[Any]) -> None:
+        """Move items from an adapter's async iterator into the inbox."""
+        async for item in source:
+            self.inbox.put_nowait(item)
+
+    # --- processing ----------------------------------------------------------------------
+    def handle(self, item: Input, at: float) -> Outputs:
+        core = self.core
+        try:
+            if isinstance(item, BleAdvert):
+                return core.ble_advert(item.address, item.service_data, item.rssi, at)
+            if isinstance(item, WearableBytes):
+                return core.wearable_frame(item.device_id, item.data, at)
+            return core.zigbee_message(item.topic, bytes(item.payload), at)
+        except Exception:  # one bad input must never stop the gateway
+            core.state.bad_input += 1
+            _LOGGER.exception("dropped an input that broke a detector: %r", item)
+            return Outputs()
+
+    def commit(self, out: Outputs) -> None:
+        """Write outputs durably (one transaction), update state, wake the uplink."""
+        if out:
+            now = self.clock.now()
+            home = self.core.profile.id
+            self.outbox.put(
+                alerts=[(a, alert_topic(home)) for a in out.alerts],
+                aggregates=[
+                    (aggregate_topic(home, a.period), encode(self.core.wire_aggregate(a, now)))
+                    for a in out.aggregates
+                ],
+            )
+            if self.uplink is not None:
+                self.uplink.wake()
+            if self.on_outputs is not None:
+                self.on_outputs(out)
+        if self.core.book_changed:
+            self.core.book_changed = False
+            self.save_docs(only=("alert_book",))
+        self.core.state.outbox = self.outbox.counts()
+        self.core.state.storage_health = self.outbox.health()
+
+    async def process_inbox(self) -> None:
+        while True:
+            first = await self.inbox.get()
+            batch = [first]
+            while len(batch) < BATCH_MAX and not self.inbox.empty():
+                batch.append(self.inbox.get_nowait())
+            out = Outputs()
+            at = self.clock.now()
+            for item in batch:
+                out.extend(self.handle(item, at))
+            self.commit(out)
+            for item in batch:
+                ack = getattr(item, "ack", None)
+                if ack is not None:
+                    ack()
+            self.processed += len(batch)
+
+    def ack_from_hub(self, payload: dict[str, Any]) -> None:
+        self.commit(self.core.hub_ack(payload))
+
+    async def ticker(self) -> None:
+        while True:
+            self.commit(self.core.tick(self.clock.now()))
+            await asyncio.sleep(self.tick_s)
+
+    async def persister(self) -> None:
+        while True:
+            await asyncio.sleep(PERSIST_S)
+            self.save_docs()
+
+    def save_docs(self, only: tuple[str, ...] | None = None) -> None:
+        if self.registry is None:
+            return
+        for name, doc in self.core.docs().items():
+            if only is None or name in only:
+                try:
+                    self.registry.put_doc(name, doc)
+                except OSError as exc:
+                    _LOGGER.error("cannot save %s to the registry: %s", name, exc)
+
+    async def run(self, *sources: AsyncIterator[Any]) -> None:
+        """Run until cancelled; learned state is saved on the way out."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i, source in enumerate(sources):
+                    tg.create_task(self.pump(source), name=f"source-{i}")
+                tg.create_task(self.process_inbox(), name="process")
+                tg.create_task(self.ticker(), name="ticker")
+                tg.create_task(self.persister(), name="persister")
+                if self.uplink is not None:
+                    tg.create_task(self.uplink.run(), name="uplink")
+        finally:
+            with contextlib.suppress(Exception):
+                self.save_docs()
