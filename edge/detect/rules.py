@@ -1,0 +1,372 @@
+"""Rule detectors: SOS button, sensor offline, low battery and room temperature.
+
+Pure: events and the current time in, `Finding`s out; no I/O, no clock. Every finding carries
+a stable key (`sos:{device}`, `offline:{device}`, `battery:{device}`,
+`temperature:{room}:{cold|hot|extreme_heat}`), so the alert book raises one alert per open
+condition and the next occurrence after a resolve is a new alert.
+
+Offline detection learns each device's usual report interval from what it sends: the 90th
+percentile of its last `GAP_WINDOW` gaps between reports (bursts closer than `MIN_GAP_S` count
+as one report). A device is offline when it has been silent longer than
+`max(offline_floor_min, OFFLINE_FACTOR x usual)`. Until `MIN_GAPS_TO_LEARN` gaps are known the
+usual interval is a default per source (`DEFAULT_INTERVAL_S`). A device not heard since start
+gets at least its default limit, counted from start (the gateway may have just started).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from edge.events import AlertType, Event, EventKind, Finding, Role, Severity
+from edge.home import Device, HomeProfile, Thresholds
+
+_LOGGER = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+OFFLINE_FACTOR = 3.0  # silent for this many usual intervals -> offline
+GAP_WINDOW = 48  # recent gaps kept per device
+GAP_QUANTILE = 0.9
+MIN_GAPS_TO_LEARN = 6
+MIN_GAP_S = 1.0  # reports closer than this are one report (one payload -> several events)
+DEFAULT_INTERVAL_S: Mapping[str, float] = {
+    "zigbee2mqtt": 3600.0,  # battery Zigbee devices check in at least about hourly
+    "bthome": 60.0,  # BTHome sensors advertise every minute or so
+    "wearable": 1.0,  # a streaming wearable
+}
+FALLBACK_INTERVAL_S = 3600.0
+BATTERY_HYSTERESIS_PCT = 10.0
+TEMP_HYSTERESIS_C = 1.0
+TEMP_EXTREME_C = 35.0
+TEMP_COLD_SUSTAIN_S = 3600.0
+TEMP_HOT_SUSTAIN_S = 1800.0
+TEMP_READING_MAX_AGE_S = 3 * 3600.0  # older readings no longer speak for the room
+TEMP_PLAUSIBLE_C = (-40.0, 85.0)
+PROTECTIVE_ROLES = frozenset({Role.SOS_BUTTON, Role.WEARABLE})
+
+
+@dataclass(frozen=True, slots=True)
+class TempRule:
+    """One sustained room-temperature condition."""
+
+    name: str
+    side: Literal["below", "above"]
+    threshold: Callable[[Thresholds], float]
+    sustain_s: float
+    severity: Severity
+
+
+TEMP_RULES: tuple[TempRule, ...] = (
+    TempRule("cold", "below", lambda t: t.temp_low_c, TEMP_COLD_SUSTAIN_S, Severity.WARNING),
+    TempRule("hot", "above", lambda t: t.temp_high_c, TEMP_HOT_SUSTAIN_S, Severity.WARNING),
+    TempRule("extreme_heat", "above", lambda t: TEMP_EXTREME_C, TEMP_HOT_SUSTAIN_S, Severity.HIGH),
+)
+
+
+@dataclass(slots=True)
+class _DeviceState:
+    device: Device
+    gaps_s: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_WINDOW))
+    last_seen: float | None = None
+    battery: float | None = None
+    offline: bool = False  # an offline finding is open
+    low_battery: bool = False  # a battery finding is open
+
+
+@dataclass(slots=True)
+class _TempCondition:
+    since: float | None = None  # when the room went beyond the threshold
+    raised: bool = False
+
+
+class RuleDetector:
+    """SOS, sensor_offline, low_battery and temperature rules for one home."""
+
+    def __init__(self, profile: HomeProfile, state: Mapping[str, Any] | None = None) -> None:
+        self._th = profile.thresholds
+        self._devices = {d.id: _DeviceState(d) for d in profile.devices}
+        self._rooms = sorted({d.room for d in profile.devices if d.room})
+        self._temps: dict[str, tuple[float, float]] = {}  # device -> (celsius, at)
+        self._conds = {(r, rule.name): _TempCondition() for r in self._rooms for rule in TEMP_RULES}
+        self._start: float | None = None
+        self._now = -math.inf
+        self._unknown: set[str] = set()
+        if state:
+            self._restore(state)
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def feed(self, event: Event) -> list[Finding]:
+        """Take one event; returns findings due by its time and those it causes."""
+        out = self.advance(event.at)
+        st = self._devices.get(event.device_id)
+        if st is None:
+            if event.device_id not in self._unknown:
+                self._unknown.add(event.device_id)
+                _LOGGER.debug("rules: ignoring device %s, not in the profile", event.device_id)
+            return out
+        out += self._heard(st, event.at)
+        if event.kind is EventKind.ACTION:
+            out += self._sos(st, event)
+        elif event.kind is EventKind.BATTERY:
+            out += self._battery(st, event)
+        elif event.kind is EventKind.TEMPERATURE:
+            out += self._temperature(st, event)
+        return out
+
+    def advance(self, now: float) -> list[Finding]:
+        """Let time run on to `now`: raise what became due (offline, sustained temperature)."""
+        if self._start is None:
+            self._start = now
+        if now < self._now:
+            return []  # late events do not move time back
+        self._now = now
+        out: list[Finding] = []
+        for st in self._devices.values():
+            if not st.offline and now >= self._deadline(st):
+                out.append(self._offline_finding(st, now))
+        for room in self._rooms:
+            out += self._update_room(room, now)
+        return out
+
+    # ---- sos ------------------------------------------------------------------------------
+
+    def _sos(self, st: _DeviceState, event: Event) -> list[Finding]:
+        press = event.value
+        if st.device.role is not Role.SOS_BUTTON:
+            return []
+        if not isinstance(press, str) or not press or press.endswith("release"):
+            return []
+        return [
+            Finding(
+                key=f"sos:{st.device.id}",
+                type=AlertType.SOS,
+                severity=Severity.CRITICAL,
+                at=event.at,
+                room=st.device.room,
+                device_id=st.device.id,
+                evidence={"button": press},
+            )
+        ]
+
+    # ---- sensor offline -------------------------------------------------------------------
+
+    def _heard(self, st: _DeviceState, at: float) -> list[Finding]:
+        if st.last_seen is not None and at - st.last_seen < MIN_GAP_S:
+            st.last_seen = max(st.last_seen, at)
+            return []
+        out: list[Finding] = []
+        if st.offline:
+            silent_s = at - (st.last_seen if st.last_seen is not None else at)
+            st.offline = False
+            out.append(self._finding(st, "offline", "resolve", at, {"silent_min": silent_s / 60}))
+        elif st.last_seen is not None:
+            st.gaps_s.append(at - st.last_seen)  # an outage's gap is not a usual interval
+        st.last_seen = at
+        return out
+
+    def usual_interval_s(self, device_id: str) -> float:
+        """The device's learned (or default) usual report interval, seconds."""
+        return self._usual_s(self._devices[device_id])
+
+    def _usual_s(self, st: _DeviceState) -> float:
+        if len(st.gaps_s) < MIN_GAPS_TO_LEARN:
+            return DEFAULT_INTERVAL_S.get(st.device.source, FALLBACK_INTERVAL_S)
+        ranked = sorted(st.gaps_s)
+        return ranked[max(0, math.ceil(GAP_QUANTILE * len(ranked)) - 1)]
+
+    def _limit_s(self, st: _DeviceState) -> float:
+        floor_s = self._th.offline_floor_min * 60
+        limit = max(floor_s, OFFLINE_FACTOR * self._usual_s(st))
+        if st.last_seen is None:  # never heard since start: give it at least the default
+            default = DEFAULT_INTERVAL_S.get(st.device.source, FALLBACK_INTERVAL_S)
+            limit = max(limit, floor_s, OFFLINE_FACTOR * default)
+        return limit
+
+    def _deadline(self, st: _DeviceState) -> float:
+        ref = st.last_seen if st.last_seen is not None else self._start
+        return (ref if ref is not None else math.inf) + self._limit_s(st)
+
+    def _offline_finding(self, st: _DeviceState, now: float) -> Finding:
+        st.offline = True
+        limit_s = self._limit_s(st)
+        evidence = {
+            "silent_min": limit_s / 60,
+            "limit_min": limit_s / 60,
+            "usual_interval_min": self._usual_s(st) / 60,
+            "learned": len(st.gaps_s) >= MIN_GAPS_TO_LEARN,
+            "never_heard": st.last_seen is None,
+        }
+        return self._finding(st, "offline", "raise", min(now, self._deadline(st)), evidence)
+
+    # ---- battery --------------------------------------------------------------------------
+
+    def _battery(self, st: _DeviceState, event: Event) -> list[Finding]:
+        pct = _number(event.value)
+        if pct is None or not 0 <= pct <= 100:
+            _LOGGER.warning("rules: bad battery value %r from %s", event.value, event.device_id)
+            return []
+        st.battery = pct
+        low = self._th.battery_low_pct
+        evidence = {"battery_pct": pct, "threshold_pct": low}
+        if not st.low_battery and pct < low:
+            st.low_battery = True
+            return [self._finding(st, "battery", "raise", event.at, evidence)]
+        if st.low_battery and pct >= low + BATTERY_HYSTERESIS_PCT:
+            st.low_battery = False
+            return [self._finding(st, "battery", "resolve", event.at, evidence)]
+        return []
+
+    def _finding(
+        self,
+        st: _DeviceState,
+        what: Literal["offline", "battery"],
+        action: Literal["raise", "resolve"],
+        at: float,
+        evidence: Mapping[str, Any],
+    ) -> Finding:
+        protective = st.device.role in PROTECTIVE_ROLES
+        return Finding(
+            key=f"{what}:{st.device.id}",
+            type=AlertType.SENSOR_OFFLINE if what == "offline" else AlertType.LOW_BATTERY,
+            severity=Severity.HIGH if protective else Severity.WARNING,
+            at=at,
+            action=action,
+            room=st.device.room,
+            device_id=st.device.id,
+            evidence={k: round(v, 1) if isinstance(v, float) else v for k, v in evidence.items()},
+        )
+
+    # ---- temperature ----------------------------------------------------------------------
+
+    def _temperature(self, st: _DeviceState, event: Event) -> list[Finding]:
+        celsius = _number(event.value)
+        low, high = TEMP_PLAUSIBLE_C
+        if celsius is None or not low <= celsius <= high:
+            _LOGGER.warning("rules: bad temperature %r from %s", event.value, event.device_id)
+            return []
+        if st.device.room is None:
+            return []
+        self._temps[st.device.id] = (celsius, event.at)
+        return self._update_room(st.device.room, max(event.at, self._now))
+
+    def room_temperature(self, room: str, now: float) -> float | None:
+        """Median of the room's fresh temperature readings, or None."""
+        fresh = [
+            c
+            for dev_id, (c, at) in self._temps.items()
+            if self._devices[dev_id].device.room == room and now - at <= TEMP_READING_MAX_AGE_S
+        ]
+        return statistics.median(fresh) if fresh else None
+
+    def _update_room(self, room: str, now: float) -> list[Finding]:
+        median = self.room_temperature(room, now)
+        out: list[Finding] = []
+        for rule in TEMP_RULES:
+            cond = self._conds[(room, rule.name)]
+            threshold = rule.threshold(self._th)
+            if median is None:
+                if not cond.raised:
+                    cond.since = None
+                continue
+            sign = -1.0 if rule.side == "below" else 1.0
+            beyond = sign * (median - threshold) > 0
+            evidence: dict[str, Any] = {"temperature_c": round(median, 1), "threshold_c": threshold}
+            if cond.raised:
+                if sign * (median - threshold) <= -TEMP_HYSTERESIS_C:
+                    cond.raised, cond.since = False, None
+                    out.append(self._temp_finding(room, rule, "resolve", now, evidence))
+                continue
+            if not beyond:
+                cond.since = None
+                continue
+            if cond.since is None:
+                cond.since = now
+            if now - cond.since >= rule.sustain_s:
+                cond.raised = True
+                evidence["for_min"] = round(rule.sustain_s / 60)
+                at = cond.since + rule.sustain_s
+                out.append(self._temp_finding(room, rule, "raise", at, evidence))
+        return out
+
+    @staticmethod
+    def _temp_finding(
+        room: str,
+        rule: TempRule,
+        action: Literal["raise", "resolve"],
+        at: float,
+        ev: dict[str, Any],
+    ) -> Finding:
+        return Finding(
+            key=f"temperature:{room}:{rule.name}",
+            type=AlertType.TEMPERATURE,
+            severity=rule.severity,
+            at=at,
+            action=action,
+            room=room,
+            evidence=ev,
+        )
+
+    # ---- status and persistence -----------------------------------------------------------
+
+    def device_status(self, now: float) -> list[dict[str, Any]]:
+        """One row per profile device, for the status pages."""
+        return [
+            {
+                "id": st.device.id,
+                "room": st.device.room,
+                "role": str(st.device.role),
+                "last_seen": st.last_seen,
+                "battery": st.battery,
+                "offline": st.offline or (self._start is not None and now >= self._deadline(st)),
+                "low_battery": st.low_battery,
+            }
+            for st in self._devices.values()
+        ]
+
+    def health(self, now: float) -> dict[str, int]:
+        rows = self.device_status(now)
+        return {
+            "devices": len(rows),
+            "offline": sum(1 for r in rows if r["offline"]),
+            "low_battery": sum(1 for r in rows if r["low_battery"]),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learned intervals and open conditions, JSON-serialisable (times are not kept)."""
+        return {
+            "version": STATE_VERSION,
+            "gaps_s": {d: [round(g, 3) for g in st.gaps_s] for d, st in self._devices.items()},
+            "offline": sorted(d for d, st in self._devices.items() if st.offline),
+            "low_battery": sorted(d for d, st in self._devices.items() if st.low_battery),
+            "temperature": sorted([r, n] for (r, n), c in self._conds.items() if c.raised),
+        }
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            _LOGGER.error("rules: ignoring saved state of version %r", state.get("version"))
+            return
+        for dev_id, gaps in dict(state.get("gaps_s", {})).items():
+            st = self._devices.get(dev_id)
+            if st is None or not isinstance(gaps, list):
+                continue
+            st.gaps_s.extend(g for g in gaps if _number(g) is not None and g >= MIN_GAP_S)
+        for flag in ("offline", "low_battery"):
+            for dev_id in state.get(flag, []):
+                if dev_id in self._devices:
+                    setattr(self._devices[dev_id], flag, True)
+        for pair in state.get("temperature", []):
+            cond = self._conds.get(tuple(pair)) if isinstance(pair, list) else None
+            if cond is not None:
+                cond.raised = True
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
