@@ -1,0 +1,566 @@
+"""The durable outbox towards the hub, and the alarm log written in the same transactions.
+
+Every alert state and aggregate is committed to SQLite (WAL, `synchronous=FULL`) before the
+uplink may send it, and deleted only when the hub broker's PUBACK came back (`ack`). Alerts
+drain before aggregates. Past the byte budget the oldest aggregates are dropped, never an
+alert; a full disk is handled the same way. The alarm log (one row per alert id and one per
+state change, with when the hub broker acknowledged it) is append-only: triggers in the
+schema refuse deletes and rewrites.
+
+The schema lives in `edge/schema/outbox_vN.sql`, versioned with `PRAGMA user_version`; each
+migration runs in one transaction. The file is checked with `PRAGMA quick_check` when opened;
+a damaged file is moved aside, what can be read is salvaged (alerts first) into a new file,
+and one ERROR line says so. The gateway never crash-loops on a bad outbox file.
+
+Threads: one `Outbox` may be used from any thread (`check_same_thread=False`, e.g. through
+`asyncio.to_thread`), one call at a time; an internal lock serialises overlapping calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import threading
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cloud_bridge import contract
+from edge.const import (
+    OUTBOX_BUSY_TIMEOUT_S,
+    OUTBOX_DISK_FULL_FREE_BYTES,
+    OUTBOX_FILE,
+    OUTBOX_MAX_BYTES,
+    OUTBOX_ROW_OVERHEAD_BYTES,
+    OUTBOX_WAL_LIMIT_BYTES,
+    PRIORITY_AGGREGATE,
+    PRIORITY_ALERT,
+    STORAGE_FILE_MODE,
+)
+from edge.errors import StorageError
+from edge.events import Alert, iso_utc
+from edge.outbox_salvage import aside_name, restore, salvage
+from edge.registry import ensure_private_dir
+
+_LOGGER = logging.getLogger(__name__)
+
+ALERT = PRIORITY_ALERT
+AGGREGATE = PRIORITY_AGGREGATE
+_SCHEMA_RE = re.compile(r"^outbox_v(\d+)\.sql$")
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_LOG_PAGE = 256  # alerts read per query by alarm_log()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One queued message: publish `payload` on `topic`, then `ack(seq)` on PUBACK."""
+
+    seq: int
+    topic: str
+    payload: bytes
+    priority: int  # 0 = alert, 1 = aggregate
+
+
+class _Damaged(Exception):
+    """The database file is corrupt or truncated (internal: triggers the rebuild)."""
+
+
+def schema_scripts() -> dict[int, str]:
+    """{version: SQL text} of every `edge/schema/outbox_vN.sql` shipped with the package."""
+    scripts: dict[int, str] = {}
+    for entry in resources.files("edge.schema").iterdir():
+        match = _SCHEMA_RE.match(entry.name)
+        if match:
+            scripts[int(match.group(1))] = entry.read_text(encoding="utf-8")
+    return scripts
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _CORRUPT_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def _row_size(topic: str, payload: bytes) -> int:
+    return len(payload) + len(topic.encode()) + OUTBOX_ROW_OVERHEAD_BYTES
+
+
+class Outbox:
+    """SQLite outbox + alarm log in one file (see the module docstring)."""
+
+    def __init__(self, path: Path, max_bytes: int = OUTBOX_MAX_BYTES) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._lock = threading.RLock()
+        self._rebuilt = False
+        self._dropped_since_open = 0
+        self._disk_full = False
+        self._unsaved_drops = 0  # aggregates refused on a full disk, not yet in meta
+        self._n = [0, 0]  # rows queued per priority
+        self._bytes = 0
+        ensure_private_dir(self.path.parent)
+        try:
+            self._db = self._open()
+        except _Damaged as exc:
+            self._db = self._recover(str(exc))
+        self._load_counters()
+
+    # -- opening, migrations, recovery -------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check and migrate; _Damaged for a corrupt file, StorageError otherwise."""
+        _private_file(self.path)
+        try:
+            db = sqlite3.connect(
+                self.path,
+                timeout=OUTBOX_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot open: {exc}") from exc
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StorageError(f"{self.path}: cannot use WAL mode (got {mode!r})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA journal_size_limit={OUTBOX_WAL_LIMIT_BYTES:d}")
+            result = [row[0] for row in db.execute("PRAGMA quick_check")]
+            if result != ["ok"]:
+                raise _Damaged("; ".join(str(r) for r in result[:3]))
+            _migrate(db, self.path)
+            for suffix in ("-wal", "-shm"):
+                side = Path(f"{self.path}{suffix}")
+                if side.exists():
+                    _private_file(side)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if _is_damage(exc):
+                raise _Damaged(str(exc)) from exc
+            raise StorageError(f"{self.path}: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _recover(self, reason: str) -> sqlite3.Connection:
+        """Move the damaged file aside, salvage what reads back, rebuild; one ERROR line."""
+        aside = aside_name(self.path)
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, Path(f"{aside}{suffix}"))
+        found = salvage(aside)
+        db = self._open()  # a new, empty file; a failure here is a StorageError
+        try:
+            restore(db, found)
+        except sqlite3.Error as exc:
+            _LOGGER.error("outbox %s: could not write the salvaged rows back: %s", self.path, exc)
+        alerts = sum(1 for row in found.outbox.values() if row[1] == ALERT)
+        _LOGGER.error(
+            "outbox %s was damaged (%s): moved aside to %s and rebuilt; salvaged %d alerts, "
+            "%d aggregates and %d alarm-log entries, %d unreadable rows lost",
+            self.path,
+            reason,
+            aside.name,
+            alerts,
+            len(found.outbox) - alerts,
+            len(found.log),
+            found.dropped,
+        )
+        self._rebuilt = True
+        return db
+
+    def _load_counters(self) -> None:
+        self._n = [0, 0]
+        self._bytes = 0
+        rows = self._db.execute(
+            "SELECT priority, count(*), coalesce(sum(size), 0) FROM outbox GROUP BY priority"
+        )
+        for priority, count, size in rows:
+            self._n[int(priority)] = int(count)
+            self._bytes += int(size)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def put(
+        self,
+        alerts: Sequence[tuple[Alert, str]] = (),
+        aggregates: Sequence[tuple[str, bytes]] = (),
+    ) -> list[int]:
+        """Commit alert states (+ their alarm-log rows) and aggregates in one transaction.
+
+        `alerts` are (alert, topic) pairs, `aggregates` (topic, payload) pairs. Returns the
+        seqs of the rows stored (alerts first, in the order given); aggregates dropped for
+        the budget or a full disk have no seq. Raises StorageError if an alert cannot be
+        stored even after every aggregate was dropped.
+        """
+        alert_rows = [(topic, contract.encode(a.to_wire()), a) for a, topic in alerts]
+        agg_rows = [(topic, bytes(payload)) for topic, payload in aggregates]
+        if not alert_rows and not agg_rows:
+            return []
+        with self._lock:
+            while True:
+                try:
+                    return self._put_once(alert_rows, agg_rows)
+                except sqlite3.Error as exc:
+                    if not _is_disk_full(exc):
+                        raise StorageError(f"outbox {self.path}: write failed: {exc}") from exc
+                self._disk_full = True
+                need = sum(_row_size(t, p) for t, p, _ in alert_rows)
+                need += sum(_row_size(t, p) for t, p in agg_rows)
+                if self._free_space(max(need, OUTBOX_DISK_FULL_FREE_BYTES)):
+                    continue
+                if agg_rows:
+                    _LOGGER.warning(
+                        "outbox %s: disk full and no older aggregate left to drop: "
+                        "dropping %d new aggregates",
+                        self.path,
+                        len(agg_rows),
+                    )
+                    self._unsaved_drops += len(agg_rows)
+                    self._dropped_since_open += len(agg_rows)
+                    agg_rows = []
+                    if alert_rows:
+                        continue
+                    return []
+                raise StorageError(
+                    f"outbox {self.path}: disk full, {len(alert_rows)} alert message(s) "
+                    "could not be stored even with every aggregate dropped"
+                )
+
+    def _put_once(
+        self, alert_rows: list[tuple[str, bytes, Alert]], agg_rows: list[tuple[str, bytes]]
+    ) -> list[int]:
+        db = self._db
+        seqs: list[int] = []
+        added = [0, 0]
+        added_bytes = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for topic, payload, alert in alert_rows:
+                db.execute(
+                    "INSERT OR IGNORE INTO alarm_log "
+                    "(alert_id, type, severity, raised_at, room, device_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        alert.id,
+                        str(alert.type),
+                        str(alert.severity),
+                        alert.raised_at,
+                        alert.room,
+                        alert.device_id,
+                    ),
+                )
+                state_id = db.execute(
+                    "INSERT INTO alarm_state (alert_id, state, at) VALUES (?, ?, ?)",
+                    (alert.id, str(alert.state), alert.at),
+                ).lastrowid
+                size = _row_size(topic, payload)
+                cur = db.execute(
+                    "INSERT INTO outbox (priority, topic, payload, size, state_id) "
+                    "VALUES (0, ?, ?, ?, ?)",
+                    (topic, payload, size, state_id),
+                )
+                seqs.append(int(cur.lastrowid or 0))
+                added[ALERT] += 1
+                added_bytes += size
+            for topic, payload in agg_rows:
+                size = _row_size(topic, payload)
+                cur = db.execute(
+                    "INSERT INTO outbox (priority, topic, payload, size) VALUES (1, ?, ?, ?)",
+                    (topic, payload, size),
+                )
+                seqs.append(int(cur.lastrowid or 0))
+                added[AGGREGATE] += 1
+                added_bytes += size
+            excess = self._bytes + added_bytes - self.max_bytes
+            dropped, dropped_bytes, last = self._drop_in_txn(excess) if excess > 0 else (0, 0, 0)
+            self._save_drops(dropped + self._unsaved_drops)
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._unsaved_drops = 0
+        self._n[ALERT] += added[ALERT]
+        self._n[AGGREGATE] += added[AGGREGATE] - dropped
+        self._bytes += added_bytes - dropped_bytes
+        if dropped:
+            self._dropped_since_open += dropped
+            _LOGGER.warning(
+                "outbox %s over its %d-byte budget: dropped the %d oldest aggregates (%d bytes)",
+                self.path,
+                self.max_bytes,
+                dropped,
+                dropped_bytes,
+            )
+            n_alerts = len(alert_rows)
+            seqs = seqs[:n_alerts] + [s for s in seqs[n_alerts:] if s > last]
+        return seqs
+
+    def _drop_in_txn(self, want_bytes: int) -> tuple[int, int, int]:
+        """Delete the oldest aggregates worth >= want_bytes; (rows, bytes, last seq dropped)."""
+        count = freed = last = 0
+        for seq, size in self._db.execute(
+            "SELECT seq, size FROM outbox WHERE priority = 1 ORDER BY seq"
+        ):
+            count, freed, last = count + 1, freed + int(size), int(seq)
+            if freed >= want_bytes:
+                break
+        if count:
+            self._db.execute("DELETE FROM outbox WHERE priority = 1 AND seq <= ?", (last,))
+        return count, freed, last
+
+    def _save_drops(self, count: int) -> None:
+        if count:
+            self._db.execute(
+                "UPDATE meta SET value = value + ? WHERE key = 'dropped_aggregates'", (count,)
+            )
+
+    def _free_space(self, want_bytes: int) -> bool:
+        """Disk full: drop the oldest aggregates in their own transaction; False if none."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            dropped, freed, _last = self._drop_in_txn(want_bytes)
+            self._save_drops(dropped)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            _LOGGER.error("outbox %s: disk full and dropping aggregates failed: %s", self.path, exc)
+            return False
+        if dropped:
+            self._n[AGGREGATE] -= dropped
+            self._bytes -= freed
+            self._dropped_since_open += dropped
+            _LOGGER.warning(
+                "outbox %s: disk full: dropped the %d oldest aggregates (%d bytes)",
+                self.path,
+                dropped,
+                freed,
+            )
+        return dropped > 0
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+    # -- draining ----------------------------------------------------------------------------
+
+    def next_batch(self, limit: int, exclude: Collection[int] = ()) -> list[OutboxItem]:
+        """Up to `limit` rows to send: alerts first (by seq), then aggregates (by seq).
+
+        `exclude`: seqs already in flight (published, PUBACK not yet back).
+        """
+        if limit <= 0:
+            return []
+        skip = set(exclude)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, topic, payload, priority FROM outbox ORDER BY priority, seq LIMIT ?",
+                (limit + len(skip),),
+            ).fetchall()
+        items = [
+            OutboxItem(int(seq), str(topic), bytes(payload), int(priority))
+            for seq, topic, payload, priority in rows
+            if seq not in skip
+        ]
+        return items[:limit]
+
+    def ack(self, seq: int, at: float) -> None:
+        """The hub broker acknowledged `seq` at `at`: delete it; log delivery of an alert."""
+        self.ack_many((seq,), at)
+
+    def ack_many(self, seqs: Iterable[int], at: float) -> None:
+        """`ack` for several PUBACKs in one transaction (one disk sync for all of them)."""
+        db = self._db
+        with self._lock:
+            removed = [0, 0]
+            removed_bytes = 0
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for seq in seqs:
+                    row = db.execute(
+                        "SELECT priority, size, state_id FROM outbox WHERE seq = ?", (seq,)
+                    ).fetchone()
+                    if row is None:
+                        _LOGGER.debug("outbox: ack of seq %s, already gone", seq)
+                        continue
+                    priority, size, state_id = row
+                    if state_id is not None:
+                        db.execute(
+                            "UPDATE alarm_state SET delivered_at = ? "
+                            "WHERE id = ? AND delivered_at IS NULL",
+                            (at, state_id),
+                        )
+                        db.execute(
+                            "UPDATE alarm_log SET delivered_at = ? WHERE delivered_at IS NULL "
+                            "AND alert_id = (SELECT alert_id FROM alarm_state WHERE id = ?)",
+                            (at, state_id),
+                        )
+                    db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                    removed[int(priority)] += 1
+                    removed_bytes += int(size)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError(f"outbox {self.path}: ack failed: {exc}") from exc
+            self._n[ALERT] -= removed[ALERT]
+            self._n[AGGREGATE] -= removed[AGGREGATE]
+            self._bytes -= removed_bytes
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """{"alerts", "aggregates", "bytes", "dropped_aggregates"} (drops: since the file began)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'dropped_aggregates'"
+            ).fetchone()
+            return {
+                "alerts": self._n[ALERT],
+                "aggregates": self._n[AGGREGATE],
+                "bytes": self._bytes,
+                "dropped_aggregates": int(row[0] if row else 0) + self._unsaved_drops,
+            }
+
+    def health(self) -> str:
+        """`warning` once aggregates were dropped, the disk was full or the file was rebuilt
+        since this process opened it; `ok` otherwise."""
+        with self._lock:
+            degraded = self._rebuilt or self._disk_full or self._dropped_since_open > 0
+        return "warning" if degraded else "ok"
+
+    def alarm_log(self) -> Iterator[dict[str, Any]]:
+        """One dict per alert id, oldest first (see `read_alarm_log`)."""
+        return read_alarm_log(self._db, self._lock)
+
+    def close(self) -> None:
+        """Checkpoint and close; the object cannot be used afterwards."""
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+
+# -- helpers shared by Outbox and `veille log` --------------------------------------------------
+
+
+def read_alarm_log(
+    db: sqlite3.Connection, lock: threading.RLock | None = None
+) -> Iterator[dict[str, Any]]:
+    """{"id","type","raised_at","states":[{"state","at","delivered_at"}],"delivered_at"} per
+    alert, in the order they were first logged; times are ISO UTC strings or None."""
+    last = 0
+    guard = lock or threading.RLock()
+    while True:
+        with guard:
+            heads = db.execute(
+                "SELECT rowid, alert_id, type, raised_at, delivered_at FROM alarm_log "
+                "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (last, _LOG_PAGE),
+            ).fetchall()
+            if not heads:
+                return
+            ids = [h[1] for h in heads]
+            marks = ",".join("?" * len(ids))
+            states: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            for alert_id, state, at, delivered in db.execute(
+                f"SELECT alert_id, state, at, delivered_at FROM alarm_state "
+                f"WHERE alert_id IN ({marks}) ORDER BY id",
+                ids,
+            ):
+                states[alert_id].append(
+                    {"state": state, "at": iso_utc(at), "delivered_at": _iso_or_none(delivered)}
+                )
+        for _rowid, alert_id, kind, raised_at, delivered in heads:
+            yield {
+                "id": alert_id,
+                "type": kind,
+                "raised_at": iso_utc(raised_at),
+                "states": states[alert_id],
+                "delivered_at": _iso_or_none(delivered),
+            }
+        last = heads[-1][0]
+
+
+def _iso_or_none(t: float | None) -> str | None:
+    return None if t is None else iso_utc(float(t))
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the file to the newest schema; each step is one transaction with its version."""
+    scripts = schema_scripts()
+    newest = max(scripts)
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > newest:
+        raise StorageError(
+            f"{path}: schema version {version} is newer than this software ({newest})"
+        )
+    for target in range(version + 1, newest + 1):
+        if target not in scripts:
+            raise StorageError(f"{path}: no migration to schema version {target}")
+        try:
+            db.executescript(
+                f"BEGIN IMMEDIATE;\n{scripts[target]}\nPRAGMA user_version = {target:d};\nCOMMIT;"
+            )
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if version:
+            _LOGGER.info("outbox %s: migrated schema to version %d", path, target)
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` (empty) readable by the service user alone, or tighten its mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, STORAGE_FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, STORAGE_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def log_main(args: Any) -> int:
+    """`veille log --storage DIR --json`: one JSON line per alert of the alarm log."""
+    storage = Path(args.storage)
+    path = storage / OUTBOX_FILE
+    if not storage.is_dir():
+        raise StorageError(f"{storage}: no such storage folder")
+    if not path.is_file():
+        raise StorageError(f"{path}: no outbox here (has the gateway run with this storage?)")
+    try:
+        db = sqlite3.connect(path, timeout=OUTBOX_BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open: {exc}") from exc
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if not 1 <= version <= max(schema_scripts()):
+            raise StorageError(f"{path}: not a Veille outbox (schema version {version})")
+        out = sys.stdout
+        for entry in read_alarm_log(db):
+            out.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        out.flush()
+    except sqlite3.Error as exc:
+        raise StorageError(
+            f"{path}: cannot read the alarm log ({exc}); the gateway repairs the file when it "
+            "starts"
+        ) from exc
+    finally:
+        db.close()
+    return 0
