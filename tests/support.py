@@ -156,3 +156,67 @@ def env_without_proxy() -> dict[str, str]:
     for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
         env.pop(key, None)
     return env
+
+
+REPO = Path(__file__).resolve().parents[1]
+HUB_CONF = REPO / "firmware_configs" / "mosquitto" / "hub.conf"
+HUB_ACL = REPO / "firmware_configs" / "mosquitto" / "hub.acl"
+HUB_RECEIVERS = ("hub-receiver-1", "hub-receiver-2", "hub-receiver-3")
+
+
+def make_hub_pki(
+    tls_dir: Path, homes: tuple[str, ...] = (), receivers: tuple[str, ...] = HUB_RECEIVERS
+) -> Path:
+    """A test CA in `tls_dir` with the hub's server certificate (`hub.pem`/`hub.key`) and a
+    client certificate `<name>.pem`/`<name>.key` for every home and receiver."""
+    from cloud_bridge import pki
+
+    pki.init_ca(tls_dir)
+    pki.issue(tls_dir, "hub", "server", ("127.0.0.1", "localhost"))
+    for name in (*homes, *receivers):
+        pki.issue(tls_dir, name, "client")
+    return tls_dir
+
+
+@dataclass
+class TlsHub(Mosquitto):
+    """The hub broker as configured by the committed hub.conf + hub.acl (TLS, per-home ACL),
+    rendered for a free loopback port, the test CA in `tls_dir` and the given receivers."""
+
+    tls_dir: Path = Path()
+    receivers: tuple[str, ...] = HUB_RECEIVERS
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.port}"
+
+    def conf_text(self) -> str:
+        from cloud_bridge import pki
+
+        acl = self.workdir / "hub.acl"
+        acl.write_text(pki.render_hub_acl(HUB_ACL.read_text(), self.receivers))
+        conf = pki.render_hub_conf(
+            HUB_CONF.read_text(),
+            port=self.port,
+            tls_dir=self.tls_dir,
+            data_dir=self.workdir,
+            acl_path=acl,
+            host="127.0.0.1",
+        )
+        # Started as root, mosquitto would switch to the `mosquitto` user, which cannot read
+        # the test's private files; in production the files belong to that user instead.
+        if os.geteuid() == 0:
+            conf += "user root\n"
+        return conf + self.extra_conf
+
+
+def tls_client(tls_dir: Path, name: str | None, client_id: str = "") -> mqtt.Client:
+    """A paho MQTT v5 client set up with the test CA and `name`'s certificate (None: none)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if name is None:
+        client.tls_set(str(tls_dir / "ca.pem"))
+    else:
+        client.tls_set(
+            str(tls_dir / "ca.pem"), str(tls_dir / f"{name}.pem"), str(tls_dir / f"{name}.key")
+        )
+    return client
