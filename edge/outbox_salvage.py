@@ -56,6 +56,10 @@ def salvage(aside: Path) -> Salvage:
     found = Salvage()
     try:
         db = sqlite3.connect(aside, isolation_level=None)
+        # writable_schema: read a truncated file by its real size instead of refusing it
+        # because the header counts more pages; query_only: nothing here writes to it.
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:
         _LOGGER.debug("salvage: cannot open %s: %s", aside, exc)
         return found
