@@ -99,6 +99,7 @@ class HomeCore:
     # --- inputs ----------------------------------------------------------------------------
     def zigbee_message(self, topic: str, payload: bytes, at: float) -> Outputs:
         result = self.zigbee.decode(topic, payload, at)
+        self.state.note_bridge(result, at)
         if result.unknown:
             self.state.note_unknown("zigbee2mqtt", result.unknown, at)
         return self._events(result.events)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from edge.events import Aggregate, Alert, Event, is_activity
+from edge.events import Aggregate, Alert, Event, EventKind, is_activity
 
 RECENT_ALERTS = 50
 DAILY_HISTORY = 30
+BRIDGE_EVENTS = 50
 
 
 @dataclass
@@ -48,9 +49,21 @@ class HomeState:
     bad_input: int = 0
     outbox: dict[str, int] = field(default_factory=dict)
     storage_health: str = "ok"
+    # per registered device: (time, kind) of its last event of any kind (walk-through test)
+    device_last: dict[str, tuple[float, str]] = field(default_factory=dict)
+    device_signal: dict[str, float] = field(default_factory=dict)  # last LQI / RSSI
+    # Zigbee2MQTT bridge, for the installer's pairing page
+    bridge_online: bool | None = None
+    bridge_devices: tuple[Any, ...] = ()  # edge.decode.zigbee2mqtt.BridgeDevice
+    bridge_events: deque[tuple[float, Any]] = field(
+        default_factory=lambda: deque(maxlen=BRIDGE_EVENTS)
+    )  # (time, BridgeEvent)
 
     def note_event(self, event: Event) -> None:
         self.events_seen += 1
+        self.device_last[event.device_id] = (event.at, str(event.kind))
+        if event.kind is EventKind.LINKQUALITY and isinstance(event.value, int | float):
+            self.device_signal[event.device_id] = float(event.value)
         if not is_activity(event) or event.room is None:
             return
         self.last_activity_at = event.at
@@ -61,6 +74,15 @@ class HomeState:
             self.today = day
             self.today_rooms = {}
         self.today_rooms.setdefault(event.room, [0] * 24)[local.hour] += 1
+
+    def note_bridge(self, result: Any, at: float) -> None:
+        """What a Zigbee2MQTT bridge message told (a `Z2mResult`): devices, joins, online."""
+        if result.bridge_devices is not None:
+            self.bridge_devices = tuple(result.bridge_devices)
+        if result.bridge_event is not None:
+            self.bridge_events.append((at, result.bridge_event))
+        if result.bridge_online is not None:
+            self.bridge_online = result.bridge_online
 
     def note_unknown(self, source: str, address: str, at: float, rssi: float | None = None) -> None:
         dev = self.unknown.setdefault(f"{source}:{address}", UnknownDevice(source, address))
