@@ -64,7 +64,7 @@ class Peer:
         self.client = tls_client(hub.tls_dir, name, client_id=f"{name}-{uuid.uuid4().hex[:8]}")
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_a: self._ready.put("subscribed")
-        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload))
+        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))
         self.client.on_publish = self._on_publish
         self._subscriptions = subscriptions
         self.client.connect("127.0.0.1", hub.port)
