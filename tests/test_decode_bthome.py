@@ -90,7 +90,8 @@ def test_unknown_address_is_listed_nearby_and_counted(caplog: pytest.LogCaptureF
     assert result.unknown == NearbyDevice("AA:BB:CC:DD:EE:FF", "ATC_DDEEFF", -77, 50.0, True)
     decoder.decode("AA:BB:CC:DD:EE:FF", data, -70, 51.0)
     phone = decoder.decode("11:22:33:44:55:66", {}, -90, 52.0, None)  # not BTHome
-    assert phone.unknown is not None and not phone.unknown.bthome
+    assert phone.unknown is not None
+    assert not phone.unknown.bthome
     assert decoder.unknown_counts == {"AA:BB:CC:DD:EE:FF": 2}
     assert list(decoder.nearby) == ["AA:BB:CC:DD:EE:FF", "11:22:33:44:55:66"]
     assert len(warnings(caplog)) == 1  # one line for the unknown BTHome sensor, none for phones

@@ -131,7 +131,9 @@ def test_bridge_devices_events_and_state(caplog: pytest.LogCaptureFixture) -> No
         assert got.events == ()
     for payload, online in vec["states"]:
         text = payload if isinstance(payload, str) else json.dumps(payload)
-        assert decoder.decode("zigbee2mqtt/bridge/state", text.encode(), 3.0).bridge_online is online
+        assert (
+            decoder.decode("zigbee2mqtt/bridge/state", text.encode(), 3.0).bridge_online is online
+        )
     assert decoder.decode("zigbee2mqtt/bridge/logging", b'{"level":"info"}', 4.0) == type(got)()
     assert warnings(caplog) == []
 
