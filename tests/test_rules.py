@@ -114,39 +114,46 @@ def test_never_heard_device_waits_for_its_default(
     assert keyed(det.advance(T0 + limit_s + 600), f"offline:{device}") == []  # once
 
 
+def reports(det: RuleDetector, device: str, times: list[float]) -> None:
+    for t in times:
+        det.feed(ev(device, EventKind.LINKQUALITY, 90.0, t))
+        det.feed(ev(device, EventKind.BATTERY, 90.0, t))  # same payload: one report
+
+
+BIN_300_S = 2**8.25  # histogram bin holding 300 s: (2**8, 2**8.25] = (256, 304.4]
+BIN_3000_S = 2**11.75  # (2**11.5, 2**11.75] = (2896, 3444]
+BIN_10_S = 2**3.5  # (2**3.25, 2**3.5] = (9.5, 11.3]
+
+
 def test_learned_five_minute_interval_goes_offline_after_the_floor() -> None:
     det = started()
-    for i in range(10):
-        det.feed(ev("pir-k", EventKind.LINKQUALITY, 90.0, T0 + i * 300))
-        det.feed(ev("pir-k", EventKind.BATTERY, 90.0, T0 + i * 300))  # same payload: one report
-    last = T0 + 9 * 300
-    assert det.usual_interval_s("pir-k") == 300.0
+    reports(det, "pir-k", [T0 + i * 300 for i in range(72)])  # 71 gaps: 5 h 55 min observed
+    assert det.usual_interval_s("pir-k") == 3600.0  # still learning: the Zigbee default
+    reports(det, "pir-k", [T0 + 72 * 300])  # 6 h observed: learned
+    assert det.usual_interval_s("pir-k") == BIN_300_S
+    last = T0 + 72 * 300
     # 3 x 5 min is under the 60 min floor: offline after 60 min, not after the 3 h default
     assert keyed(det.advance(last + HOUR - 1), "offline:pir-k") == []
     raised = keyed(det.advance(last + HOUR), "offline:pir-k")
     assert [(f.action, f.at, f.evidence["learned"]) for f in raised] == [
         ("raise", last + HOUR, True)
     ]
-    assert raised[0].evidence["usual_interval_min"] == 5.0
+    assert raised[0].evidence["usual_interval_min"] == 5.1
     back = keyed(det.feed(ev("pir-k", EventKind.MOTION, True, last + 2 * HOUR)), "offline:pir-k")
     assert [(f.action, f.evidence["silent_min"]) for f in back] == [("resolve", 120.0)]
-    assert det.usual_interval_s("pir-k") == 300.0  # the outage is not learned as a usual gap
+    assert det.state_dict()["intervals"]["pir-k"]["observed_s"] == 72 * 300  # outage not learned
 
 
-def test_learned_long_interval_uses_the_high_quantile() -> None:
+def test_heartbeat_silences_outweigh_a_burst_of_motion() -> None:
     det = started()
-    t = T0
-    det.feed(ev("pir-k", EventKind.LINKQUALITY, 80.0, t))
-    for gap in [2400.0] * 7 + [3000.0]:  # a Zigbee device checking in every 40-50 min
-        t += gap
-        det.feed(ev("pir-k", EventKind.LINKQUALITY, 80.0, t))
-    assert det.usual_interval_s("pir-k") == 3000.0  # 8 gaps: nearest rank 8 of 8 is the long one
-    for _ in range(2):
-        t += 2400.0
-        det.feed(ev("pir-k", EventKind.LINKQUALITY, 80.0, t))
-    assert det.usual_interval_s("pir-k") == 2400.0  # 10 gaps: one long gap in ten is ignored
-    assert keyed(det.advance(t + 7200 - 1), "offline:pir-k") == []
-    assert [f.at for f in keyed(det.advance(t + 7200), "offline:pir-k")] == [t + 7200]
+    t = T0 + 3000 * 8
+    reports(det, "pir-k", [T0 + i * 3000 for i in range(9)])  # heartbeats every 50 min, 6 h 40
+    reports(det, "pir-k", [t + i * 20 for i in range(1, 181)])  # then a busy hour: 180 motions
+    t += 180 * 20
+    assert det.usual_interval_s("pir-k") == BIN_3000_S  # by count, 95 % of gaps are 20 s
+    limit = 3 * BIN_3000_S
+    assert keyed(det.advance(t + limit - 1), "offline:pir-k") == []
+    assert [f.at for f in keyed(det.advance(t + limit), "offline:pir-k")] == [t + limit]
 
 
 def test_few_reports_keep_the_default_interval() -> None:
@@ -161,10 +168,10 @@ def test_few_reports_keep_the_default_interval() -> None:
 
 def test_wearable_that_stays_away() -> None:
     det = started()
-    for i in range(100):  # heartbeats every 10 s while streaming
+    for i in range(2161):  # heartbeats every 10 s while streaming, for 6 h
         det.feed(ev("watch", EventKind.HEARTBEAT, None, T0 + i * 10))
-    last = T0 + 990
-    assert det.usual_interval_s("watch") == 10.0
+    last = T0 + 21600
+    assert det.usual_interval_s("watch") == BIN_10_S
     assert keyed(det.advance(last + HOUR - 1), "offline:watch") == []
     out = keyed(det.advance(last + HOUR), "offline:watch")
     assert [(f.severity, f.device_id, f.room) for f in out] == [(Severity.HIGH, "watch", None)]
@@ -316,30 +323,37 @@ def test_health_and_device_status() -> None:
 
 def test_state_round_trip_keeps_learning_and_open_conditions() -> None:
     det = started()
-    for i in range(10):
-        det.feed(ev("pir-k", EventKind.MOTION, True, T0 + i * 300))
-    det.feed(ev("sos-1", EventKind.BATTERY, 5.0, T0 + 10))
     temp_run(det, [(T0, "th-1", 10.0)])
-    det.advance(T0 + 2 * HOUR)  # pir-k offline, living cold
+    det.feed(ev("sos-1", EventKind.BATTERY, 5.0, T0 + 10))
+    reports(det, "pir-k", [T0 + 20 + i * 300 for i in range(73)])
+    det.advance(T0 + 8 * HOUR)  # pir-k offline, living cold (raised at +1 h, stale since +3 h)
     saved = json.loads(json.dumps(det.state_dict()))
-    assert saved["offline"] == ["pir-k", "th-1", "th-2", "watch"]
+    assert saved["offline"] == ["pir-k", "sos-1", "th-1", "th-2", "watch"]
     assert saved["low_battery"] == ["sos-1"]
     assert saved["temperature"] == [["living", "cold"]]
 
     again = RuleDetector(PROFILE, saved)
     again.advance(T0 + 10 * HOUR)  # a restart: new start, no last_seen
-    assert again.usual_interval_s("pir-k") == 300.0
+    assert again.usual_interval_s("pir-k") == BIN_300_S
     out = again.feed(ev("pir-k", EventKind.MOTION, True, T0 + 10 * HOUR + 5))
     assert [(f.key, f.action) for f in out] == [("offline:pir-k", "resolve")]
     out = again.feed(ev("sos-1", EventKind.BATTERY, 100.0, T0 + 10 * HOUR + 6))
-    assert [(f.key, f.action) for f in out] == [("battery:sos-1", "resolve")]
+    assert [(f.key, f.action) for f in out] == [
+        ("offline:sos-1", "resolve"),
+        ("battery:sos-1", "resolve"),
+    ]
     out = temp_run(again, [(T0 + 10 * HOUR + 7, "th-1", 20.0)])
     assert [(f.key, f.action) for f in out] == [("temperature:living:cold", "resolve")]
 
 
 @pytest.mark.parametrize(
     "state",
-    [{"version": 99}, {"version": 1, "gaps_s": {"pir-k": ["x", None, 0.1]}, "temperature": [3]}],
+    [
+        {"version": 99},
+        {"version": 1, "intervals": {"pir-k": {"weights": {"x": 1}}}, "temperature": [3]},
+        {"version": 1, "intervals": {"pir-k": {"observed_s": 9e9, "weights": {"999": 1.0}}}},
+        {"version": 1, "intervals": {"pir-k": [1, 2]}, "offline": ["nobody"]},
+    ],
 )
 def test_bad_saved_state_is_ignored(state: dict[str, object]) -> None:
     det = RuleDetector(PROFILE, state)

@@ -5,12 +5,10 @@ a stable key (`sos:{device}`, `offline:{device}`, `battery:{device}`,
 `temperature:{room}:{cold|hot|extreme_heat}`), so the alert book raises one alert per open
 condition and the next occurrence after a resolve is a new alert.
 
-Offline detection learns each device's usual report interval from what it sends: the 90th
-percentile of its last `GAP_WINDOW` gaps between reports (bursts closer than `MIN_GAP_S` count
-as one report). A device is offline when it has been silent longer than
-`max(offline_floor_min, OFFLINE_FACTOR x usual)`. Until `MIN_GAPS_TO_LEARN` gaps are known the
-usual interval is a default per source (`DEFAULT_INTERVAL_S`). A device not heard since start
-gets at least its default limit, counted from start (the gateway may have just started).
+A device is offline when silent longer than `max(offline_floor_min, OFFLINE_FACTOR x usual)`,
+its usual interval being learned from its own reports (`GapHistogram`), or a default per source
+until `LEARN_MIN_S` of reporting was seen. A device not heard since start gets at least its
+default limit, counted from start (the gateway may have just started).
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,9 +27,11 @@ _LOGGER = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 OFFLINE_FACTOR = 3.0  # silent for this many usual intervals -> offline
-GAP_WINDOW = 48  # recent gaps kept per device
-GAP_QUANTILE = 0.9
-MIN_GAPS_TO_LEARN = 6
+GAP_QUANTILE = 0.9  # of the time spent silent
+GAP_BINS_PER_OCTAVE = 4  # histogram resolution: bins 19 % wide
+GAP_MAX_BIN = GAP_BINS_PER_OCTAVE * 18  # 2**18 s = 73 h
+GAP_HALF_LIFE_S = 3 * 86400.0  # older silences weigh half after three days of reporting
+LEARN_MIN_S = 6 * 3600.0  # observed reporting before the learned interval replaces the default
 MIN_GAP_S = 1.0  # reports closer than this are one report (one payload -> several events)
 DEFAULT_INTERVAL_S: Mapping[str, float] = {
     "zigbee2mqtt": 3600.0,  # battery Zigbee devices check in at least about hourly
@@ -47,7 +46,13 @@ TEMP_COLD_SUSTAIN_S = 3600.0
 TEMP_HOT_SUSTAIN_S = 1800.0
 TEMP_READING_MAX_AGE_S = 3 * 3600.0  # older readings no longer speak for the room
 TEMP_PLAUSIBLE_C = (-40.0, 85.0)
-PROTECTIVE_ROLES = frozenset({Role.SOS_BUTTON, Role.WEARABLE})
+PROTECTIVE_ROLES = frozenset({Role.SOS_BUTTON, Role.WEARABLE})  # high severity: they guard
+DEVICE_ALERTS: Mapping[str, AlertType] = {
+    "sos": AlertType.SOS,
+    "offline": AlertType.SENSOR_OFFLINE,
+    "battery": AlertType.LOW_BATTERY,
+}
+Action = Literal["raise", "resolve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +73,54 @@ TEMP_RULES: tuple[TempRule, ...] = (
 )
 
 
+class GapHistogram:
+    """Time-weighted, decaying histogram of the silences between one device's reports.
+
+    Bin i holds gaps in (2**((i-1)/4), 2**(i/4)] s; each gap adds its own length, so a burst of
+    motion reports weighs little against the long heartbeat silences that set the limit (a
+    count-based window would forget those after a busy hour). Each gap first decays older
+    weight by its length (half-life `GAP_HALF_LIFE_S`), bounding memory without timestamps.
+    Reports closer than `MIN_GAP_S` are one report; an outage is not learned.
+    """
+
+    def __init__(self, weights: Mapping[int, float] | None = None, observed_s: float = 0.0):
+        self.weights: dict[int, float] = dict(weights or {})
+        self.observed_s = observed_s  # total silence learned, not decayed
+
+    def add(self, gap_s: float) -> None:
+        decay = 0.5 ** (gap_s / GAP_HALF_LIFE_S)
+        self.weights = {i: w * decay for i, w in self.weights.items() if w * decay > 1e-3}
+        i = min(GAP_MAX_BIN, max(0, math.ceil(GAP_BINS_PER_OCTAVE * math.log2(gap_s))))
+        self.weights[i] = self.weights.get(i, 0.0) + gap_s
+        self.observed_s += gap_s
+
+    def quantile(self, q: float) -> float:
+        """Upper edge of the bin where the time-weighted quantile `q` falls (0 when empty)."""
+        target = q * sum(self.weights.values())
+        acc = 0.0
+        for i in sorted(self.weights):
+            acc += self.weights[i]
+            if acc >= target:
+                return float(2 ** (i / GAP_BINS_PER_OCTAVE))
+        return 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        weights = {str(i): round(w, 3) for i, w in sorted(self.weights.items())}
+        return {"observed_s": round(self.observed_s, 1), "weights": weights}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GapHistogram:
+        """Rebuild from `to_dict`; ValueError/TypeError/AttributeError on a bad document."""
+        weights = {int(k): float(v) for k, v in data["weights"].items()}
+        if not all(0 <= i <= GAP_MAX_BIN and w >= 0 for i, w in weights.items()):
+            raise ValueError("gap histogram out of range")
+        return cls(weights, float(data["observed_s"]))
+
+
 @dataclass(slots=True)
 class _DeviceState:
     device: Device
-    gaps_s: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_WINDOW))
+    gaps: GapHistogram = field(default_factory=GapHistogram)
     last_seen: float | None = None
     battery: float | None = None
     offline: bool = False  # an offline finding is open
@@ -138,21 +187,11 @@ class RuleDetector:
 
     def _sos(self, st: _DeviceState, event: Event) -> list[Finding]:
         press = event.value
-        if st.device.role is not Role.SOS_BUTTON:
+        if st.device.role is not Role.SOS_BUTTON or not isinstance(press, str) or not press:
             return []
-        if not isinstance(press, str) or not press or press.endswith("release"):
+        if press.endswith("release"):  # release, long_release: the end of a press already sent
             return []
-        return [
-            Finding(
-                key=f"sos:{st.device.id}",
-                type=AlertType.SOS,
-                severity=Severity.CRITICAL,
-                at=event.at,
-                room=st.device.room,
-                device_id=st.device.id,
-                evidence={"button": press},
-            )
-        ]
+        return [self._finding(st, "sos", "raise", event.at, {"button": press})]
 
     # ---- sensor offline -------------------------------------------------------------------
 
@@ -166,7 +205,7 @@ class RuleDetector:
             st.offline = False
             out.append(self._finding(st, "offline", "resolve", at, {"silent_min": silent_s / 60}))
         elif st.last_seen is not None:
-            st.gaps_s.append(at - st.last_seen)  # an outage's gap is not a usual interval
+            st.gaps.add(at - st.last_seen)  # an outage's gap is not a usual silence
         st.last_seen = at
         return out
 
@@ -175,10 +214,9 @@ class RuleDetector:
         return self._usual_s(self._devices[device_id])
 
     def _usual_s(self, st: _DeviceState) -> float:
-        if len(st.gaps_s) < MIN_GAPS_TO_LEARN:
+        if st.gaps.observed_s < LEARN_MIN_S:
             return DEFAULT_INTERVAL_S.get(st.device.source, FALLBACK_INTERVAL_S)
-        ranked = sorted(st.gaps_s)
-        return ranked[max(0, math.ceil(GAP_QUANTILE * len(ranked)) - 1)]
+        return st.gaps.quantile(GAP_QUANTILE)
 
     def _limit_s(self, st: _DeviceState) -> float:
         floor_s = self._th.offline_floor_min * 60
@@ -197,9 +235,8 @@ class RuleDetector:
         limit_s = self._limit_s(st)
         evidence = {
             "silent_min": limit_s / 60,
-            "limit_min": limit_s / 60,
             "usual_interval_min": self._usual_s(st) / 60,
-            "learned": len(st.gaps_s) >= MIN_GAPS_TO_LEARN,
+            "learned": st.gaps.observed_s >= LEARN_MIN_S,
             "never_heard": st.last_seen is None,
         }
         return self._finding(st, "offline", "raise", min(now, self._deadline(st)), evidence)
@@ -223,18 +260,18 @@ class RuleDetector:
         return []
 
     def _finding(
-        self,
-        st: _DeviceState,
-        what: Literal["offline", "battery"],
-        action: Literal["raise", "resolve"],
-        at: float,
-        evidence: Mapping[str, Any],
+        self, st: _DeviceState, what: str, action: Action, at: float, evidence: Mapping[str, Any]
     ) -> Finding:
-        protective = st.device.role in PROTECTIVE_ROLES
+        """A device finding keyed `{what}:{device}`; `what` is sos, offline or battery."""
+        if what == "sos":
+            severity = Severity.CRITICAL
+        else:
+            protective = st.device.role in PROTECTIVE_ROLES
+            severity = Severity.HIGH if protective else Severity.WARNING
         return Finding(
             key=f"{what}:{st.device.id}",
-            type=AlertType.SENSOR_OFFLINE if what == "offline" else AlertType.LOW_BATTERY,
-            severity=Severity.HIGH if protective else Severity.WARNING,
+            type=DEVICE_ALERTS[what],
+            severity=severity,
             at=at,
             action=action,
             room=st.device.room,
@@ -247,10 +284,8 @@ class RuleDetector:
     def _temperature(self, st: _DeviceState, event: Event) -> list[Finding]:
         celsius = _number(event.value)
         low, high = TEMP_PLAUSIBLE_C
-        if celsius is None or not low <= celsius <= high:
-            _LOGGER.warning("rules: bad temperature %r from %s", event.value, event.device_id)
-            return []
-        if st.device.room is None:
+        if celsius is None or not low <= celsius <= high or st.device.room is None:
+            _LOGGER.warning("rules: unusable temperature %r from %s", event.value, event.device_id)
             return []
         self._temps[st.device.id] = (celsius, event.at)
         return self._update_room(st.device.room, max(event.at, self._now))
@@ -269,48 +304,31 @@ class RuleDetector:
         out: list[Finding] = []
         for rule in TEMP_RULES:
             cond = self._conds[(room, rule.name)]
+            if median is None:  # no fresh reading: an open condition stays, a pending one ends
+                cond.since = cond.since if cond.raised else None
+                continue
             threshold = rule.threshold(self._th)
-            if median is None:
-                if not cond.raised:
-                    cond.since = None
-                continue
-            sign = -1.0 if rule.side == "below" else 1.0
-            beyond = sign * (median - threshold) > 0
+            excess = (threshold - median) if rule.side == "below" else (median - threshold)
             evidence: dict[str, Any] = {"temperature_c": round(median, 1), "threshold_c": threshold}
+            action: Action
             if cond.raised:
-                if sign * (median - threshold) <= -TEMP_HYSTERESIS_C:
-                    cond.raised, cond.since = False, None
-                    out.append(self._temp_finding(room, rule, "resolve", now, evidence))
-                continue
-            if not beyond:
-                cond.since = None
-                continue
-            if cond.since is None:
-                cond.since = now
-            if now - cond.since >= rule.sustain_s:
-                cond.raised = True
+                if excess > -TEMP_HYSTERESIS_C:
+                    continue
+                cond.raised, cond.since, action, at = False, None, "resolve", now
+            else:
+                if excess <= 0:
+                    cond.since = None
+                    continue
+                cond.since = now if cond.since is None else cond.since
+                if now - cond.since < rule.sustain_s:
+                    continue
+                cond.raised, action, at = True, "raise", cond.since + rule.sustain_s
                 evidence["for_min"] = round(rule.sustain_s / 60)
-                at = cond.since + rule.sustain_s
-                out.append(self._temp_finding(room, rule, "raise", at, evidence))
+            key = f"temperature:{room}:{rule.name}"
+            out.append(
+                Finding(key, AlertType.TEMPERATURE, rule.severity, at, action, room, None, evidence)
+            )
         return out
-
-    @staticmethod
-    def _temp_finding(
-        room: str,
-        rule: TempRule,
-        action: Literal["raise", "resolve"],
-        at: float,
-        ev: dict[str, Any],
-    ) -> Finding:
-        return Finding(
-            key=f"temperature:{room}:{rule.name}",
-            type=AlertType.TEMPERATURE,
-            severity=rule.severity,
-            at=at,
-            action=action,
-            room=room,
-            evidence=ev,
-        )
 
     # ---- status and persistence -----------------------------------------------------------
 
@@ -341,7 +359,7 @@ class RuleDetector:
         """Learned intervals and open conditions, JSON-serialisable (times are not kept)."""
         return {
             "version": STATE_VERSION,
-            "gaps_s": {d: [round(g, 3) for g in st.gaps_s] for d, st in self._devices.items()},
+            "intervals": {d: st.gaps.to_dict() for d, st in self._devices.items()},
             "offline": sorted(d for d, st in self._devices.items() if st.offline),
             "low_battery": sorted(d for d, st in self._devices.items() if st.low_battery),
             "temperature": sorted([r, n] for (r, n), c in self._conds.items() if c.raised),
@@ -351,11 +369,14 @@ class RuleDetector:
         if state.get("version") != STATE_VERSION:
             _LOGGER.error("rules: ignoring saved state of version %r", state.get("version"))
             return
-        for dev_id, gaps in dict(state.get("gaps_s", {})).items():
+        for dev_id, doc in dict(state.get("intervals", {})).items():
             st = self._devices.get(dev_id)
-            if st is None or not isinstance(gaps, list):
+            if st is None:
                 continue
-            st.gaps_s.extend(g for g in gaps if _number(g) is not None and g >= MIN_GAP_S)
+            try:
+                st.gaps = GapHistogram.from_dict(doc)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                _LOGGER.error("rules: ignoring saved intervals of %s: %r", dev_id, exc)
         for flag in ("offline", "low_battery"):
             for dev_id in state.get(flag, []):
                 if dev_id in self._devices:
