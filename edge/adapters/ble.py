@@ -48,10 +48,10 @@ ScannerFactory = Callable[..., ScannerLike]
 def _bleak_scanner(callback: Callable[[Any, Any], None], adapter: str | None) -> ScannerLike:
     """A real passive `BleakScanner` (imported here: bleak pulls in D-Bus on Linux)."""
     from bleak import BleakScanner
-    from bleak.args.bluez import BlueZScannerArgs, OrPattern
+    from bleak.args.bluez import BlueZScannerArgs, OrPattern, OrPatternLike
     from bleak.assigned_numbers import AdvertisementDataType
 
-    patterns = [
+    patterns: list[OrPatternLike] = [
         OrPattern(0, AdvertisementDataType(_AD_SERVICE_DATA_UUID16), uuid)
         for uuid in BTHOME_UUID16_LE
     ]
