@@ -86,6 +86,7 @@ class GapHistogram:
     def __init__(self, weights: Mapping[int, float] | None = None, observed_s: float = 0.0):
         self.weights: dict[int, float] = dict(weights or {})
         self.observed_s = observed_s  # total silence learned, not decayed
+        self._cache: dict[float, float] = {}  # quantile -> value, until the next gap
 
     def add(self, gap_s: float) -> None:
         decay = 0.5 ** (gap_s / GAP_HALF_LIFE_S)
@@ -93,16 +94,18 @@ class GapHistogram:
         i = min(GAP_MAX_BIN, max(0, math.ceil(GAP_BINS_PER_OCTAVE * math.log2(gap_s))))
         self.weights[i] = self.weights.get(i, 0.0) + gap_s
         self.observed_s += gap_s
+        self._cache.clear()
 
     def quantile(self, q: float) -> float:
         """Upper edge of the bin where the time-weighted quantile `q` falls (0 when empty)."""
-        target = q * sum(self.weights.values())
-        acc = 0.0
-        for i in sorted(self.weights):
-            acc += self.weights[i]
-            if acc >= target:
-                return float(2 ** (i / GAP_BINS_PER_OCTAVE))
-        return 0.0
+        if q not in self._cache:
+            target, acc, self._cache[q] = q * sum(self.weights.values()), 0.0, 0.0
+            for i in sorted(self.weights):
+                acc += self.weights[i]
+                if acc >= target:
+                    self._cache[q] = float(2 ** (i / GAP_BINS_PER_OCTAVE))
+                    break
+        return self._cache[q]
 
     def to_dict(self) -> dict[str, Any]:
         weights = {str(i): round(w, 3) for i, w in sorted(self.weights.items())}
