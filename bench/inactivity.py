@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 import statistics
 import sys
@@ -47,6 +48,7 @@ DAY_FROM_H, DAY_TO_H = 7.0, 22.0
 INACTIVITY_TYPES = frozenset(
     {AlertType.INACTIVITY, AlertType.NO_MORNING_ACTIVITY, AlertType.BATHROOM_LONG}
 )
+_LOGGER_MISS: list[tuple[str, str, float | None]] = []
 GOALS = {"fa_per_30d": 1.0, "median_day_min": 60.0, "median_night_min": 120.0, "misses": 0}
 
 
@@ -140,7 +142,7 @@ def run_home(name: str, path: Path) -> dict[str, Any]:
     night_exits = [f for f in first_raise.values() if f.type is AlertType.NIGHT_EXIT]
     monitored_days = (end - split) / DAY_S
     mon_signs = [s for s in signs if s >= split]
-    base_fa = sum(1 for a, b in zip(mon_signs, mon_signs[1:], strict=False) if b - a > BASELINE_S)
+    base_fa = sum(1 for a, b in itertools.pairwise(mon_signs) if b - a > BASELINE_S)
     home = [e for e in episodes if not e["away"]]
     out: dict[str, Any] = {
         "home": name,
@@ -164,6 +166,9 @@ def run_home(name: str, path: Path) -> dict[str, Any]:
             "baseline_12h": _stats([e["baseline_min"] for e in part]),
         }
     out["_episodes"] = home
+    for e in home:
+        if e["delay_min"] is None or e["delay_min"] > MISS_S / 60:
+            _LOGGER_MISS.append((name, _stamp(e["at"]), e["delay_min"]))
     return out
 
 
@@ -208,7 +213,8 @@ def _fmt(s: dict[str, Any]) -> str:
 
 def print_table(result: dict[str, Any]) -> None:
     head = f"{'':<10}{'days':>6} {'FA':>3} {'FA/30d':>7}  {'part':<6}"
-    head += f"{'routine: med  p90 miss/n':>26}  {'late: med p90':>18}  {'12h rule: med p90 miss':>26}"
+    head += f"{'routine: med  p90 miss/n':>26}  {'late: med p90':>18}"
+    head += f"  {'12h rule: med p90 miss':>26}"
     print(head)
     rows = [(h["home"], h, len(h["false_alerts"])) for h in result["homes"]]
     tot = result["total"]
@@ -217,7 +223,9 @@ def print_table(result: dict[str, Any]) -> None:
         days = h["monitored_days"]
         for label in ("day", "night"):
             part = h[label]
-            lead = f"{name:<10}{days:>6.1f} {fa:>3} {fa * 30 / days:>7.2f}  " if label == "day" else " " * 29
+            lead = " " * 29
+            if label == "day":
+                lead = f"{name:<10}{days:>6.1f} {fa:>3} {fa * 30 / days:>7.2f}  "
             print(
                 f"{lead}{label:<6}{_fmt(part['routine']):>26}  "
                 f"{_fmt(part['late_vs_next_sign']):>18}  {_fmt(part['baseline_12h']):>26}"

@@ -43,13 +43,16 @@ HOUR_S = 3600.0
 MINUTE_S = 60.0
 BIN_S = 1800.0  # half-hour bins of the time of day
 N_BINS = int(DAY_S // BIN_S)
-WINDOW_BINS = 3  # a silence is compared with those starting within +/- 90 min
+WINDOW_BINS = 6  # a silence is compared with those starting within +/- 3 h
 MODEL_DAYS = 28  # days kept: older days fall out, so the model adapts over weeks
 MIN_SAMPLE_DAYS = 3  # days with a sample near that time before a context's own figure is used
+# A context's usual longest is at least this share of the longest silence of any context at
+# home near that time: a week shows few of a rare context's silences, so its own tail is short.
+POOL_WEIGHT = 0.5
 
 # Learned silence limit = usual longest + MARGIN_MIN_S + MARGIN_FRACTION * usual longest.
 MARGIN_MIN_S = 30 * MINUTE_S
-MARGIN_FRACTION = 0.15
+MARGIN_FRACTION = 0.35
 LIMIT_FLOOR_S = 45 * MINUTE_S
 
 # Conservative fixed limits while learning (and where nothing was ever seen).
@@ -64,7 +67,7 @@ BATHROOM_FACTOR = 1.25
 BATHROOM_FLOOR_S = 45 * MINUTE_S
 DEFAULT_GET_UP_DEADLINE_S = 12.5 * HOUR_S  # 12:30 local while learning
 GET_UP_MARGIN_S = 45 * MINUTE_S
-GET_UP_SPREAD_FACTOR = 1.0  # plus one standard deviation of the usual getting-up times
+GET_UP_SPREAD_FACTOR = 0.5  # plus half a standard deviation of the usual getting-up times
 NIGHT_EXIT_MARGIN_S = 15 * MINUTE_S
 
 # A pair of rooms that fires together less often than this is "distant".
@@ -225,9 +228,14 @@ class RoutineModel:
             urow: list[float | None] = []
             for b in range(N_BINS):
                 tod = (b + 0.5) * BIN_S
-                value = self._usual((ctx,), b) if ctx != OUT else None
-                if value is None and ctx != OUT:
-                    value = pooled[b]
+                value = None
+                if ctx != OUT:
+                    value = self._usual((ctx,), b)
+                    pool = pooled[b]
+                    if value is None:
+                        value = pool
+                    elif pool is not None:
+                        value = max(value, POOL_WEIGHT * pool)
                 if not learned or value is None:
                     row.append(default_silence_limit_s(ctx, tod, th))
                     urow.append(None)

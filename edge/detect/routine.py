@@ -87,6 +87,9 @@ DOOR_PAIR_S = 2 * MINUTE_S  # door movements of one passage
 VISIT_PAIR_S = 2.0
 VISIT_WINDOW_S = 10 * MINUTE_S
 VISIT_HOLD_S = 30 * MINUTE_S
+# The door closing during a visit: the resident may have left with the visitor, or stayed
+# behind alone; the silence that follows gets at least this long before an alert.
+VISIT_DEPARTURE_LIMIT_S = 3 * HOUR_S
 BATH_SILENT_EXIT_S = 30 * MINUTE_S  # a bathroom silent this long: the stay is over
 MORNING_FROM_S = 4 * HOUR_S
 UP_MIN_SIGNS = 3
@@ -148,6 +151,7 @@ class RoutineDetector:
         self._return_at: float | None = None
         self._night_exit_key: str | None = None
         self._visit_until = float("-inf")
+        self._visit_departure_at: float | None = None
         self._coincidences: deque[float] = deque()
         self._last_on: dict[str, float] = {}
         # bathroom stay
@@ -227,6 +231,7 @@ class RoutineDetector:
         self._leaving_at = mv(self._leaving_at)
         self._last_door_at = mv(self._last_door_at)
         self._return_at = mv(self._return_at)
+        self._visit_departure_at = mv(self._visit_departure_at)
         self._bath_enter = mv(self._bath_enter)
         self._bath_last = mv(self._bath_last)
         self._visit_until += step
@@ -262,6 +267,7 @@ class RoutineDetector:
             self._door(at)
         elif kind is not RoomKind.ENTRANCE:
             self._leaving_at = None
+            self._visit_departure_at = None
             if self._night_exit_key is not None:
                 out.append(self._resolve_night_exit(at))
         if event.kind is EventKind.PRESENCE and role in (Role.BED, Role.CHAIR):
@@ -291,6 +297,7 @@ class RoutineDetector:
             pass  # the same passage: the door closing behind the resident
         elif at < self._visit_until:
             self._leaving_at = None  # a visitor may be the one leaving: stay watchful
+            self._visit_departure_at = at
         elif self._leaving_at is None:
             self._leaving_at = at
         self._last_door_at = at
@@ -334,9 +341,12 @@ class RoutineDetector:
             and at - self._last_door_at <= DOOR_OUT_WINDOW_S
         ):
             return OUT
-        if kind is RoomKind.BEDROOM and self._bed_on:
+        # someone on a bed or seat sensor returns to it without a sign: the latest one rules
+        latest_bed = max((t for _, t in self._bed_on.values()), default=None)
+        latest_chair = max((t for _, t in self._chair_on.values()), default=None)
+        if latest_bed is not None and (latest_chair is None or latest_bed >= latest_chair):
             return BED
-        if any(r == room for r, _ in self._chair_on.values()):
+        if latest_chair is not None:
             return CHAIR
         return kind.value
 
@@ -354,6 +364,8 @@ class RoutineDetector:
         else:
             self._sil_limit = limits.silence_s[self._ctx][self._sil_bin]
             self._sil_usual = limits.usual_s[self._ctx][self._sil_bin]
+            if self._visit_departure_at is not None and self._ctx == RoomKind.ENTRANCE.value:
+                self._sil_limit = max(self._sil_limit, VISIT_DEPARTURE_LIMIT_S)
         self._sil_key = None
         self._sil_sev = None
 
