@@ -1,0 +1,258 @@
+"""Who may see what: PIN login, signed session cookies, CSRF tokens, wrong-PIN throttling.
+
+- The login throttle is a pure policy (`throttle_decision`, `after_failure`): a few wrong
+  codes are free, then each attempt must wait longer, then the code is locked for a while.
+- Sessions are `payload.signature` cookies (HMAC-SHA256 with a random per-gateway key kept
+  in the registry), HttpOnly and SameSite=Strict; nothing secret is inside them.
+- Every form carries a CSRF token bound to the visitor's `veille_csrf` cookie; a POST whose
+  `Origin` names another site is refused as well (this also guards the login form).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException, Request
+
+_LOGGER = logging.getLogger(__name__)
+
+SESSION_COOKIE = "veille_session"
+CSRF_COOKIE = "veille_csrf"
+CSRF_FIELD = "csrf"
+SESSION_KEY_DOC = "http_session_key"
+SESSION_KEY_BYTES = 32
+FAMILY_SESSION_S = 14 * 24 * 3600.0
+INSTALLER_SESSION_S = 4 * 3600.0
+
+# throttle policy
+FREE_FAILURES = 3  # wrong codes allowed with no wait
+SLOW_BASE_S = 2.0  # then 2, 4, 8, 16 s between attempts
+LOCK_AFTER_FAILURES = 8
+LOCK_S = 15 * 60.0
+FORGET_AFTER_S = 3600.0  # failures older than this are forgotten
+GLOBAL_FACTOR = 4  # all clients together get 4x the budget before the same policy applies
+
+ROLES = ("family", "installer", "staff")
+ROLE_RANK = {"family": 0, "installer": 1, "staff": 1}
+
+
+# --- throttling (pure) ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """Recent wrong codes from one client (or from everyone)."""
+
+    failures: int = 0
+    last_failure: float = 0.0
+    locked_until: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    wait_s: float = 0.0
+    locked: bool = False
+
+
+def wait_after(failures: int, scale: int = 1) -> float:
+    """Seconds to wait after `failures` wrong codes before the next attempt (before a lock)."""
+    free = FREE_FAILURES * scale
+    if failures < free:
+        return 0.0
+    return SLOW_BASE_S * 2.0 ** ((failures - free) // scale)
+
+
+def throttle_decision(rec: Attempts, now: float, scale: int = 1) -> Decision:
+    """May a code be tried now? Pure: a table test covers it."""
+    if now < rec.locked_until:
+        return Decision(False, rec.locked_until - now, locked=True)
+    if rec.failures == 0 or now - rec.last_failure >= FORGET_AFTER_S:
+        return Decision(True)
+    ready_at = rec.last_failure + wait_after(rec.failures, scale)
+    if now < ready_at:
+        return Decision(False, ready_at - now)
+    return Decision(True)
+
+
+def after_failure(rec: Attempts, now: float, scale: int = 1) -> Attempts:
+    """The record after one more wrong code; the LOCK_AFTER-th one locks for LOCK_S."""
+    failures = 1 if now - rec.last_failure >= FORGET_AFTER_S else rec.failures + 1
+    if failures >= LOCK_AFTER_FAILURES * scale:
+        return Attempts(0, now, now + LOCK_S)
+    return replace(rec, failures=failures, last_failure=now)
+
+
+class LoginThrottle:
+    """Attempt records per client and for all clients together (thread-safe, in memory)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._clients: dict[str, Attempts] = {}
+        self._all = Attempts()
+
+    def check(self, client: str) -> Decision:
+        now = self.clock()
+        with self._lock:
+            mine = throttle_decision(self._clients.get(client, Attempts()), now)
+            everyone = throttle_decision(self._all, now, GLOBAL_FACTOR)
+        if not mine.allowed:
+            return mine
+        return everyone
+
+    def failed(self, client: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._clients[client] = after_failure(self._clients.get(client, Attempts()), now)
+            self._all = after_failure(self._all, now, GLOBAL_FACTOR)
+            if len(self._clients) > 1000:  # bounded memory
+                self._clients.pop(next(iter(self._clients)))
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._clients.pop(client, None)
+
+
+# --- sessions --------------------------------------------------------------------------------
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    role: str
+    name: str
+    expires: float
+    sid: str
+
+
+class Signer:
+    """Signs and checks session cookies and CSRF tokens with one secret key."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the session key is too short")
+        self._key = key
+
+    def _mac(self, purpose: str, data: str) -> str:
+        return _b64(hmac.new(self._key, f"{purpose}\0{data}".encode(), hashlib.sha256).digest())
+
+    def session_cookie(self, role: str, name: str, expires: float) -> str:
+        body = json.dumps({"r": role, "n": name, "e": expires, "s": secrets.token_hex(8)})
+        payload = _b64(body.encode())
+        return f"{payload}.{self._mac('session', payload)}"
+
+    def read_session(self, cookie: str | None, now: float) -> Session | None:
+        """The session in a cookie, or None if absent, forged, malformed or expired."""
+        if not cookie or cookie.count(".") != 1:
+            return None
+        payload, mac = cookie.split(".")
+        if not hmac.compare_digest(mac, self._mac("session", payload)):
+            return None
+        try:
+            data = json.loads(_unb64(payload))
+            session = Session(str(data["r"]), str(data["n"]), float(data["e"]), str(data["s"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if session.role not in ROLES or now >= session.expires:
+            return None
+        return session
+
+    def csrf_token(self, nonce: str) -> str:
+        return self._mac("csrf", nonce)
+
+    def csrf_ok(self, nonce: str | None, token: str | None) -> bool:
+        if not nonce or not token:
+            return False
+        return hmac.compare_digest(token, self.csrf_token(nonce))
+
+
+def gateway_session_key(registry: Any) -> bytes:
+    """The gateway's random session key, made once and kept in the registry."""
+    doc = registry.get_doc(SESSION_KEY_DOC) if registry is not None else None
+    if doc and isinstance(doc.get("key"), str):
+        try:
+            key = bytes.fromhex(doc["key"])
+        except ValueError:
+            key = b""
+        if len(key) >= SESSION_KEY_BYTES:
+            return key
+    key = os.urandom(SESSION_KEY_BYTES)
+    if registry is not None:
+        registry.put_doc(SESSION_KEY_DOC, {"key": key.hex()})
+    return key
+
+
+# --- request helpers -------------------------------------------------------------------------
+class NeedLogin(Exception):
+    """Raised by a page dependency when the visitor has no valid session."""
+
+    def __init__(self, api: bool, next_path: str) -> None:
+        super().__init__(next_path)
+        self.api = api
+        self.next_path = next_path
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def csrf_nonce(request: Request) -> tuple[str, bool]:
+    """The visitor's CSRF nonce, and whether it is new (then the response must set it)."""
+    nonce = request.cookies.get(CSRF_COOKIE, "")
+    if len(nonce) == 32 and all(c in "0123456789abcdef" for c in nonce):
+        return nonce, False
+    return secrets.token_hex(16), True
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the POST comes from another site."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return origin != "null"
+    host = request.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+async def check_csrf(request: Request, signer: Signer) -> dict[str, str]:
+    """The posted form, after checking its CSRF token and origin (403 otherwise)."""
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not same_origin(request):
+        raise HTTPException(403, "cross-site request refused")
+    if not signer.csrf_ok(request.cookies.get(CSRF_COOKIE), fields.get(CSRF_FIELD)):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+    return fields
+
+
+def set_cookie(response: Any, name: str, value: str, max_age: float, secure: bool) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=int(max_age),
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+
+
+def safe_next(path: str | None, default: str = "/") -> str:
+    """Only local paths after login (no open redirect)."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return default
+    return path

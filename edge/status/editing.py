@@ -1,0 +1,159 @@
+"""Pure edits of a home profile for the installer pages, checked like an imported file.
+
+Each function takes a `HomeProfile` and returns a new one; the result goes through
+`edge.home.parse_home`, the same checks as `veille provision import`, so the pages cannot
+store what the command line would refuse. Bad input raises `HomeFileError` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from edge.home import HomeFileError, HomeProfile, Thresholds, parse_home
+
+
+def to_description(profile: HomeProfile) -> dict[str, Any]:
+    """The profile in the shape of a home description file (what `parse_home` reads)."""
+    d = json.loads(json.dumps(profile.to_dict()))
+    devices = []
+    for dev in d["devices"]:
+        item = {k: v for k, v in dev.items() if v not in (None, "")}
+        devices.append(item)
+    return {
+        "home": {"id": d["id"], "timezone": d["timezone"]},
+        "rooms": d["rooms"],
+        "devices": devices,
+        "contacts": d["contacts"],
+        "thresholds": d["thresholds"],
+    }
+
+
+def _edit(profile: HomeProfile, change: Callable[[dict[str, Any]], None]) -> HomeProfile:
+    desc = to_description(profile)
+    change(desc)
+    return parse_home(desc, None, "installer page")
+
+
+def set_timezone(profile: HomeProfile, timezone: str) -> HomeProfile:
+    def change(d: dict[str, Any]) -> None:
+        d["home"]["timezone"] = timezone.strip()
+
+    return _edit(profile, change)
+
+
+def add_room(profile: HomeProfile, name: str, kind: str) -> HomeProfile:
+    def change(d: dict[str, Any]) -> None:
+        d["rooms"].append({"name": name.strip(), "kind": kind})
+
+    return _edit(profile, change)
+
+
+def remove_room(profile: HomeProfile, name: str) -> HomeProfile:
+    """Remove a room; its devices stay, with no room."""
+    if name not in {r.name for r in profile.rooms}:
+        raise HomeFileError(f"installer page: no room {name!r}")
+
+    def change(d: dict[str, Any]) -> None:
+        d["rooms"] = [r for r in d["rooms"] if r["name"] != name]
+        for dev in d["devices"]:
+            if dev.get("room") == name:
+                dev.pop("room")
+
+    return _edit(profile, change)
+
+
+def add_contact(profile: HomeProfile, name: str, phone: str, relation: str) -> HomeProfile:
+    def change(d: dict[str, Any]) -> None:
+        d["contacts"].append(
+            {"name": name.strip(), "phone": phone.strip(), "relation": relation.strip()}
+        )
+
+    return _edit(profile, change)
+
+
+def remove_contact(profile: HomeProfile, index: int) -> HomeProfile:
+    if not 0 <= index < len(profile.contacts):
+        raise HomeFileError(f"installer page: no contact number {index}")
+
+    def change(d: dict[str, Any]) -> None:
+        del d["contacts"][index]
+
+    return _edit(profile, change)
+
+
+def set_thresholds(profile: HomeProfile, values: Mapping[str, str]) -> HomeProfile:
+    """Set thresholds from form text (`12,5` or `12.5`); unknown names are refused."""
+    known = {f.name for f in fields(Thresholds)}
+    parsed: dict[str, float] = {}
+    for key, text in values.items():
+        if key not in known:
+            raise HomeFileError(f"installer page: unknown threshold {key!r}")
+        if str(text).strip() == "":
+            continue
+        try:
+            parsed[key] = float(str(text).replace(",", ".").strip())
+        except ValueError:
+            raise HomeFileError(f"installer page: threshold {key} must be a number") from None
+        if parsed[key] != parsed[key] or parsed[key] in (float("inf"), float("-inf")):
+            raise HomeFileError(f"installer page: threshold {key} must be a finite number")
+
+    def change(d: dict[str, Any]) -> None:
+        d["thresholds"].update(parsed)
+
+    return _edit(profile, change)
+
+
+def add_device(profile: HomeProfile, device: Mapping[str, str]) -> HomeProfile:
+    """Register a device (`id`, `source`, `address`, `role`, optional room/name/bindkey)."""
+    item = {k: str(v).strip() for k, v in device.items() if str(v).strip() != ""}
+
+    def change(d: dict[str, Any]) -> None:
+        d["devices"].append(item)
+
+    return _edit(profile, change)
+
+
+def update_device(
+    profile: HomeProfile,
+    device_id: str,
+    *,
+    friendly_name: str | None = None,
+    room: str | None = None,
+    role: str | None = None,
+    bindkey: str | None = None,
+) -> HomeProfile:
+    """Rename, move (room "" = none) or change the role of a registered device."""
+    if profile.device(device_id) is None:
+        raise HomeFileError(f"installer page: no device {device_id!r}")
+
+    def change(d: dict[str, Any]) -> None:
+        for dev in d["devices"]:
+            if dev["id"] != device_id:
+                continue
+            for key, value in (
+                ("friendly_name", friendly_name),
+                ("room", room),
+                ("role", role),
+                ("bindkey", bindkey),
+            ):
+                if value is None:
+                    continue
+                if value.strip() == "":
+                    dev.pop(key, None)
+                else:
+                    dev[key] = value.strip()
+
+    return _edit(profile, change)
+
+
+def remove_device(profile: HomeProfile, device_id: str) -> HomeProfile:
+    if profile.device(device_id) is None:
+        raise HomeFileError(f"installer page: no device {device_id!r}")
+
+    def change(d: dict[str, Any]) -> None:
+        d["devices"] = [dev for dev in d["devices"] if dev["id"] != device_id]
+
+    return _edit(profile, change)

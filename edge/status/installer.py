@@ -1,0 +1,459 @@
+"""The installer's pages: the home, rooms, contacts, thresholds, pairing, walk-through, report.
+
+Behind the installer code. Edits go through `edge.status.editing` (the same checks as
+`veille provision import`) and the checklist is `edge.provision.checklist`; Zigbee pairing
+publishes Zigbee2MQTT's own requests on the local broker through the gateway's adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from dataclasses import fields
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from edge.events import Role, RoomKind
+from edge.home import HomeFileError, HomeProfile, Thresholds
+from edge.status import editing, i18n
+from edge.status.app import Pages, lang_of, pages_of, render, require
+from edge.status.auth import Session
+from edge.status.login import verify_csrf
+
+_LOGGER = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/installer", tags=["installer"])
+InstallerSession = Annotated[Session, Depends(require("installer"))]
+Csrf = Annotated[str, Form(max_length=128)]
+Text = Annotated[str, Form(max_length=200)]
+OptText = Annotated[str, Form(max_length=200)]
+
+PERMIT_JOIN_TOPIC = "zigbee2mqtt/bridge/request/permit_join"
+RENAME_TOPIC = "zigbee2mqtt/bridge/request/device/rename"
+PERMIT_JOIN_S = 254
+WALKTHROUGH_DOC = "walkthrough"
+# events that only say "I am alive" do not pass a walk-through step
+WALK_IGNORED_KINDS = frozenset({"heartbeat", "linkquality", "battery"})
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def apply_profile(pages: Pages, profile: HomeProfile) -> None:
+    """Save the profile and hand it to the running gateway's decoders."""
+    pages.registry.save_profile(profile)
+    gateway = pages.gateway
+    if gateway is not None and hasattr(gateway, "apply_profile"):
+        gateway.apply_profile(profile)
+        return
+    core = pages.core
+    if core is not None:
+        core.profile = profile
+        for decoder in (getattr(core, "zigbee", None), getattr(core, "bthome", None)):
+            if decoder is not None:
+                decoder.update_profile(profile)
+    if gateway is not None:
+        gateway.profile = profile
+
+
+async def local_publish(pages: Pages, topic: str, payload: dict[str, Any]) -> bool:
+    """Publish a request to Zigbee2MQTT on the home's broker; False if it cannot be sent."""
+    adapter = getattr(pages.gateway, "local_adapter", None)
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    try:
+        if adapter is not None and hasattr(adapter, "publish"):
+            result = adapter.publish(topic, data)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result is not False
+        client = getattr(adapter, "client", None)
+        if client is not None:
+            return bool(client.publish(topic, data, qos=1).rc == 0)
+    except Exception as exc:  # the broker went away: say so on the page
+        _LOGGER.error("installer: cannot publish %s: %s", topic, exc)
+        return False
+    _LOGGER.error("installer: no local broker connection to publish %s", topic)
+    return False
+
+
+def _back(path: str, message: str = "", error: str = "") -> RedirectResponse:
+    from urllib.parse import urlencode
+
+    query = urlencode({k: v for k, v in (("msg", message), ("err", error)) if v})
+    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
+
+
+def _edit(request: Request, path: str, change: Any) -> RedirectResponse:
+    pages = pages_of(request)
+    lang = lang_of(request)
+    try:
+        profile = change(pages.profile())
+    except HomeFileError as exc:
+        return _back(path, error=str(exc).removeprefix("installer page:").strip())
+    apply_profile(pages, profile)
+    return _back(path, message=i18n.t("saved", lang))
+
+
+def _room_choices(profile: HomeProfile) -> list[str]:
+    return [r.name for r in profile.rooms]
+
+
+def _common(request: Request) -> dict[str, Any]:
+    pages = pages_of(request)
+    profile = pages.profile()
+    return {
+        "profile": profile,
+        "room_kinds": [str(k) for k in RoomKind],
+        "roles": [str(r) for r in Role],
+        "rooms": _room_choices(profile),
+        "msg": request.query_params.get("msg", "")[:300],
+        "err": request.query_params.get("err", "")[:300],
+    }
+
+
+# --- overview and profile edits ----------------------------------------------------------------
+@router.get("", response_model=None)
+def overview(request: Request, session: InstallerSession) -> Response:
+    """The home at a glance with forms for rooms, contacts, thresholds and devices."""
+    from edge.provision import checklist
+
+    pages = pages_of(request)
+    ctx = _common(request)
+    pins = {
+        "family": pages.registry.has_secret("family_pin"),
+        "installer": pages.registry.has_secret("installer"),
+    }
+    thresholds = [(f.name, getattr(ctx["profile"].thresholds, f.name)) for f in fields(Thresholds)]
+    return render(
+        request,
+        "installer.html",
+        {**ctx, "check": checklist(ctx["profile"], pins), "thresholds": thresholds},
+        session=session,
+    )
+
+
+@router.post("/home", response_model=None)
+def edit_home(request: Request, session: InstallerSession, csrf: Csrf, timezone: Text) -> Response:
+    verify_csrf(request, csrf)
+    return _edit(request, "/installer", lambda p: editing.set_timezone(p, timezone))
+
+
+@router.post("/rooms", response_model=None)
+def add_room(
+    request: Request, session: InstallerSession, csrf: Csrf, name: Text, kind: Text
+) -> Response:
+    verify_csrf(request, csrf)
+    return _edit(request, "/installer", lambda p: editing.add_room(p, name, kind))
+
+
+@router.post("/rooms/delete", response_model=None)
+def delete_room(request: Request, session: InstallerSession, csrf: Csrf, name: Text) -> Response:
+    verify_csrf(request, csrf)
+    return _edit(request, "/installer", lambda p: editing.remove_room(p, name))
+
+
+@router.post("/contacts", response_model=None)
+def add_contact(
+    request: Request,
+    *,
+    session: InstallerSession,
+    csrf: Csrf,
+    name: Text,
+    phone: OptText = "",
+    relation: OptText = "",
+) -> Response:
+    verify_csrf(request, csrf)
+    return _edit(request, "/installer", lambda p: editing.add_contact(p, name, phone, relation))
+
+
+@router.post("/contacts/delete", response_model=None)
+def delete_contact(
+    request: Request,
+    session: InstallerSession,
+    csrf: Csrf,
+    index: Annotated[int, Form(ge=0, le=1000)],
+) -> Response:
+    verify_csrf(request, csrf)
+    return _edit(request, "/installer", lambda p: editing.remove_contact(p, index))
+
+
+@router.post("/thresholds", response_model=None)
+async def edit_thresholds(request: Request, session: InstallerSession) -> Response:
+    """Every threshold of the form (one field each); blank fields keep their value."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    verify_csrf(request, values.pop("csrf", ""))
+    return _edit(request, "/installer", lambda p: editing.set_thresholds(p, values))
+
+
+@router.post("/devices", response_model=None)
+def add_device(
+    request: Request,
+    *,
+    session: InstallerSession,
+    csrf: Csrf,
+    id: Text,
+    source: Text,
+    address: Text,
+    role: Text,
+    room: OptText = "",
+    friendly_name: OptText = "",
+    bindkey: OptText = "",
+    back: OptText = "/installer",
+) -> Response:
+    """Register a device heard by Zigbee2MQTT or over BLE (with its BTHome key)."""
+    verify_csrf(request, csrf)
+    device = {
+        "id": id,
+        "source": source,
+        "address": address,
+        "role": role,
+        "room": room,
+        "friendly_name": friendly_name,
+        "bindkey": bindkey,
+    }
+    target = back if back in ("/installer", "/installer/zigbee", "/installer/ble") else "/installer"
+    return _edit(request, target, lambda p: editing.add_device(p, device))
+
+
+@router.post("/devices/{device_id}", response_model=None)
+async def edit_device(
+    request: Request,
+    *,
+    session: InstallerSession,
+    device_id: str,
+    csrf: Csrf,
+    room: OptText = "",
+    role: Text = "",
+    friendly_name: OptText = "",
+) -> Response:
+    """Rename (also in Zigbee2MQTT), move to a room, or change the role of a device."""
+    verify_csrf(request, csrf)
+    pages = pages_of(request)
+    before = pages.profile().device(device_id)
+    response = _edit(
+        request,
+        "/installer",
+        lambda p: editing.update_device(
+            p, device_id, friendly_name=friendly_name, room=room, role=role or None
+        ),
+    )
+    after = pages.profile().device(device_id)
+    if (
+        before is not None
+        and after is not None
+        and before.source == "zigbee2mqtt"
+        and after.friendly_name
+        and after.friendly_name != before.friendly_name
+    ):
+        old = before.friendly_name or before.address
+        await local_publish(pages, RENAME_TOPIC, {"from": old, "to": after.friendly_name})
+    return response
+
+
+@router.post("/devices/{device_id}/delete", response_model=None)
+def delete_device(
+    request: Request, session: InstallerSession, device_id: str, csrf: Csrf
+) -> Response:
+    verify_csrf(request, csrf)
+    return _edit(request, "/installer", lambda p: editing.remove_device(p, device_id))
+
+
+# --- Zigbee pairing -------------------------------------------------------------------------
+def pairing_view(pages: Pages, lang: str) -> dict[str, Any]:
+    profile = pages.profile()
+    state = pages.state
+    registered = {d.address.lower(): d for d in profile.devices if d.source == "zigbee2mqtt"}
+    by_name = {
+        d.friendly_name: d for d in profile.devices if d.source == "zigbee2mqtt" and d.friendly_name
+    }
+    devices = []
+    for dev in state.bridge_devices:
+        if getattr(dev, "type", "") == "Coordinator":
+            continue
+        known = registered.get(dev.ieee_address.lower()) or by_name.get(dev.friendly_name)
+        devices.append(
+            {
+                "ieee": dev.ieee_address,
+                "name": dev.friendly_name,
+                "model": " ".join(x for x in (dev.vendor, dev.model) if x),
+                "interviewed": dev.interview_completed,
+                "registered": known.id if known else "",
+            }
+        )
+    events = [
+        {
+            "at": i18n.clock_time(at, state.tz, pages.now(), lang),
+            "type": ev.type,
+            "name": ev.friendly_name or ev.ieee_address,
+            "status": ev.status,
+        }
+        for at, ev in reversed(state.bridge_events)
+    ]
+    return {"devices": devices, "events": events, "bridge_online": state.bridge_online}
+
+
+@router.get("/zigbee", response_model=None)
+def zigbee_page(request: Request, session: InstallerSession, partial: bool = False) -> Response:
+    """Permit joining, watch joins and interviews, register the new devices."""
+    pages = pages_of(request)
+    ctx = {**_common(request), "z": pairing_view(pages, lang_of(request))}
+    return render(request, "zigbee_list.html" if partial else "zigbee.html", ctx, session=session)
+
+
+@router.post("/zigbee/permit-join", response_model=None)
+async def permit_join(request: Request, session: InstallerSession, csrf: Csrf) -> Response:
+    """Ask Zigbee2MQTT to accept new devices for about four minutes."""
+    verify_csrf(request, csrf)
+    pages = pages_of(request)
+    lang = lang_of(request)
+    ok = await local_publish(pages, PERMIT_JOIN_TOPIC, {"value": True, "time": PERMIT_JOIN_S})
+    if ok:
+        return _back("/installer/zigbee", message=i18n.t("permit_join_sent", lang))
+    return _back("/installer/zigbee", error=i18n.t("no_local", lang))
+
+
+# --- BLE ------------------------------------------------------------------------------------------
+@router.get("/ble", response_model=None)
+def ble_page(request: Request, session: InstallerSession, partial: bool = False) -> Response:
+    """BLE devices heard nearby, strongest first, with a form to bind one."""
+    pages = pages_of(request)
+    bthome = getattr(pages.core, "bthome", None)
+    heard = list(getattr(bthome, "nearby", {}).values()) if bthome is not None else []
+    heard.sort(key=lambda d: -d.rssi)
+    now = pages.now()
+    nearby = [
+        {
+            "address": d.address,
+            "name": d.name or "",
+            "rssi": d.rssi,
+            "bthome": d.bthome,
+            "ago": i18n.duration(now - d.at, lang_of(request)),
+        }
+        for d in heard
+    ]
+    ctx = {**_common(request), "nearby": nearby}
+    return render(request, "ble_list.html" if partial else "ble.html", ctx, session=session)
+
+
+# --- walk-through test ----------------------------------------------------------------------------
+def walkthrough_status(pages: Pages, lang: str) -> dict[str, Any]:
+    """Each device's step and whether its event arrived since the test started."""
+    doc = pages.registry.get_doc(WALKTHROUGH_DOC) or {}
+    started = doc.get("started_at")
+    results: dict[str, float] = dict(doc.get("results", {}))
+    profile = pages.profile()
+    changed = False
+    steps = []
+    for dev in profile.devices:
+        last = pages.state.device_last.get(dev.id)
+        if (
+            isinstance(started, int | float)
+            and dev.id not in results
+            and last is not None
+            and last[0] >= started
+            and last[1] not in WALK_IGNORED_KINDS
+        ):
+            results[dev.id] = last[0]
+            changed = True
+        steps.append(
+            {
+                "id": dev.id,
+                "room": dev.room or "",
+                "role": str(dev.role),
+                "prompt": i18n.role_prompt(str(dev.role), dev.room, lang),
+                "done": dev.id in results,
+            }
+        )
+    if changed:
+        pages.registry.put_doc(WALKTHROUGH_DOC, {**doc, "results": results})
+    return {
+        "started": isinstance(started, int | float),
+        "steps": steps,
+        "done": sum(1 for s in steps if s["done"]),
+        "total": len(steps),
+    }
+
+
+@router.get("/walkthrough", response_model=None)
+def walkthrough_page(request: Request, session: InstallerSession) -> Response:
+    """'Press the button, open the door...': each sensor ticks green as its event arrives."""
+    pages = pages_of(request)
+    ctx = {**_common(request), "w": walkthrough_status(pages, lang_of(request))}
+    return render(request, "walkthrough.html", ctx, session=session)
+
+
+@router.post("/walkthrough/start", response_model=None)
+def walkthrough_start(request: Request, session: InstallerSession, csrf: Csrf) -> Response:
+    verify_csrf(request, csrf)
+    pages = pages_of(request)
+    pages.registry.put_doc(WALKTHROUGH_DOC, {"started_at": pages.now(), "results": {}})
+    return _back("/installer/walkthrough")
+
+
+@router.get("/api/walkthrough")
+def walkthrough_json(request: Request, session: InstallerSession) -> JSONResponse:
+    """The walk-through's state, polled by its page."""
+    pages = pages_of(request)
+    return JSONResponse(
+        walkthrough_status(pages, lang_of(request)), headers={"Cache-Control": "no-store"}
+    )
+
+
+# --- report ---------------------------------------------------------------------------------------
+@router.get("/report", response_model=None)
+def report(request: Request, session: InstallerSession) -> Response:
+    """A printable report to leave in the home: devices, rooms, batteries, signal, tests."""
+    from edge.provision import checklist
+
+    pages = pages_of(request)
+    lang = lang_of(request)
+    profile = pages.profile()
+    walk = walkthrough_status(pages, lang)
+    tested = {s["id"]: s["done"] for s in walk["steps"]}
+    status = {row["id"]: row for row in pages.state.devices}
+    now = pages.now()
+    rows = []
+    for dev in profile.devices:
+        st = status.get(dev.id, {})
+        last = pages.state.device_last.get(dev.id)
+        battery = st.get("battery")
+        signal = pages.state.device_signal.get(dev.id)
+        rows.append(
+            {
+                "id": dev.id,
+                "name": dev.friendly_name,
+                "source": dev.source,
+                "room": dev.room or "",
+                "role": str(dev.role),
+                "battery": f"{battery:.0f} %" if isinstance(battery, int | float) else "—",
+                "signal": (
+                    f"{signal:.0f} dBm" if dev.source != "zigbee2mqtt" else f"LQI {signal:.0f}"
+                )
+                if signal is not None
+                else "—",
+                "last_seen": i18n.clock_time(last[0], pages.state.tz, now, lang)
+                if last
+                else i18n.t("never", lang),
+                "test": (
+                    i18n.t("walk_ok", lang) if tested.get(dev.id) else i18n.t("not_tested", lang)
+                )
+                if walk["started"]
+                else i18n.t("not_tested", lang),
+                "tested": bool(tested.get(dev.id)),
+            }
+        )
+    pins = {
+        "family": pages.registry.has_secret("family_pin"),
+        "installer": pages.registry.has_secret("installer"),
+    }
+    ctx = {
+        **_common(request),
+        "rows": rows,
+        "check": checklist(profile, pins),
+        "date": dt.datetime.fromtimestamp(now, pages.state.tz).strftime("%d/%m/%Y %H:%M"),
+        "walk": walk,
+    }
+    return render(request, "report.html", ctx, session=session)
