@@ -112,11 +112,14 @@ class Outbox:
         self._unsaved_drops = 0  # aggregates refused on a full disk, not yet in meta
         self._n = [0, 0]  # rows queued per priority
         self._bytes = 0
-        ensure_private_dir(self.path.parent)
         try:
-            self._db = self._open()
-        except _Damaged as exc:
-            self._db = self._recover(str(exc))
+            ensure_private_dir(self.path.parent)
+            try:
+                self._db = self._open()
+            except _Damaged as exc:
+                self._db = self._recover(str(exc))
+        except OSError as exc:
+            raise StorageError(f"outbox {self.path}: {exc}") from exc
         self._load_counters()
 
     # -- opening, migrations, recovery -------------------------------------------------------

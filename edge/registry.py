@@ -36,6 +36,7 @@ from edge.const import (
     STORAGE_DIR_MODE,
     STORAGE_FILE_MODE,
 )
+from edge.errors import StorageError
 from edge.home import HomeProfile
 
 _LOGGER = logging.getLogger(__name__)
@@ -142,14 +143,17 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         """Keep the current good file as .bak, then atomically put `data` in place."""
         raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-        if self._main_good and self.path.exists():
-            # a hard link gives the .bak the good file's content without a moment with no file
-            link = self.bak.with_name(f".{self.bak.name}.tmp-{os.getpid()}")
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            os.link(self.path, link)
-            os.replace(link, self.bak)
-        write_atomic(self.path, raw)
+        try:
+            if self._main_good and self.path.exists():
+                # a hard link gives the .bak the good file's content with no moment without it
+                link = self.bak.with_name(f".{self.bak.name}.tmp-{os.getpid()}")
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+                os.link(self.path, link)
+                os.replace(link, self.bak)
+            write_atomic(self.path, raw)
+        except OSError as exc:
+            raise StorageError(f"registry {self.path}: cannot write: {exc}") from exc
         self._main_good = True
         self._cache = copy.deepcopy(data)
         self._stamp = self._file_stamp()
@@ -174,7 +178,10 @@ class Registry:
     """The gateway's registry in `storage_dir/registry.json`; one writer process at a time."""
 
     def __init__(self, storage_dir: Path) -> None:
-        self.storage_dir = ensure_private_dir(Path(storage_dir))
+        try:
+            self.storage_dir = ensure_private_dir(Path(storage_dir))
+        except OSError as exc:
+            raise StorageError(f"registry {storage_dir}: {exc}") from exc
         self.path = self.storage_dir / REGISTRY_FILE
         self._db = TinyDB(self.path, storage=AtomicJSONStorage)
         self._lock = threading.RLock()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.errors import StorageError
 from edge.events import Role, RoomKind
 from edge.home import Device, HomeProfile, Room, Thresholds
 from edge.registry import AtomicJSONStorage, Registry
@@ -176,3 +177,16 @@ def test_storage_sees_a_file_replaced_by_another_process(tmp_path: Path) -> None
     assert got is not None
     got["docs"]["1"]["name"] = "changed"
     assert first.read() == {"docs": {"1": {"name": "b"}}}
+
+
+def test_unusable_storage_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="registry"):
+        Registry(blocker / "st")
+    reg = Registry(tmp_path / "st")
+    reg.put_doc("a", {"v": 1})
+    (tmp_path / "st" / "registry.json").unlink()
+    (tmp_path / "st" / "registry.json").mkdir()  # a folder where the file should be
+    with pytest.raises(StorageError, match="cannot write"):
+        reg.put_doc("a", {"v": 2})
