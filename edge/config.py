@@ -87,6 +87,41 @@ class GatewayConfig:
     http_port: int = 8080
     source: Path | None = None  # the file it was loaded from
 
+    # flat names, as `edge.gateway` reads them
+    @property
+    def local_url(self) -> str:
+        return self.local.url
+
+    @property
+    def hub_url(self) -> str:
+        return self.hub.url
+
+    @property
+    def hub_ca_file(self) -> Path | None:
+        return self.hub.ca_file
+
+    @property
+    def hub_cert_file(self) -> Path | None:
+        return self.hub.cert_file
+
+    @property
+    def hub_key_file(self) -> Path | None:
+        return self.hub.key_file
+
+    @property
+    def hub_username(self) -> str | None:
+        return self.hub.username
+
+    @property
+    def hub_password_file(self) -> Path | None:
+        return self.hub.password_file
+
+    @property
+    def http_listen(self) -> str:
+        """`HOST:PORT` (IPv6 hosts in brackets)."""
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return f"{host}:{self.http_port}"
+
 
 Fail = Callable[..., NoReturn]
 

@@ -76,6 +76,16 @@ def test_client_certificate_login_default_ports_and_ipv6(folder: Path) -> None:
     assert cfg.local.password() is None
     assert cfg.storage_dir == folder / "state"
     assert (cfg.http_host, cfg.http_port) == ("::1", 9000)
+    # the flat names edge.gateway reads
+    assert cfg.http_listen == "[::1]:9000"
+    assert cfg.local_url == "mqtt://localhost"
+    assert cfg.hub_url == "mqtts://hub.example.org"
+    assert (cfg.hub_ca_file, cfg.hub_cert_file, cfg.hub_key_file) == (
+        folder / "certs" / "hub-ca.pem",
+        folder / "certs" / "gw.crt",
+        folder / "certs" / "gw.key",
+    )
+    assert (cfg.hub_username, cfg.hub_password_file) == ("h-0001", folder / "certs" / "hub.pass")
 
 
 def test_http_section_is_optional(folder: Path) -> None:
