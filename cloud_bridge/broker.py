@@ -11,7 +11,7 @@ import random
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -21,25 +21,27 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.errors import ConfigError
+
 _LOGGER = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0  # the Zigbee adapter and the uplink; tests pass a smaller cap
 LOOP_TIMEOUT_S = 0.05
 
 
-class BrokerUrlError(ValueError):
-    """A broker URL that is not mqtt:// or mqtts://host[:port]."""
+class BrokerUrlError(ConfigError):
+    """A broker URL that is not mqtt:// or mqtts://[user[:password]@]host[:port]."""
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerUrl:
     host: str
     port: int
-    tls: bool
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
     version: int = 5  # MQTT 5; 4 = MQTT 3.1.1 for brokers without 5 (the demo's embedded one)
 
     def __str__(self) -> str:
@@ -58,28 +60,42 @@ class Credentials:
 
 
 def parse_broker_url(url: str) -> BrokerUrl:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise BrokerUrlError(f"broker URL must be mqtt://host:port or mqtts://host:port: {url!r}")
+    """Parse a broker URL; BrokerUrlError (a ConfigError) with the reason."""
     try:
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        parts = urlsplit(url)
+        port = parts.port
     except ValueError as exc:
-        raise BrokerUrlError(f"bad port in {url!r}") from exc
+        raise BrokerUrlError(f"broker URL {url!r}: {exc}") from exc
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise BrokerUrlError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise BrokerUrlError(f"broker URL {url!r}: no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BrokerUrlError(f"broker URL {url!r}: unexpected path or query")
+    tls = parts.scheme == "mqtts"
     return BrokerUrl(
-        parts.hostname,
-        port,
-        parts.scheme == "mqtts",
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
+        host=parts.hostname,
+        port=port if port is not None else (8883 if tls else 1883),
+        username=unquote(parts.username) if parts.username is not None else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        tls=tls,
     )
 
 
 def backoff_delay(
-    attempt: int, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S
+    attempt: int,
+    *,
+    base_s: float = BACKOFF_BASE_S,
+    max_s: float = BACKOFF_CAP_S,
+    rand: Callable[[], float] = random.random,
 ) -> float:
-    """Full-jitter exponential backoff: uniform in [base/2, min(cap, base * 2**attempt)]."""
-    ceiling = min(cap_s, base_s * 2 ** min(attempt, 20))
-    return random.uniform(min(base_s / 2, ceiling), ceiling)
+    """Seconds before reconnect attempt `attempt` (0-based): "equal jitter".
+
+    The ceiling doubles per attempt up to `max_s`; the delay is drawn in [ceiling/2, ceiling],
+    so a fleet of gateways restarted together do not reconnect in step, and none spins.
+    """
+    ceiling = min(max_s, base_s * 2.0 ** min(max(attempt, 0), 32))
+    return ceiling / 2.0 + rand() * ceiling / 2.0
 
 
 def session_properties(expiry_s: int) -> Properties:

@@ -109,7 +109,7 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode(raw: bytes | str) -> dict[str, Any]:
+def decode(raw: bytes | bytearray | str) -> dict[str, Any]:
     """Parse a payload into a JSON object; ContractError for anything else."""
     try:
         value = json.loads(raw)
@@ -265,7 +265,7 @@ LEAVES: dict[str, str] = {
 }
 
 
-def validate_message(topic_name: str, raw: bytes | str) -> tuple[str, dict[str, Any]]:
+def validate_message(topic_name: str, raw: bytes | bytearray | str) -> tuple[str, dict[str, Any]]:
     """Check a whole message: topic shape, payload schema for that topic, home ids agree."""
     home, leaf = parse_topic(topic_name)
     payload = decode(raw)

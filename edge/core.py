@@ -93,24 +93,26 @@ class HomeCore:
                     device_id=dev.id,
                     room=dev.room,
                 )
-                self._streams[dev.id] = WearableStream()
+                self._streams[dev.id] = WearableStream(dev.id, room=dev.room)
         self.book_changed = False
 
     # --- inputs ----------------------------------------------------------------------------
-    def zigbee_message(self, topic: str, payload: bytes, at: float) -> Outputs:
-        result = self.zigbee.decode(topic, payload, at)
+    def zigbee_message(
+        self, topic: str, payload: bytes, at: float, retained: bool = False
+    ) -> Outputs:
+        result = self.zigbee.decode(topic, payload, at, retained=retained)
         self.state.note_bridge(result, at)
         if result.unknown:
             self.state.note_unknown("zigbee2mqtt", result.unknown, at)
-        return self._events(result.events)
+        return self._events(list(result.events))
 
     def ble_advert(
         self, address: str, service_data: Mapping[str, bytes], rssi: float, at: float
     ) -> Outputs:
-        result = self.bthome.decode(address, service_data, rssi, at)
+        result = self.bthome.decode(address, service_data, int(rssi), at)
         if result.unknown:
             self.state.note_unknown("bthome", address, at, rssi)
-        return self._events(result.events)
+        return self._events(list(result.events))
 
     def wearable_frame(self, device_id: str, data: bytes, at: float) -> Outputs:
         stream = self._streams.get(device_id)
@@ -118,10 +120,12 @@ class HomeCore:
         if stream is None or detector is None:
             self.state.note_unknown("wearable", device_id, at)
             return Outputs()
-        frame: AccelFrame | None = stream.feed(data, at)
+        frame: AccelFrame | Event | None = stream.feed(data, at)
         out = Outputs()
         if frame is None:
             return out
+        if isinstance(frame, Event):  # the wearable's button
+            return self.event(frame)
         if at - self._last_heartbeat.get(device_id, -1e18) >= WEARABLE_HEARTBEAT_S:
             self._last_heartbeat[device_id] = at
             dev = self.profile.device(device_id)

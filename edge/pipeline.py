@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from cloud_bridge.contract import aggregate_topic, alert_topic, encode
 from edge.clock import Clock
 from edge.core import HomeCore, Outputs
+from edge.events import Event
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class WearableBytes:
     data: bytes
 
 
-Input = LocalMessage | BleAdvert | WearableBytes
+Input = LocalMessage | BleAdvert | WearableBytes | Event
 
 
 @dataclass
@@ -74,7 +75,10 @@ class Pipeline:
                 return core.ble_advert(item.address, item.service_data, item.rssi, at)
             if isinstance(item, WearableBytes):
                 return core.wearable_frame(item.device_id, item.data, at)
-            return core.zigbee_message(item.topic, bytes(item.payload), at)
+            if isinstance(item, Event):  # already normalized (the wearable's battery)
+                return core.event(item)
+            retained = bool(getattr(item, "retain", False))
+            return core.zigbee_message(item.topic, bytes(item.payload), at, retained)
         except Exception:  # one bad input must never stop the gateway
             core.state.bad_input += 1
             _LOGGER.exception("dropped an input that broke a detector: %r", item)

@@ -60,8 +60,11 @@ def test_backoff_delay_is_jittered() -> None:
         ("mqtt://127.0.0.1:1883", BrokerUrl("127.0.0.1", 1883)),
         ("mqtt://localhost", BrokerUrl("localhost", 1883)),
         ("mqtts://broker.lan", BrokerUrl("broker.lan", 8883, tls=True)),
-        ("mqtt://veille:s%40cret@10.0.0.2:1884", BrokerUrl("10.0.0.2", 1884, "veille", "s@cret")),
-        ("mqtt://user@host", BrokerUrl("host", 1883, "user", None)),
+        (
+            "mqtt://veille:s%40cret@10.0.0.2:1884",
+            BrokerUrl("10.0.0.2", 1884, username="veille", password="s@cret"),
+        ),
+        ("mqtt://user@host", BrokerUrl("host", 1883, username="user")),
     ],
 )
 def test_parse_broker_url(url: str, expected: BrokerUrl) -> None:

@@ -20,20 +20,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from cloud_bridge.broker import BrokerUrl, backoff_delay, parse_broker_url
 from edge.clock import Clock, GatewayClock
 from edge.errors import ConfigError, VeilleError
 
@@ -44,8 +42,6 @@ PERMIT_JOIN_TOPIC = "zigbee2mqtt/bridge/request/permit_join"
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our session and queue through a week offline
 KEEPALIVE_S = 30
 RECEIVE_MAXIMUM = 200  # unacknowledged QoS 1 messages the broker may have in flight to us
-RECONNECT_BASE_S = 1.0
-RECONNECT_MAX_S = 60.0
 LOOP_TIMEOUT_S = 0.2  # paho network loop tick: how fast a stop request is seen
 PUBLISH_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -54,56 +50,6 @@ PERMIT_JOIN_MAX_S = 254  # Zigbee's longest permit-join window
 
 class LocalBrokerError(VeilleError):
     """A request to the home's local broker that could not be done."""
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base_s: float = RECONNECT_BASE_S,
-    max_s: float = RECONNECT_MAX_S,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait before reconnect attempt `attempt` (0-based): "equal jitter".
-
-    The ceiling doubles per attempt up to `max_s`; the delay is drawn in [ceiling/2, ceiling],
-    so a fleet of gateways restarted together do not reconnect in step, and none spins.
-    """
-    ceiling = min(max_s, base_s * 2.0 ** min(max(attempt, 0), 32))
-    return ceiling / 2.0 + rand() * ceiling / 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    """Where the local broker is: `mqtt://[user[:password]@]host[:port]` (or `mqtts://`)."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-
-
-def parse_broker_url(url: str) -> BrokerUrl:
-    """Parse a broker URL; raise ConfigError with the reason."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"broker URL {url!r}: {exc}") from exc
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
-    if not parts.hostname:
-        raise ConfigError(f"broker URL {url!r}: no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"broker URL {url!r}: unexpected path or query")
-    tls = parts.scheme == "mqtts"
-    return BrokerUrl(
-        host=parts.hostname,
-        port=port if port is not None else (8883 if tls else 1883),
-        username=unquote(parts.username) if parts.username is not None else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        tls=tls,
-    )
 
 
 @dataclass(eq=False, slots=True)
@@ -132,7 +78,7 @@ class Zigbee2MqttAdapter:
 
     def __init__(
         self,
-        url: str,
+        url: str | BrokerUrl,
         client_id: str,
         *,
         subscription: str = SUBSCRIPTION,
@@ -143,7 +89,7 @@ class Zigbee2MqttAdapter:
     ) -> None:
         if not client_id:
             raise ConfigError("the local broker session needs a fixed client id")
-        self.broker = parse_broker_url(url)
+        self.broker = url if isinstance(url, BrokerUrl) else parse_broker_url(url)
         self.client_id = client_id
         self._subscription = subscription
         self._clock = clock or GatewayClock()
@@ -161,10 +107,12 @@ class Zigbee2MqttAdapter:
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
+        v5 = self.broker.version == 5
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,  # 3.1.1: a persistent session too
             manual_ack=True,
         )
         if self.broker.username is not None:
@@ -275,13 +223,18 @@ class Zigbee2MqttAdapter:
         while not self._stop.is_set():
             connects_before = self.connects
             try:
-                self._client.connect(
-                    self.broker.host,
-                    self.broker.port,
-                    keepalive=self._keepalive_s,
-                    clean_start=False,
-                    properties=props,
-                )
+                if self.broker.version == 5:
+                    self._client.connect(
+                        self.broker.host,
+                        self.broker.port,
+                        keepalive=self._keepalive_s,
+                        clean_start=False,
+                        properties=props,
+                    )
+                else:
+                    self._client.connect(
+                        self.broker.host, self.broker.port, keepalive=self._keepalive_s
+                    )
                 rc = MQTTErrorCode.MQTT_ERR_SUCCESS
                 while not self._stop.is_set() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     rc = self._client.loop(timeout=LOOP_TIMEOUT_S)
@@ -327,7 +280,7 @@ class Zigbee2MqttAdapter:
             self.client_id,
             flags.session_present,
         )
-        client.subscribe(self._subscription, options=SubscribeOptions(qos=1))
+        client.subscribe(self._subscription, qos=1)
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any

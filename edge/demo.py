@@ -1,0 +1,289 @@
+"""`veille demo`: a simulated home driven through the real gateway, to a real hub receiver.
+
+The simulator publishes Zigbee2MQTT payloads on the local broker, hands BTHome
+advertisement bytes to the BLE decode path and wearable GATT frames to the wearable decode
+path; the `Gateway` of `veille run` does the rest. With no `--local`/`--hub`, embedded
+pure-Python brokers (amqtt, MQTT 3.1.1) stand in, so it runs on a machine with nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cloud_bridge.broker import BrokerUrl, MqttLink, parse_broker_url
+from cloud_bridge.hub import HubReceiver
+from cloud_bridge.hub_store import SqliteHubStore
+from edge.errors import VeilleError
+from edge.gateway import Gateway, GatewaySettings
+from edge.pipeline import BleAdvert, WearableBytes
+
+_LOGGER = logging.getLogger(__name__)
+
+DRIVE_STEP_S = 0.02  # real seconds between simulator steps
+DRAIN_TIMEOUT_S = 60.0  # real seconds to wait for the outbox to drain at the end
+HISTORY_DAYS = 14  # simulated days of routine used to seed the learned model
+SAMPLES_PER_FRAME = 25
+
+
+class SpeedClock:
+    """Simulated time: `start` + `speed` x real elapsed time (monotonic)."""
+
+    def __init__(self, start: float, speed: float) -> None:
+        self.start = start
+        self.speed = speed
+        self._m0 = time.monotonic()
+
+    def now(self) -> float:
+        return self.start + (time.monotonic() - self._m0) * self.speed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(name: str) -> AsyncIterator[BrokerUrl]:
+    """A pure-Python MQTT 3.1.1 broker (amqtt) on a free loopback port."""
+    from amqtt.broker import Broker
+
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    port = _free_port()
+    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}})
+    await broker.start()
+    _LOGGER.info("embedded %s broker on 127.0.0.1:%d", name, port)
+    try:
+        yield BrokerUrl("127.0.0.1", port, tls=False, version=4)
+    finally:
+        with contextlib.suppress(Exception):
+            await broker.shutdown()
+
+
+def sim_start(tz: ZoneInfo) -> float:
+    """06:00 local today: the resident's day starts with the simulation."""
+    today = datetime.now(tz).replace(hour=6, minute=0, second=0, microsecond=0)
+    return today.timestamp()
+
+
+def seed_routine(profile: Any, start: float, seed: int, tz: ZoneInfo) -> dict[str, Any]:
+    """Learn the resident's routine from simulated past days (no week-long wait in a demo)."""
+    from edge.detect.routine import RoutineDetector
+    from edge.sim import history_events
+
+    rooms = {r.name: r.kind for r in profile.rooms}
+    detector = RoutineDetector(rooms, tz, profile.thresholds)
+    for event in history_events(profile, start, HISTORY_DAYS, seed, tz):
+        detector.advance(event.at)
+        detector.feed(event)
+    detector.advance(start)
+    return dict(detector.model.to_dict())
+
+
+class SimDriver:
+    """Moves the simulated home forward with the clock and delivers what its sensors send."""
+
+    def __init__(
+        self, sim: Any, clock: SpeedClock, local: MqttLink, wearable_id: str | None, seed: int
+    ):
+        self.sim = sim
+        self.clock = clock
+        self.local = local
+        self.wearable_id = wearable_id
+        self.seed = seed
+        self.radio: asyncio.Queue[Any] = asyncio.Queue()
+        self._frames: list[tuple[float, int, bytes]] = []
+        self._seq = 0
+        self._n = 0
+        self.published = 0
+
+    async def radio_source(self) -> AsyncIterator[Any]:
+        """What the BLE radio hears: BTHome adverts and the wearable's GATT frames."""
+        while True:
+            yield await self.radio.get()
+
+    def _schedule_wearable(self, at: float, kind: str, duration_s: float) -> None:
+        from edge.sim_wearable import encode_frames, wearable_trace
+
+        trace = wearable_trace("fall" if kind == "fall" else "adl", self.seed + self._n)
+        if kind == "heartbeat":
+            trace = trace[:SAMPLES_PER_FRAME]
+        elif duration_s > 0:
+            trace = trace[: max(SAMPLES_PER_FRAME, int(duration_s * 50))]
+        frames = encode_frames(trace, start_seq=self._seq, per_frame=SAMPLES_PER_FRAME)
+        self._seq = (self._seq + len(frames)) & 0xFFFF
+        for k, frame in enumerate(frames):
+            self._n += 1
+            heapq.heappush(self._frames, (at + (k + 1) * SAMPLES_PER_FRAME / 50, self._n, frame))
+
+    def step(self, now: float) -> None:
+        from edge.sim import BleOut, WearableOut, Z2MOut
+
+        for out in self.sim.until(now):
+            if isinstance(out, Z2MOut):
+                self.local.client.publish(out.topic, out.payload, qos=1)
+                self.published += 1
+            elif isinstance(out, BleOut):
+                self.radio.put_nowait(BleAdvert(out.address, dict(out.service_data), out.rssi))
+            elif isinstance(out, WearableOut) and self.wearable_id:
+                self._schedule_wearable(out.at, out.kind, out.duration_s)
+        while self._frames and self._frames[0][0] <= now and self.wearable_id:
+            _at, _n, frame = heapq.heappop(self._frames)
+            self.radio.put_nowait(WearableBytes(self.wearable_id, frame))
+
+    async def run(self, until: float | None) -> None:
+        while until is None or self.clock.now() < until:
+            self.step(self.clock.now() if until is None else min(self.clock.now(), until))
+            await asyncio.sleep(DRIVE_STEP_S)
+        self.step(until)
+
+
+def _print_alert(payload: Mapping[str, Any], new: bool) -> None:
+    if not new:
+        return
+    ev = payload.get("evidence") or {}
+    room = f" ({payload['room']})" if payload.get("room") else ""
+    print(
+        f"[hub] {payload['at']}  {payload['type']:<20} {payload['severity']:<8} "
+        f"{payload['state']:<12}{room} {ev}",
+        flush=True,
+    )
+
+
+async def run_demo(args: Any) -> int:
+    from edge.registry import Registry
+    from edge.sim import SimulatedHome, bridge_devices_payload, demo_profile
+
+    home_id = args.home_id
+    profile = demo_profile(home_id)
+    tz = ZoneInfo(profile.timezone)
+    start = sim_start(tz)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        storage = args.storage or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        local = (
+            parse_broker_url(args.local)
+            if args.local
+            else await stack.enter_async_context(embedded_broker("local"))
+        )
+        hub_url = (
+            parse_broker_url(args.hub)
+            if args.hub
+            else await stack.enter_async_context(embedded_broker("hub"))
+        )
+        registry = Registry(Path(storage))
+        registry.save_profile(profile)
+        registry.set_secret("family_pin", str(args.family_pin))
+        registry.close()
+
+        seed_docs = {}
+        if args.scenario in ("inactivity", "all"):
+            seed_docs["routine"] = seed_routine(profile, start, args.seed, tz)
+
+        clock = SpeedClock(start, args.speed)
+        settings = GatewaySettings(
+            home_id=home_id,
+            local=local,
+            hub=hub_url,
+            storage=Path(storage),
+            http=args.http,
+            ble=False,
+        )
+        gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)
+
+        hub = HubReceiver(hub_url, SqliteHubStore(Path(storage) / "hub.db"), on_alert=_print_alert)
+        hub.start()
+        stack.callback(hub.stop)
+
+        zigbee = MqttLink(local, f"zigbee2mqtt-sim-{home_id}", name="zigbee2mqtt-sim")
+        zigbee.start()
+        stack.callback(zigbee.stop)
+        if not await asyncio.to_thread(zigbee.connected.wait, 10):
+            raise VeilleError(f"cannot reach the local broker {local}")
+        zigbee.client.publish(
+            "zigbee2mqtt/bridge/devices", bridge_devices_payload(profile), 1, retain=True
+        )
+        zigbee.client.publish("zigbee2mqtt/bridge/state", b'{"state":"online"}', 1, retain=True)
+
+        sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
+        wearable = next((d.id for d in profile.devices if d.role.value == "wearable"), None)
+        driver = SimDriver(sim, clock, zigbee, wearable, args.seed)
+        end = start + args.duration if args.duration else None
+
+        gw_task = asyncio.create_task(gateway.run(stop, (driver.radio_source(),)), name="gateway")
+        while gateway.url is None and args.http and not gw_task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # the URL is known once uvicorn has bound its port
+        print(
+            f"Veille demo: home {home_id}, scenario {args.scenario}, x{args.speed:g} speed",
+            flush=True,
+        )
+        if gateway.url:
+            print(f"Status page (PIN {args.family_pin}): {gateway.url}/", flush=True)
+        for at, what in sim.incidents:
+            stamp = datetime.fromtimestamp(at, tz).strftime("%a %H:%M")
+            print(f"  scripted: {stamp} {what}", flush=True)
+
+        drive = asyncio.create_task(driver.run(end), name="sim")
+        code = 0
+        try:
+            waiters = {gw_task, drive, asyncio.create_task(stop.wait())}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if gw_task.done():
+                gw_task.result()
+            if end is not None and drive.done() and not stop.is_set():
+                code = await _finish(gateway, hub, start, end)
+        finally:
+            stop.set()
+            drive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drive
+            await gw_task
+        return code
+
+
+async def _finish(gateway: Gateway, hub: HubReceiver, start: float, end: float) -> int:
+    """Let the last ticks run, then wait for the outbox to drain to the hub."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    await asyncio.sleep(2 * gateway.pipeline.tick_s)
+    while time.monotonic() < deadline:
+        counts = gateway.outbox.counts()
+        if counts.get("alerts", 0) == 0 and counts.get("aggregates", 0) == 0:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        print(f"veille demo: outbox not drained in {DRAIN_TIMEOUT_S:.0f} s", flush=True)
+        return 1
+    await asyncio.sleep(0.3)  # the hub's last PUBACKed messages are stored before we close
+    simulated = timedelta(seconds=round(end - start))
+    alerts = hub.store.alerts()
+    print(
+        f"Veille demo done: {simulated} simulated, {len(alerts)} alerts at the hub, "
+        f"{gateway.uplink.delivered} messages delivered",
+        flush=True,
+    )
+    return 0
+
+
+def main(args: Any) -> int:
+    if args.speed <= 0:
+        raise VeilleError("--speed must be positive")
+    if args.duration is not None and args.duration <= 0:
+        raise VeilleError("--duration must be positive")
+    return asyncio.run(run_demo(args))

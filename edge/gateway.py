@@ -1,0 +1,263 @@
+"""`veille run`: the production gateway, everything in one asyncio process.
+
+`Gateway` builds the real parts (registry, outbox, detectors, Zigbee2MQTT adapter, BLE
+scanner, wearable links, uplink, HTTP listener) and runs them until stopped; `veille demo`
+runs the very same object with a simulated home in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloud_bridge.broker import BrokerUrl, Credentials
+from cloud_bridge.uplink import Uplink
+from edge.clock import Clock, GatewayClock, time_synced
+from edge.core import HomeCore, Outputs
+from edge.errors import ConfigError, VeilleError
+from edge.events import Role
+from edge.pipeline import BleAdvert, Pipeline, WearableBytes
+
+_LOGGER = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+WATCHDOG_DEFAULT_S = 10.0
+
+
+@dataclass
+class GatewaySettings:
+    home_id: str
+    local: BrokerUrl
+    hub: BrokerUrl
+    storage: Path
+    hub_credentials: Credentials = field(default_factory=Credentials)
+    http: str | None = None
+    ble: bool = True  # scan BLE and connect wearables (off in the demo: it feeds the radio)
+
+
+def load_fall_model() -> Any:
+    """The shipped fall model, or None with an error line (the rest of the gateway runs)."""
+    try:
+        from models.runtime import OnnxModel
+
+        return OnnxModel()
+    except Exception as exc:  # a broken model file must not stop SOS and inactivity alerts
+        _LOGGER.error("fall detection disabled: cannot load the fall model: %s", exc)
+        return None
+
+
+class Gateway:
+    """One home's gateway: build once, `run()` until the stop event is set."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        clock: Clock | None = None,
+        on_outputs: Callable[[Outputs], None] | None = None,
+        seed_docs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        from edge.outbox import Outbox
+        from edge.registry import Registry
+
+        self.settings = settings
+        self.clock = clock or GatewayClock()
+        settings.storage.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.registry = Registry(settings.storage)
+        profile = self.registry.profile()
+        if profile is None:
+            raise ConfigError(
+                f"no home is provisioned in {settings.storage}: "
+                "run `veille provision import home.toml --storage DIR` first"
+            )
+        if profile.id != settings.home_id:
+            raise ConfigError(
+                f"the config says home {settings.home_id!r} but {settings.storage} "
+                f"holds home {profile.id!r}"
+            )
+        self.profile = profile
+        self.outbox = Outbox(settings.storage / "outbox.db")
+        docs = {
+            name: doc
+            for name in ("alert_book", "rules", "routine")
+            if (doc := self.registry.get_doc(name)) is not None
+        }
+        for name, doc in (seed_docs or {}).items():
+            docs.setdefault(name, doc)
+        has_wearable = any(d.role is Role.WEARABLE for d in profile.devices)
+        self.core = HomeCore(
+            profile, docs=docs, fall_model=load_fall_model() if has_wearable else None
+        )
+        self.state = self.core.state
+        self.pipeline = Pipeline(
+            self.core, self.outbox, self.clock, registry=self.registry, on_outputs=on_outputs
+        )
+        self.uplink = Uplink(
+            settings.hub,
+            profile.id,
+            self.outbox,
+            now=self.clock.now,
+            credentials=settings.hub_credentials,
+            status=self._status,
+            on_ack=self.pipeline.ack_from_hub,
+        )
+        self.pipeline.uplink = self.uplink
+        self.url: str | None = None
+        self.ble_sources: list[AsyncIterator[Any]] = []
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "health": self.state.health(),
+            "time_synced": self.state.time_synced,
+            "outbox": self.outbox.counts(),
+        }
+
+    async def _zigbee_source(self) -> AsyncIterator[Any]:
+        from edge.adapters.zigbee import Zigbee2MqttAdapter
+
+        async with Zigbee2MqttAdapter(
+            self.settings.local, client_id=f"veille-{self.profile.id}"
+        ) as adapter:
+            self.local_adapter = adapter
+            ready = asyncio.create_task(self._mark_ready(adapter))
+            try:
+                async for msg in adapter.messages():
+                    yield msg
+            finally:
+                ready.cancel()
+
+    async def _mark_ready(self, adapter: Any) -> None:
+        await adapter.wait_ready(timeout_s=365 * 24 * 3600.0)
+        self.state.local_connected = True
+        self.state.ready = True
+        _LOGGER.info("gateway ready: subscribed to the local broker %s", self.settings.local)
+        from edge import systemd
+
+        systemd.ready()
+
+    async def _ble_source(self) -> AsyncIterator[Any]:
+        from edge.adapters.ble import BleScanner
+
+        try:
+            async with BleScanner() as scanner:
+                async for adv in scanner:
+                    yield BleAdvert(adv.address, dict(adv.service_data), adv.rssi)
+        except Exception as exc:  # no radio on this machine: run on Zigbee alone
+            _LOGGER.error("BLE scanning unavailable: %s", exc)
+
+    async def _wearable_source(self, device_id: str, address: str) -> AsyncIterator[Any]:
+        from edge.adapters.wearable import WearableLink, bleak_connector
+
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        link = WearableLink(device_id, queue, self.clock, bleak_connector(address, device_id))
+        task = asyncio.create_task(link.run(), name=f"wearable-{device_id}")
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, tuple):  # (frame bytes, received at)
+                    yield WearableBytes(device_id, item[0])
+                else:  # a battery Event
+                    yield item
+        finally:
+            task.cancel()
+
+    async def _housekeeping(self) -> None:
+        from edge import systemd
+
+        interval = systemd.watchdog_interval_s() or WATCHDOG_DEFAULT_S
+        while True:
+            self.state.hub_connected = self.uplink.connected
+            self.state.time_synced = time_synced()
+            systemd.watchdog_ping()
+            await asyncio.sleep(min(interval, 5.0))
+
+    async def run(
+        self, stop: asyncio.Event, extra_sources: tuple[AsyncIterator[Any], ...] = ()
+    ) -> None:
+        """Run until `stop` is set; then say offline, flush, close."""
+        sources: list[AsyncIterator[Any]] = [self._zigbee_source(), *extra_sources]
+        if self.settings.ble:
+            sources.append(self._ble_source())
+            for dev in self.profile.devices:
+                if dev.role is Role.WEARABLE:
+                    sources.append(self._wearable_source(dev.id, dev.address))
+        http = None
+        if self.settings.http:
+            from edge.http import HttpServer
+            from edge.status.app import create_app
+
+            app = create_app(self.state, registry=self.registry, core=self.core, gateway=self)
+            http = HttpServer(app, self.settings.http)
+            self.url = await http.start()
+        task = asyncio.create_task(self.pipeline.run(*sources), name="pipeline")
+        house = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        try:
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if task.done():
+                task.result()  # a crash in the pipeline is raised here
+        finally:
+            from edge import systemd
+
+            systemd.stopping()
+            house.cancel()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if http is not None:
+                await http.stop()
+            self.outbox.close()
+            self.registry.close()
+
+
+def settings_from_config(path: Path) -> GatewaySettings:
+    from cloud_bridge.broker import BrokerUrlError, parse_broker_url
+    from edge.config import load_gateway_config
+
+    cfg = load_gateway_config(path)
+    try:
+        local = parse_broker_url(cfg.local.url)
+        hub = parse_broker_url(cfg.hub.url)
+    except BrokerUrlError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return GatewaySettings(
+        home_id=cfg.home_id,
+        local=local,
+        hub=hub,
+        storage=cfg.storage_dir,
+        hub_credentials=Credentials(
+            ca_file=cfg.hub.ca_file,
+            cert_file=cfg.hub.cert_file,
+            key_file=cfg.hub.key_file,
+            username=cfg.hub.username,
+            password_file=cfg.hub.password_file,
+        ),
+        http=f"{cfg.http_host}:{cfg.http_port}",
+    )
+
+
+def main(args: Any) -> int:
+    """`veille run --config gateway.toml`."""
+    settings = settings_from_config(args.config)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        gateway = Gateway(settings)
+        await gateway.run(stop)
+
+    try:
+        asyncio.run(_main())
+    except OSError as exc:
+        raise VeilleError(str(exc)) from exc
+    return 0

@@ -1,0 +1,158 @@
+"""Run the real `veille run` as a subprocess against real brokers, for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support import free_port
+
+VEILLE = str(Path(sys.executable).with_name("veille"))
+
+
+def write_home(path: Path, home_id: str, extra_devices: str = "", n_sos: int = 1) -> Path:
+    buttons = "".join(
+        f"""
+[[devices]]
+id = "sos-{i}"
+source = "zigbee2mqtt"
+address = "0x00158d0001a2{i:04x}"
+friendly_name = "sos_button_{i}"
+room = "entrance"
+role = "sos_button"
+"""
+        for i in range(n_sos)
+    )
+    path.write_text(
+        f"""[home]
+id = "{home_id}"
+timezone = "Europe/Paris"
+
+[[rooms]]
+name = "entrance"
+kind = "entrance"
+
+[[rooms]]
+name = "kitchen"
+kind = "kitchen"
+
+[[rooms]]
+name = "bedroom"
+kind = "bedroom"
+
+[[devices]]
+id = "kitchen-pir"
+source = "zigbee2mqtt"
+address = "0x00158d0001aaaa01"
+friendly_name = "kitchen_motion"
+room = "kitchen"
+role = "motion"
+
+[[devices]]
+id = "front-door"
+source = "zigbee2mqtt"
+address = "0x00158d0001aaaa02"
+friendly_name = "front_door"
+room = "entrance"
+role = "door_entrance"
+{buttons}{extra_devices}"""
+    )
+    return path
+
+
+@dataclass
+class GatewayProc:
+    """`veille run` on a storage dir, with its own gateway.toml."""
+
+    workdir: Path
+    home_id: str
+    local_port: int
+    hub_port: int
+    http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def storage(self) -> Path:
+        return self.workdir / "storage"
+
+    def provision(self, n_sos: int = 1, extra_devices: str = "") -> None:
+        home = write_home(self.workdir / "home.toml", self.home_id, extra_devices, n_sos)
+        subprocess.run(
+            [VEILLE, "provision", "import", str(home), "--storage", str(self.storage)],
+            check=True,
+            capture_output=True,
+        )
+        (self.workdir / "gateway.toml").write_text(
+            f"""[home]
+id = "{self.home_id}"
+[local]
+url = "mqtt://127.0.0.1:{self.local_port}"
+[hub]
+url = "mqtt://127.0.0.1:{self.hub_port}"
+[storage]
+dir = "{self.storage}"
+[http]
+listen = "127.0.0.1:{self.http_port}"
+"""
+        )
+
+    def start(self, wait_ready: bool = True) -> None:
+        self.starts += 1
+        log = open(self.workdir / f"gateway-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [VEILLE, "-v", "run", "--config", str(self.workdir / "gateway.toml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        if wait_ready:
+            self.wait_ready()
+
+    def health(self) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/health", timeout=2
+            ) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def wait_ready(self, timeout: float = 30.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.proc.returncode}: {self.log()}")
+            with contextlib.suppress(OSError, ValueError):
+                code, body = self.health()
+                if code == 200:
+                    return body
+            time.sleep(0.1)
+        raise TimeoutError(f"gateway not ready in {timeout} s: {self.log()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -9
+
+    def log(self) -> str:
+        return (self.workdir / f"gateway-{self.starts}.log").read_text(errors="replace")[-4000:]

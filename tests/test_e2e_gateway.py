@@ -1,0 +1,229 @@
+"""`veille run` end to end: real Mosquitto brokers, the real gateway process, the hub side."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud_bridge.contract import validate_message
+from tests.gateway_proc import GatewayProc
+from tests.support import Collector, Mosquitto, publish
+
+pytestmark = pytest.mark.broker
+
+
+class PersistentHubCollector:
+    """A hub-side subscriber with a persistent session: it misses nothing while away."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.port = port
+        self.client_id = client_id
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._subscribed = threading.Event()
+        self.client: mqtt.Client | None = None
+
+    def connect(self) -> None:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        client.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload))
+        client.on_connect = lambda c, *_: c.subscribe("veille/#", 1)
+        client.on_subscribe = lambda *_: self._subscribed.set()
+        client.reconnect_delay_set(0.1, 0.5)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        assert self._subscribed.wait(10)
+        self.client = client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    def alert_ids(self, want: int, timeout: float) -> list[str]:
+        ids: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(set(ids)) < want and time.monotonic() < deadline:
+            try:
+                topic, payload = self.messages.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if topic.endswith("/alert"):
+                ids.append(json.loads(payload)["id"])
+        return ids
+
+
+def sos_press(port: int, i: int) -> None:
+    publish(
+        port, f"zigbee2mqtt/sos_button_{i}", '{"action":"single","battery":87,"linkquality":96}'
+    )
+
+
+def test_zigbee_button_press_becomes_sos_alert_at_hub_within_a_second(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    gw = GatewayProc(tmp_path, "h-e2e-1", local_broker.port, hub_broker.port)
+    gw.provision()
+    hub = Collector(hub_broker.port, "#")
+    gw.start()
+    try:
+        hub.drain(0.5)  # the retained online status
+        t0 = time.monotonic()
+        sos_press(local_broker.port, 0)
+        while True:
+            topic, payload, _ = hub.get(timeout=5)
+            if topic.endswith("/alert"):
+                break
+        elapsed = time.monotonic() - t0
+        leaf, alert = validate_message(topic, payload)
+        assert (leaf, alert["type"], alert["state"]) == ("alert", "sos", "raised")
+        assert alert["severity"] == "critical"
+        assert alert["device_id"] == "sos-0"
+        assert alert["room"] == "entrance"
+        assert elapsed < 1.0, f"sos took {elapsed:.3f} s"
+        # a second press while the alert is open does not make a second alert
+        sos_press(local_broker.port, 0)
+        later = [m for m in hub.drain(1.0) if m[0].endswith("/alert")]
+        assert later == []
+    finally:
+        assert gw.stop() == 0
+        hub.close()
+    # nothing but the contract's topics, and the clean stop left a retained offline status
+    seen = Collector(hub_broker.port, "#")
+    topics = {t for t, _p, _r in seen.drain(1.0)}
+    seen.close()
+    assert topics == {"veille/v1/h-e2e-1/status"}
+    last = Collector(hub_broker.port, "veille/v1/h-e2e-1/status")
+    _t, payload, retained = last.get()
+    last.close()
+    assert retained
+    assert json.loads(payload)["online"] is False
+
+
+def test_only_contract_topics_reach_the_hub(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    gw = GatewayProc(tmp_path, "h-e2e-2", local_broker.port, hub_broker.port)
+    gw.provision()
+    hub = Collector(hub_broker.port, "#")
+    gw.start()
+    try:
+        for payload in (
+            '{"occupancy":true,"battery":90,"illuminance":12,"linkquality":80}',
+            '{"occupancy":false}',
+        ):
+            publish(local_broker.port, "zigbee2mqtt/kitchen_motion", payload)
+        publish(local_broker.port, "zigbee2mqtt/front_door", '{"contact":false,"battery":80}')
+        sos_press(local_broker.port, 0)
+        got = hub.drain(2.0)
+    finally:
+        gw.stop()
+        hub.close()
+    assert any(t.endswith("/alert") for t, _p, _r in got)
+    for topic, payload, _r in got:
+        validate_message(topic, payload)  # raises on anything off-contract
+        assert b"occupancy" not in payload
+        assert b"kitchen_motion" not in payload
+
+
+def test_bad_input_gives_log_lines_and_the_gateway_keeps_running(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    gw = GatewayProc(tmp_path, "h-e2e-3", local_broker.port, hub_broker.port)
+    gw.provision()
+    hub = Collector(hub_broker.port, "veille/v1/h-e2e-3/alert")
+    gw.start()
+    try:
+        publish(local_broker.port, "zigbee2mqtt/kitchen_motion", b"{not json")
+        publish(local_broker.port, "zigbee2mqtt/kitchen_motion", '{"occupancy":"maybe"}')
+        publish(local_broker.port, "zigbee2mqtt/stranger_device", '{"occupancy":true}')
+        publish(local_broker.port, "zigbee2mqtt/front_door", b"\xff\xfe\x00")
+        sos_press(local_broker.port, 0)
+        _t, payload, _r = hub.get(timeout=5)
+        assert json.loads(payload)["type"] == "sos"
+        code, health = gw.health()
+        assert code == 200
+        assert health["unknown_devices"] == 1
+    finally:
+        gw.stop()
+        hub.close()
+    log = gw.log()
+    assert "kitchen_motion" in log
+    assert "stranger_device" in log
+    assert "Traceback" not in log
+
+
+def test_corrupt_registry_is_reported_and_the_gateway_still_starts(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    gw = GatewayProc(tmp_path, "h-e2e-4", local_broker.port, hub_broker.port)
+    gw.provision()
+    gw.provision()  # a second import leaves a good backup copy behind
+    registry = gw.storage / "registry.json"
+    registry.write_bytes(registry.read_bytes()[: len(registry.read_bytes()) // 2])
+    hub = Collector(hub_broker.port, "veille/v1/h-e2e-4/alert")
+    gw.start()
+    try:
+        sos_press(local_broker.port, 0)
+        _t, payload, _r = hub.get(timeout=5)
+        assert json.loads(payload)["type"] == "sos"
+    finally:
+        gw.stop()
+        hub.close()
+    assert "registry" in gw.log().lower()
+    assert "Traceback" not in gw.log()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_while_arriving", [False, True])
+def test_nothing_lost_across_sigkills_and_a_hub_outage(
+    tmp_path: Path, local_broker: Mosquitto, kill_while_arriving: bool
+) -> None:
+    """Hub down, 200 alerts raised, SIGKILL twice, restart, hub up: all 200 ids, once each."""
+    n = 200
+    hub_broker = Mosquitto(tmp_path / "hub")
+    hub_broker.start()
+    collector = PersistentHubCollector(hub_broker.port, "test-hub-collector")
+    collector.connect()  # registers a persistent session, then the hub goes down
+    collector.close()
+    hub_broker.stop()
+
+    gw = GatewayProc(tmp_path, "h-e2e-5", local_broker.port, hub_broker.port)
+    gw.provision(n_sos=n)
+    gw.start()
+    kills = 0
+    for i in range(n):
+        sos_press(local_broker.port, i)
+        if kill_while_arriving and i in (70, 140):
+            gw.kill()  # events keep arriving while the gateway is dead
+            kills += 1
+            threading.Timer(0.3, gw.start, kwargs={"wait_ready": False}).start()
+    if not kill_while_arriving:
+        time.sleep(1.0)
+        for _ in range(2):
+            gw.kill()
+            kills += 1
+            gw.start()
+    gw.wait_ready()
+    time.sleep(1.0)
+    hub_broker.start()
+    collector.connect()
+    try:
+        ids = collector.alert_ids(n, timeout=60)
+    finally:
+        collector.close()
+        gw.stop()
+        hub_broker.stop()
+    print(f"kills={kills} raised={n} received={len(ids)} unique={len(set(ids))}")
+    assert kills == 2
+    assert len(set(ids)) == n, f"{n - len(set(ids))} alerts lost"
