@@ -1,0 +1,116 @@
+"""Fall features: the ONE pure numpy module that training and the gateway both import.
+
+A candidate window is centred on an impact peak: `PRE_S` seconds before the peak sample and
+`POST_S` seconds after it, 3-axis acceleration in milli-g at `FS_HZ` (the wearable's frame
+axes, which match SisFall's sensor at the waist: y points down towards the feet when the
+wearer stands, so gravity reads y ~ -1000 mg upright).
+
+Nothing here reads files, clocks or models: `window_features(window)` -> one row of
+`FEATURE_NAMES`, in that order. The model card lists the same names and the runtime checks it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FS_HZ = 50
+PRE_S = 4.0  # seconds of signal kept before the impact peak
+POST_S = 4.0  # seconds after the peak before a candidate can be scored
+PRE_N = int(PRE_S * FS_HZ)
+POST_N = int(POST_S * FS_HZ)
+WINDOW_N = PRE_N + 1 + POST_N  # the peak sample sits at index PRE_N
+
+G_MG = 1000.0  # one g in milli-g
+FREE_FALL_G = 0.6  # below this magnitude the body is (partly) falling freely
+MOVING_G = 0.2  # |magnitude - 1 g| above this counts as movement
+UP_AXIS = np.array([0.0, -1.0, 0.0])  # gravity direction of an upright wearer (sensor frame)
+
+# Segments relative to the peak, in samples: [start, stop) with the peak at index PRE_N.
+_PRE_REST = slice(0, PRE_N - 2 * FS_HZ)  # -4 s .. -2 s: posture before
+_PRE_ACT = slice(0, PRE_N - FS_HZ)  # -4 s .. -1 s: activity before
+_DROP = slice(PRE_N - int(1.5 * FS_HZ), PRE_N + 1)  # -1.5 s .. peak: free fall
+_VEL = slice(PRE_N - FS_HZ, PRE_N - 2)  # -1 s .. -0.04 s: velocity gained before impact
+_IMPACT = slice(PRE_N - FS_HZ // 2, PRE_N + FS_HZ // 2 + 1)  # +-0.5 s
+_AROUND = slice(PRE_N - FS_HZ, PRE_N + FS_HZ + 1)  # +-1 s
+_POST = slice(PRE_N + int(1.5 * FS_HZ), WINDOW_N)  # +1.5 s .. +4 s: after the fall
+_POST_EARLY = slice(PRE_N + int(1.5 * FS_HZ), PRE_N + int(2.5 * FS_HZ))
+_POST_LATE = slice(WINDOW_N - FS_HZ, WINDOW_N)
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "peak_g",  # magnitude at the peak
+    "min_pre_g",  # lowest magnitude in the 1.5 s before the peak
+    "free_fall_s",  # time spent below FREE_FALL_G in the 1.5 s before the peak
+    "velocity_ms",  # integral of (1 g - magnitude) over the second before the peak, m/s
+    "impact_area_gs",  # integral of |magnitude - 1 g| over +-0.5 s, g*s
+    "impact_std_g",  # std of magnitude over +-1 s
+    "jerk_max_gps",  # largest magnitude change between samples around the peak, g/s
+    "pre_std_g",  # std of magnitude from -4 s to -1 s (activity before)
+    "pre_axis_std_g",  # summed per-axis std from -4 s to -1 s
+    "post_std_g",  # std of magnitude from +1.5 s to +4 s (stillness after)
+    "post_mean_g",  # mean magnitude after
+    "post_moving_frac",  # share of samples after with |magnitude - 1 g| > MOVING_G
+    "post_axis_std_g",  # summed per-axis std after
+    "angle_change_deg",  # angle between the gravity direction before and after
+    "pre_tilt_deg",  # angle of the gravity direction before from upright
+    "post_tilt_deg",  # angle of the gravity direction after from upright
+    "post_settle_deg",  # angle between early (+1.5 s) and late (+3 s) gravity after
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+
+def magnitude_g(samples_mg: np.ndarray) -> np.ndarray:
+    """Euclidean norm per sample, in g."""
+    s = np.asarray(samples_mg, dtype=np.float64)
+    return np.sqrt(np.einsum("ij,ij->i", s, s)) / G_MG
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two vectors in degrees (0 when either is zero)."""
+    na = float(np.linalg.norm(a))
+    nb = float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    cos = float(np.dot(a, b)) / (na * nb)
+    return float(np.degrees(np.arccos(min(1.0, max(-1.0, cos)))))
+
+
+def window_features(window_mg: np.ndarray) -> np.ndarray:
+    """One candidate window (WINDOW_N, 3) milli-g, peak at PRE_N -> (N_FEATURES,) float32."""
+    w = np.asarray(window_mg, dtype=np.float64)
+    if w.shape != (WINDOW_N, 3):
+        raise ValueError(f"window shape {w.shape}, expected ({WINDOW_N}, 3)")
+    dt = 1.0 / FS_HZ
+    mag = magnitude_g(w)
+    g = w / G_MG
+    drop = mag[_DROP]
+    around = mag[_AROUND]
+    post = mag[_POST]
+    pre_dir = g[_PRE_REST].mean(axis=0)
+    post_dir = g[_POST].mean(axis=0)
+    row = (
+        mag[PRE_N],
+        drop.min(),
+        float(np.count_nonzero(drop < FREE_FALL_G)) * dt,
+        float(np.sum(1.0 - mag[_VEL])) * dt * 9.81,
+        float(np.sum(np.abs(mag[_IMPACT] - 1.0))) * dt,
+        around.std(),
+        float(np.abs(np.diff(around)).max()) / dt,
+        mag[_PRE_ACT].std(),
+        float(g[_PRE_ACT].std(axis=0).sum()),
+        post.std(),
+        post.mean(),
+        float(np.count_nonzero(np.abs(post - 1.0) > MOVING_G)) / post.size,
+        float(g[_POST].std(axis=0).sum()),
+        angle_deg(pre_dir, post_dir),
+        angle_deg(pre_dir, UP_AXIS),
+        angle_deg(post_dir, UP_AXIS),
+        angle_deg(g[_POST_EARLY].mean(axis=0), g[_POST_LATE].mean(axis=0)),
+    )
+    return np.asarray(row, dtype=np.float32)
+
+
+def features_matrix(windows_mg: list[np.ndarray]) -> np.ndarray:
+    """Stack `window_features` rows; (0, N_FEATURES) for no windows."""
+    if not windows_mg:
+        return np.zeros((0, N_FEATURES), dtype=np.float32)
+    return np.stack([window_features(w) for w in windows_mg])

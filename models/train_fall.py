@@ -1,0 +1,460 @@
+"""Train the fall classifier on SisFall and ship it as ONNX with its model card.
+
+    python -m models.train_fall --data ../shared/data/falls/sisfall_dev_50hz.npz
+
+1. Candidates: every trial is streamed through the production `FallDetector` (same trigger,
+   same ring buffer, same `models.features`) with a recording scorer, giving one feature row
+   per impact-peak candidate.
+2. Labels (multiple-instance): a fall trial holds one fall and some ordinary movement, so only
+   one candidate per fall trial is positive. Round 1 takes the highest peak; round 2 takes the
+   candidate that round 1 scored highest out of fold (by subject). The other candidates of a
+   fall trial are left out; every candidate of a daily-activity trial is negative.
+3. Threshold: the lowest score at which the out-of-fold false-alarm rate on daily-activity
+   trials is at most `TARGET_FA_TRIAL_RATE` (inner cross-validation by subject).
+4. Reported figures: nested, subject-wise. For each outer fold (GroupKFold by subject), steps
+   2-3 run on its training subjects only; its held-out subjects' trials are then streamed
+   through `FallDetector` with that fold's model and threshold. Nothing is tuned on them.
+5. Shipped model: steps 2-3 on all subjects, exported with skl2onnx, checked with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.detect import fall as fall_detect
+from edge.detect.fall import FallDetector
+from edge.eval_fall import first_fall_s, stream_trial
+from models import features as ft
+
+_LOGGER = logging.getLogger(__name__)
+
+OUT_DIR = Path(__file__).resolve().parent
+MODEL_NAME = "fall_detector"
+INPUT_NAME = "features"
+VECTORS = OUT_DIR.parent / "tests" / "vectors" / "fall_windows.npz"
+VECTOR_ROWS = 512
+OUTER_FOLDS = 7  # 28 subjects -> 4 held out per fold
+INNER_FOLDS = 6
+TARGET_FA_TRIAL_RATE = 0.0025  # threshold rule: <= 0.25 % of daily-activity trials alarmed
+SEED = 0
+HGB_PARAMS: dict[str, Any] = {
+    "max_iter": 300,
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 15,
+    "l2_regularization": 1.0,
+    "random_state": SEED,
+}
+CITATION = (
+    "A. Sucerquia, J. D. López, J. F. Vargas-Bonilla, \"SisFall: A Fall and Movement "
+    "Dataset\", Sensors 2017, 17(1):198, doi:10.3390/s17010198"
+)
+
+
+@dataclass(frozen=True)
+class Data:
+    acc: np.ndarray
+    offsets: np.ndarray
+    subject: np.ndarray
+    age_group: np.ndarray
+    activity: np.ndarray
+    is_fall: np.ndarray
+
+    def trial(self, i: int) -> np.ndarray:
+        return self.acc[self.offsets[i] : self.offsets[i + 1]]
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.offsets.size - 1)
+
+
+def load(path: Path) -> Data:
+    with np.load(path, allow_pickle=False) as z:
+        return Data(
+            acc=np.asarray(z["acc_mg"]),
+            offsets=np.asarray(z["offsets"]).astype(np.int64),
+            subject=np.asarray(z["subject"]).astype(str),
+            age_group=np.asarray(z["age_group"]).astype(str),
+            activity=np.asarray(z["activity"]).astype(str),
+            is_fall=np.asarray(z["is_fall"]).astype(bool),
+        )
+
+
+def candidates(data: Data) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows of every candidate the production detector scores, and their trial."""
+    rows: list[np.ndarray] = []
+    trials: list[int] = []
+    current = [0]
+
+    def recorder(x: np.ndarray) -> np.ndarray:
+        rows.append(np.asarray(x[0], dtype=np.float32).copy())
+        trials.append(current[0])
+        return np.zeros(1)
+
+    for i in range(data.n_trials):
+        current[0] = i
+        detector = FallDetector(recorder, confirm_s=0.0, threshold=2.0)  # never fires
+        stream_trial(detector, data.trial(i))
+    return np.stack(rows), np.asarray(trials, dtype=np.int64)
+
+
+def _new_model() -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(**HGB_PARAMS)
+
+
+def _labels(x: np.ndarray, trial: np.ndarray, is_fall: np.ndarray,
+            pick: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(y, used): per fall trial the candidate with the largest `pick` is the positive."""
+    y = np.zeros(x.shape[0], dtype=np.int64)
+    used = ~is_fall[trial]
+    order = np.lexsort((pick, trial))  # by trial, then pick ascending
+    last_of_trial = np.r_[trial[order][1:] != trial[order][:-1], True]
+    best = order[last_of_trial]
+    best = best[is_fall[trial[best]]]
+    y[best] = 1
+    used[best] = True
+    return y, used
+
+
+def _oof(x: np.ndarray, y: np.ndarray, used: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Out-of-fold probabilities for every row (subject-wise inner folds)."""
+    from sklearn.model_selection import GroupKFold
+
+    out = np.zeros(x.shape[0])
+    for trn, val in GroupKFold(n_splits=INNER_FOLDS).split(x, y, groups):
+        k = trn[used[trn]]
+        out[val] = _new_model().fit(x[k], y[k]).predict_proba(x[val])[:, 1]
+    return out
+
+
+def trial_max(scores: np.ndarray, trial: np.ndarray, n_trials: int) -> np.ndarray:
+    out = np.zeros(n_trials)
+    np.maximum.at(out, trial, scores)
+    return out
+
+
+def choose_threshold(trial_scores: np.ndarray, is_fall: np.ndarray) -> float:
+    """Lowest threshold with at most TARGET_FA_TRIAL_RATE of ADL trials above it."""
+    adl = np.sort(trial_scores[~is_fall])[::-1]
+    allowed = int(np.floor(TARGET_FA_TRIAL_RATE * adl.size))
+    # the (allowed+1)-th highest ADL score must stay below the threshold
+    ceiling = adl[allowed] if allowed < adl.size else 0.0
+    return float(min(0.99, max(0.05, np.nextafter(ceiling, 1.0))))
+
+
+@dataclass
+class Fitted:
+    model: Any
+    threshold: float
+    n_rows: int
+    n_pos: int
+
+
+def fit_with_threshold(x: np.ndarray, trial: np.ndarray, data: Data,
+                       trials: np.ndarray) -> Fitted:
+    """Steps 2-3 of the module docstring on the given trials only."""
+    mask = np.isin(trial, trials)
+    xs, ts = x[mask], trial[mask]
+    groups = data.subject[ts]
+    y1, used1 = _labels(xs, ts, data.is_fall, xs[:, 0])
+    oof1 = _oof(xs, y1, used1, groups)
+    y2, used2 = _labels(xs, ts, data.is_fall, oof1)
+    oof2 = _oof(xs, y2, used2, groups)
+    scores = trial_max(oof2, ts, data.n_trials)[trials]
+    threshold = choose_threshold(scores, data.is_fall[trials])
+    model = _new_model().fit(xs[used2], y2[used2])
+    return Fitted(model, threshold, int(used2.sum()), int(y2.sum()))
+
+
+def sklearn_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def score(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_proba(rows)[:, 1])
+
+    return score
+
+
+def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data) -> dict[str, Any]:
+    """Nested subject-wise CV; held-out trials streamed through the production detector."""
+    from sklearn.model_selection import GroupKFold
+
+    all_trials = np.arange(data.n_trials)
+    detected = np.zeros(data.n_trials, dtype=bool)
+    fold_of = np.zeros(data.n_trials, dtype=np.int64)
+    adl_alarms = 0
+    folds: list[dict[str, Any]] = []
+    splitter = GroupKFold(n_splits=OUTER_FOLDS)
+    for k, (trn, val) in enumerate(splitter.split(all_trials, groups=data.subject)):
+        fitted = fit_with_threshold(x, trial, data, trn)
+        scorer = sklearn_scorer(fitted.model)
+        for i in val:
+            det = FallDetector(scorer, confirm_s=0.0, threshold=fitted.threshold)
+            detected[i] = first_fall_s(stream_trial(det, data.trial(i))) is not None
+            fold_of[i] = k
+        # all held-out daily-activity trials back to back, one detector, one clock
+        adl = [i for i in val if not data.is_fall[i]]
+        det = FallDetector(scorer, confirm_s=0.0, threshold=fitted.threshold)
+        t0 = 0.0
+        for i in adl:
+            found = stream_trial(det, data.trial(i), t0=t0)
+            adl_alarms += sum(1 for f in found if f.action == "raise" and f.type == "fall")
+            t0 += data.trial(i).shape[0] / ft.FS_HZ
+        held = sorted(set(data.subject[val]))
+        folds.append({"fold": k, "held_out": held, "threshold": round(fitted.threshold, 4)})
+        _LOGGER.info("fold %d: held out %s, threshold %.4f", k, held, fitted.threshold)
+    adl_hours = float(np.diff(data.offsets)[~data.is_fall].sum()) / ft.FS_HZ / 3600.0
+    return {
+        "folds": folds,
+        "groups": group_metrics(detected, data),
+        "adl_stream": {
+            "hours": round(adl_hours, 2),
+            "false_alarms": adl_alarms,
+            "false_alarms_per_24h": round(adl_alarms / adl_hours * 24.0, 2),
+        },
+        "missed_falls": _count(data.activity[data.is_fall & ~detected]),
+        "false_alarm_trials": _count(data.activity[~data.is_fall & detected]),
+    }
+
+
+def _count(values: np.ndarray) -> dict[str, int]:
+    keys, counts = np.unique(values, return_counts=True)
+    return {str(a): int(b) for a, b in zip(keys, counts, strict=True)}
+
+
+def group_metrics(detected: np.ndarray, data: Data) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, mask in (
+        ("young", data.age_group == "young"),
+        ("elderly", data.age_group == "elderly"),
+        ("all", np.ones(data.n_trials, dtype=bool)),
+    ):
+        falls = mask & data.is_fall
+        adl = mask & ~data.is_fall
+        out[name] = {
+            "fall_trials": int(falls.sum()),
+            "detected_falls": int((detected & falls).sum()),
+            "sensitivity": _ratio((detected & falls).sum(), falls.sum()),
+            "adl_trials": int(adl.sum()),
+            "false_alarm_trials": int((detected & adl).sum()),
+            "specificity": _ratio((~detected & adl).sum(), adl.sum()),
+        }
+    return out
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return None if b == 0 else round(float(a) / float(b), 4)
+
+
+def write_vectors(shipped: Fitted, x: np.ndarray, path: Path) -> None:
+    """Recorded candidate windows and the scikit-learn model's scores, for the ONNX test."""
+    rows = x[np.linspace(0, x.shape[0] - 1, VECTOR_ROWS).astype(int)]
+    probs = shipped.model.predict_proba(rows)[:, 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, rows=rows.astype(np.float32), sklearn_prob=probs,
+                        threshold=np.float64(shipped.threshold))
+
+
+def export_onnx(model: Any, path: Path) -> None:
+    from unittest import mock
+
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common import tree_ensemble
+    from skl2onnx.common.data_types import FloatTensorType
+
+    # skl2onnx 1.20 passes a Python bool for the leaves' `nodes_missing_value_tracks_true`,
+    # which current protobuf refuses in an ints attribute; hand it an int instead. Our
+    # features are never NaN, so the flag has no effect on scores.
+    original = tree_ensemble.add_node
+
+    def add_node(*args: Any, **kwargs: Any) -> Any:
+        flag = kwargs.get("nodes_missing_value_tracks_true", 0)
+        kwargs["nodes_missing_value_tracks_true"] = int(flag)
+        return original(*args, **kwargs)
+
+    with mock.patch.object(tree_ensemble, "add_node", add_node):
+        onx = convert_sklearn(
+            model,
+            initial_types=[(INPUT_NAME, FloatTensorType([None, ft.N_FEATURES]))],
+            options={id(model): {"zipmap": False}},
+            target_opset={"": 17, "ai.onnx.ml": 3},
+        )
+    onx.producer_name = "veille.models.train_fall"
+    path.write_bytes(onx.SerializeToString())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--skip-cv", action="store_true", help="ship without the nested CV")
+    parser.add_argument("--vectors", type=Path, default=VECTORS,
+                        help="where to record windows + scikit-learn scores for the tests")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("edge").setLevel(logging.WARNING)  # one line per detection is too many
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # one core: the gateway's neighbours need the other
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    data = load(args.data)
+    x, trial = candidates(data)
+    _LOGGER.info("%d candidate windows from %d trials", x.shape[0], data.n_trials)
+    cv = None if args.skip_cv else cross_validate(x, trial, data)
+    shipped = fit_with_threshold(x, trial, data, np.arange(data.n_trials))
+    args.out.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out / f"{MODEL_NAME}.onnx"
+    export_onnx(shipped.model, onnx_path)
+    write_vectors(shipped, x, args.vectors)
+    card = make_card(args, data, x, shipped=shipped, cv=cv, onnx_path=onnx_path,
+                     seconds=time.monotonic() - started)
+    (args.out / f"{MODEL_NAME}.card.json").write_text(
+        json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (args.out / f"{MODEL_NAME}.card.md").write_text(card_markdown(card), encoding="utf-8")
+    _LOGGER.info("wrote %s (%d bytes), threshold %.4f", onnx_path, onnx_path.stat().st_size,
+                 shipped.threshold)
+    return 0
+
+
+def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, *,
+              shipped: Fitted, cv: dict[str, Any] | None, onnx_path: Path,
+              seconds: float) -> dict[str, Any]:
+    import skl2onnx
+    import sklearn
+
+    blob = onnx_path.read_bytes()
+    return {
+        "name": MODEL_NAME,
+        "file": onnx_path.name,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "size_bytes": len(blob),
+        "input_name": INPUT_NAME,
+        "features": list(ft.FEATURE_NAMES),
+        "threshold": round(shipped.threshold, 6),
+        "window": {"fs_hz": ft.FS_HZ, "pre_s": ft.PRE_S, "post_s": ft.POST_S},
+        "trigger": {"magnitude_g": fall_detect.TRIGGER_G, "cluster_s": fall_detect.CLUSTER_S},
+        "classifier": {"type": "HistGradientBoostingClassifier", "params": HGB_PARAMS},
+        "data": {
+            "file": Path(args.data).name,
+            "citation": CITATION,
+            "subjects": int(np.unique(data.subject).size),
+            "trials": data.n_trials,
+            "fall_trials": int(data.is_fall.sum()),
+            "adl_trials": int((~data.is_fall).sum()),
+            "candidate_windows": int(x.shape[0]),
+            "training_rows": shipped.n_rows,
+            "positive_rows": shipped.n_pos,
+        },
+        "split": {
+            "outer": f"GroupKFold({OUTER_FOLDS}) by subject",
+            "inner": f"GroupKFold({INNER_FOLDS}) by subject, inside each outer training part",
+            "threshold_rule": f"lowest score with <= {TARGET_FA_TRIAL_RATE:.2%} of inner "
+                              "out-of-fold ADL trials alarmed",
+        },
+        "cross_validation": cv,
+        "command": "python -m models.train_fall --data ../shared/data/falls/sisfall_dev_50hz.npz",
+        "train_seconds": round(seconds, 1),
+        "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                     "scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__},
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    cv = card["cross_validation"]
+    lines = [
+        "# Model card: fall_detector.onnx",
+        "",
+        "Fall classifier for a waist-worn 3-axis accelerometer (milli-g, 50 Hz), run by the",
+        "gateway's streaming `FallDetector` (`edge/detect/fall.py`) with onnxruntime.",
+        "",
+        "## Data",
+        "",
+        f"- SisFall developer split (`{card['data']['file']}`): {card['data']['subjects']} "
+        f"subjects, {card['data']['fall_trials']} fall and {card['data']['adl_trials']} "
+        "daily-activity trials, ADXL345 at the waist, resampled to 50 Hz.",
+        f"- Citation: {card['data']['citation']}. The dataset states no licence; cite the paper.",
+        "",
+        "## Design: trigger, then classifier",
+        "",
+        f"- Trigger: acceleration magnitude above {card['trigger']['magnitude_g']} g; crossings "
+        f"within {card['trigger']['cluster_s']} s form one candidate at its highest sample.",
+        "  Every fall in the data peaks above 1.59 g, while most of daily life stays below",
+        "  1.4 g, so the classifier runs only on a few windows per hour of ordinary activity",
+        "  (far fewer while sitting or lying): cheap on a Pi and on a battery-less budget, and",
+        "  the classifier learns impacts rather than the whole space of daily movement.",
+        f"- Window: {card['window']['pre_s']} s before the peak and {card['window']['post_s']} s "
+        "after it; the score is computed once those post-peak seconds have arrived, so",
+        "  posture and stillness after the impact are part of the decision.",
+        f"- Classifier: scikit-learn {card['classifier']['type']} "
+        f"({json.dumps(card['classifier']['params'])}), exported with skl2onnx.",
+        f"- Threshold: {card['threshold']:.4f} ({card['split']['threshold_rule']}).",
+        "",
+        "## Features (input `features`, float32, in this order)",
+        "",
+        *[f"{i + 1}. `{name}`" for i, name in enumerate(card["features"])],
+        "",
+        "Computed by `models/features.py` (pure numpy), imported by training and the gateway.",
+        "",
+        "## Split and validation",
+        "",
+        f"- Outer: {card['split']['outer']}; inner: {card['split']['inner']}.",
+        "- Labels, threshold and model of each outer fold come from its training subjects only;",
+        "  every held-out trial is then streamed through the production `FallDetector`",
+        "  (frames of 25 samples, confirmation window not applied). No subject is in both.",
+        "",
+    ]
+    if cv is not None:
+        lines += [
+            "| group | fall trials | sensitivity | ADL trials | false-alarm trials | "
+            "specificity |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, g in cv["groups"].items():
+            lines.append(
+                f"| {name} | {g['fall_trials']} | {_pct(g['sensitivity'])} | {g['adl_trials']} "
+                f"| {g['false_alarm_trials']} | {_pct(g['specificity'])} |"
+            )
+        s = cv["adl_stream"]
+        lines += [
+            "",
+            f"- All daily-activity trials streamed back to back ({s['hours']} h): "
+            f"{s['false_alarms']} false alarms = **{s['false_alarms_per_24h']} per 24 h**.",
+            f"- Missed falls by activity: {cv['missed_falls']}.",
+            f"- False-alarm trials by activity: {cv['false_alarm_trials']}.",
+            "- Elderly falls come from one subject (SE06), the only elderly subject who fell in",
+            "  this split: the elderly sensitivity rests on 75 trials of one person.",
+            f"- Per-fold thresholds: {[f['threshold'] for f in cv['folds']]}.",
+            "",
+        ]
+    lines += [
+        "## File",
+        "",
+        f"- `{card['file']}`: {card['size_bytes']} bytes, sha256 `{card['sha256']}`.",
+        f"- Made by: `{card['command']}` ({card['train_seconds']} s on one core).",
+        f"- Versions: {card['versions']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The streaming fall detector on real SisFall trials, with the shipped ONNX model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from edge.decode.wearable import WearableStream
+from edge.detect.fall import FallDetector, load_default_detector
+from edge.eval_fall import first_fall_s, stream_trial
+from edge.events import AccelFrame, AlertType, Event, EventKind, Finding, Severity
+from edge.sim_wearable import encode_frames
+from models.runtime import OnnxModel
+from tests.conftest import FALLS_NPZ
+
+DEV = "wearable"
+
+
+@pytest.fixture(scope="module")
+def sisfall() -> Iterator[dict[str, np.ndarray]]:
+    with np.load(FALLS_NPZ, allow_pickle=False) as z:
+        yield {k: z[k] for k in ("acc_mg", "offsets", "activity", "subject")}
+
+
+def trial(data: dict[str, np.ndarray], activity: str, subject: str, n: int = 1) -> np.ndarray:
+    """The n-th trial of an activity by a subject."""
+    idx = np.flatnonzero((data["activity"] == activity) & (data["subject"] == subject))
+    i = int(idx[n - 1])
+    return data["acc_mg"][data["offsets"][i] : data["offsets"][i + 1]]
+
+
+@pytest.fixture(scope="module")
+def model() -> OnnxModel:
+    return load_default_detector().model  # type: ignore[return-value]
+
+
+def still_after(samples: np.ndarray, seconds: float) -> np.ndarray:
+    """The trial, then its last second held still for `seconds` (lying where it ended)."""
+    tail = samples[-50:].mean(axis=0).round().astype(np.int16)
+    return np.concatenate([samples, np.repeat(tail[None, :], int(seconds * 50), axis=0)])
+
+
+def test_fall_trial_detected_adl_trial_not(sisfall: dict[str, np.ndarray],
+                                           model: OnnxModel) -> None:
+    fall = trial(sisfall, "F01", "SA01")  # forward fall after a slip, young subject
+    walk = trial(sisfall, "D01", "SA01")  # 100 s of slow walking, same subject
+    sit = trial(sisfall, "D12", "SE01")  # lying down slowly and sitting up again, elderly
+    for samples, expected in ((fall, True), (walk, False), (sit, False)):
+        found = stream_trial(FallDetector(model, confirm_s=0.0), samples)
+        assert (first_fall_s(found) is not None) is expected
+    t = first_fall_s(stream_trial(FallDetector(model, confirm_s=0.0), fall))
+    assert t is not None and 4.0 < t < fall.shape[0] / 50.0
+
+
+def test_no_cancel_raises_critical_fall_with_evidence(sisfall: dict[str, np.ndarray],
+                                                      model: OnnxModel) -> None:
+    samples = still_after(trial(sisfall, "F02", "SA02"), 40.0)  # backward fall, then still
+    det = FallDetector(model, confirm_s=30.0, device_id=DEV, room="living")
+    found: list[Finding] = []
+    detected_at = None
+    for seq, start in enumerate(range(0, samples.shape[0], 25)):
+        chunk = samples[start : start + 25]
+        found += det.feed_frame(AccelFrame(DEV, seq, (start + chunk.shape[0] - 1) / 50, chunk))
+        if det.pending and detected_at is None:
+            detected_at = (start + chunk.shape[0] - 1) / 50
+    assert detected_at is not None
+    falls = [f for f in found if f.type is AlertType.FALL]
+    assert len(falls) == 1
+    f = falls[0]
+    assert (f.action, f.severity, f.room, f.device_id) == ("raise", Severity.CRITICAL, "living",
+                                                           DEV)
+    assert f.raised_at is not None and f.raised_at <= detected_at
+    assert f.at >= f.raised_at + 30.0 and f.at < f.raised_at + 31.0
+    assert f.key == f"fall:{DEV}:{int(f.raised_at)}"
+    ev = f.evidence
+    assert set(ev) == {"peak_g", "score", "posture", "movement_resumed", "confirm_s"}
+    assert ev["peak_g"] > 1.4 and ev["score"] >= model.threshold
+    assert ev["posture"] in {"lying", "reclined"}
+    assert ev["movement_resumed"] is False and ev["confirm_s"] == 30.0
+
+
+def test_cancel_within_window(sisfall: dict[str, np.ndarray], model: OnnxModel) -> None:
+    samples = still_after(trial(sisfall, "F03", "SA03"), 5.0)
+    det = FallDetector(model, confirm_s=30.0, device_id=DEV)
+    found = stream_trial(det, samples)
+    assert det.pending and not [f for f in found if f.type is AlertType.FALL]
+    t_end = samples.shape[0] / 50
+    other = det.feed(Event("someone-else", EventKind.ACTION, "single", t_end))
+    assert other == [] and det.pending
+    cancel = det.feed(Event(DEV, EventKind.ACTION, "single", t_end + 1))
+    assert len(cancel) == 1
+    c = cancel[0]
+    assert (c.action, c.type, c.at) == ("cancel", AlertType.FALL, t_end + 1)
+    assert c.raised_at is not None and c.key == f"fall:{DEV}:{int(c.raised_at)}"
+    assert not det.pending
+    assert det.advance(t_end + 60) == []  # nothing raised once cancelled
+    assert det.feed(Event(DEV, EventKind.ACTION, "single", t_end + 70)) == []
+
+
+def test_long_press_is_sos_and_raises_pending_fall(sisfall: dict[str, np.ndarray],
+                                                   model: OnnxModel) -> None:
+    det = FallDetector(model, confirm_s=30.0, device_id=DEV)
+    sos = det.feed(Event(DEV, EventKind.ACTION, "long", 12.5))
+    assert [(f.type, f.severity, f.key, f.action) for f in sos] == [
+        (AlertType.SOS, Severity.CRITICAL, f"sos:{DEV}:12", "raise")
+    ]
+    samples = trial(sisfall, "F04", "SA04")
+    stream_trial(det, samples, t0=100.0)
+    assert det.pending
+    both = det.feed(Event(DEV, EventKind.ACTION, "long", 120.0))
+    assert [f.type for f in both] == [AlertType.SOS, AlertType.FALL]
+    assert both[1].evidence["help_pressed"] is True and not det.pending
+
+
+def test_faulty_link_still_detects(sisfall: dict[str, np.ndarray], model: OnnxModel) -> None:
+    """Frames duplicated, lost, late and truncated on the way still give one fall."""
+    samples = trial(sisfall, "F05", "SA05")
+    frames = encode_frames(samples, start_seq=65000, per_frame=8)  # wraps the u16 as well
+    order = list(range(len(frames)))
+    order.insert(10, 9)  # duplicate
+    del order[20]  # lost
+    order[30], order[31] = order[31], order[30]  # late
+    stream = WearableStream(DEV)
+    det = FallDetector(model, confirm_s=0.0, device_id=DEV)
+    found: list[Finding] = []
+    for k, i in enumerate(order):
+        data = frames[i][:-4] if k == 40 else frames[i]  # one truncated notification
+        item = stream.feed(data, at=k * 8 / 50)
+        if isinstance(item, AccelFrame):
+            found += det.feed_frame(item)
+    s = stream.stats
+    assert (s.duplicates, s.out_of_order, s.bad) == (1, 1, 1)
+    assert s.lost_samples == 8 * 3  # the lost frame, the late one, the truncated one
+    assert len([f for f in found if f.type is AlertType.FALL]) == 1
+
+
+def test_bad_frames_skipped_not_crashing(model: OnnxModel) -> None:
+    det = FallDetector(model, confirm_s=0.0, device_id=DEV)
+    still = np.tile(np.array([[0, -1000, 0]], dtype=np.int16), (25, 1))
+    assert det.feed_frame(AccelFrame(DEV, 0, 1.0, still)) == []
+    assert det.feed_frame(AccelFrame(DEV, 1, 2.0, still[:, :2])) == []  # wrong shape
+    assert det.feed_frame(AccelFrame(DEV, 1, 0.5, still)) == []  # back in time
+    assert det.feed_frame(AccelFrame(DEV, 1, 3.0, still, fs_hz=100.0)) == []
+    assert det.feed_frame(AccelFrame("other", 1, 3.0, still)) == []
+
+
+def test_offline_raised_and_resolved(model: OnnxModel) -> None:
+    det = FallDetector(model, device_id=DEV, offline_after_s=300.0)
+    still = np.tile(np.array([[0, -1000, 0]], dtype=np.int16), (25, 1))
+    det.feed_frame(AccelFrame(DEV, 0, 10.0, still))
+    assert det.advance(309.0) == []
+    [off] = det.advance(311.0)
+    assert (off.type, off.action, off.key) == (AlertType.SENSOR_OFFLINE, "raise", f"offline:{DEV}")
+    assert det.advance(400.0) == []
+    [back] = det.feed_frame(AccelFrame(DEV, 25, 500.0, still, gap_samples=10_000))
+    assert (back.type, back.action) == (AlertType.SENSOR_OFFLINE, "resolve")
