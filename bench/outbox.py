@@ -10,6 +10,10 @@ Measured on a real file in a temporary folder on the project's filesystem:
 - baselines in the same run: a plain append-only file with an fsync per write (what a
   durable write costs on this disk), and SQLite with `synchronous=OFF` (not durable: the
   upper bound).
+
+One message per transaction costs one fsync, so its rate is the disk's fsync rate (compare
+with the plain-file baseline) and swings with other load on the disk; the pipeline commits
+all outputs of an input batch in one `put`, which is the batched figure.
 """
 
 from __future__ import annotations
