@@ -342,7 +342,9 @@ class RoutineModel:
             "learned": lim.learned,
             "limits_min": {
                 "silence_by_half_hour": {
-                    ctx: [round(v / MINUTE_S) for v in row] for ctx, row in lim.silence_s.items()
+                    ctx: [round(v / MINUTE_S) for v in row]
+                    for ctx, row in lim.silence_s.items()
+                    if ctx != OUT  # out of home has one limit of its own, below
                 },
                 "out_of_home": round(lim.out_s / MINUTE_S),
                 "bathroom_stay": round(lim.bathroom_s / MINUTE_S),

@@ -379,10 +379,14 @@ class RoutineDetector:
         record = self._records.get(self._sil_date)
         if record is not None:
             record.note_silence(self._ctx, self._sil_bin, learn)
-            if self._ctx == OUT and self._sil_date and is_night(
-                self._sil_bin * 1800.0,
-                self._model.limits.night_start_s / HOUR_S,
-                self._model.limits.night_end_s / HOUR_S,
+            if (
+                self._ctx == OUT
+                and self._sil_date
+                and is_night(
+                    self._sil_bin * 1800.0,
+                    self._model.limits.night_start_s / HOUR_S,
+                    self._model.limits.night_end_s / HOUR_S,
+                )
             ):
                 record.night_out_max_s = max(record.night_out_max_s, learn)
         if gap >= 60.0 or self._ctx == OUT:
@@ -636,4 +640,3 @@ class RoutineDetector:
             self._sil_limit = model.limits.silence_s[self._ctx][self._sil_bin]
             self._sil_usual = model.limits.usual_s[self._ctx][self._sil_bin]
         return [Aggregate("daily", start, end, body)]
-

@@ -64,9 +64,7 @@ def find_night(
     """The night that ended on the morning of the day starting at `day_start`, if any."""
     lo = day_start + NIGHT_SEARCH_FROM_S
     rest = [
-        (s, e)
-        for s, e, ctx in silences
-        if ctx in REST_CONTEXTS and e - s >= REST_MIN_S and e > lo
+        (s, e) for s, e, ctx in silences if ctx in REST_CONTEXTS and e - s >= REST_MIN_S and e > lo
     ]
     rest += [(s, e) for s, e, _ in bed if e - s >= REST_MIN_S and e > lo]
     if not rest:
