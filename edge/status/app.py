@@ -184,7 +184,10 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
 
     registry = services.get("registry")
     check_credentials(registry)
-    app = FastAPI(title="Veille gateway", version="1")
+    # no /docs or /openapi.json: nothing answers without a credential but /login and /health
+    app = FastAPI(
+        title="Veille gateway", version="1", docs_url=None, redoc_url=None, openapi_url=None
+    )
     pages = Pages(
         state=state,
         registry=registry,

@@ -1,0 +1,566 @@
+"""The care staff's console (`veille hub --http HOST:PORT`): inbox, acknowledge, resolve, homes.
+
+Staff sign in with the password from `--staff-password-file` (lines `name:password`, or one
+shared password and staff give their name), kept only as scrypt hashes in memory. The inbox
+lists open alerts across homes, most severe first, with their evidence in plain words and
+the home's recent context; acknowledging publishes `veille.ack/1` to the home's `ack` topic
+(the home then shows "pris en charge" and sends the alert's new state back). Several
+`veille hub` processes can serve the console on one store: sessions are signed with a key
+derived from the password file, so any process accepts them.
+
+Every route needs a staff session except `/login` and `/health`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, FileSystemLoader
+from markupsafe import Markup
+
+from edge.errors import VeilleError
+from edge.status import charts, i18n
+from edge.status.auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    LoginThrottle,
+    NeedLogin,
+    Session,
+    Signer,
+    client_key,
+    csrf_nonce,
+    safe_next,
+    same_origin,
+    set_cookie,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).with_name("templates")
+EDGE_TEMPLATES = Path(__file__).resolve().parents[1] / "edge" / "status" / "templates"
+STAFF_SESSION_S = 12 * 3600.0
+CSRF_COOKIE_S = 30 * 24 * 3600.0
+PREFS_COOKIE = "veille_prefs"
+PREFS = ("big", "contrast")
+SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
+DAILY_SCHEMA = "veille.aggregate.daily/1"
+WEEKS_DAYS = 8 * 7
+CONTEXT_DAYS = 7
+REFRESH_S = 5
+SCRYPT_N = 2**14
+NAME_MAX = 64
+
+
+class StaffPasswords:
+    """Staff passwords as salted scrypt hashes: per name, or one shared by everyone."""
+
+    def __init__(self, entries: dict[str, str], shared: str | None) -> None:
+        self._users = {name: self._hash(pw) for name, pw in entries.items()}
+        self._shared = self._hash(shared) if shared else None
+        material = "\n".join(f"{n}:{p}" for n, p in sorted(entries.items())) + f"\n{shared or ''}"
+        self.session_key = hashlib.sha256(b"veille-console-session\0" + material.encode()).digest()
+
+    @staticmethod
+    def _hash(password: str) -> tuple[bytes, bytes]:
+        salt = os.urandom(16)
+        return salt, hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=8, p=1)
+
+    @staticmethod
+    def _same(record: tuple[bytes, bytes], password: str) -> bool:
+        salt, want = record
+        got = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=8, p=1)
+        return hmac.compare_digest(got, want)
+
+    def check(self, name: str, password: str) -> bool:
+        if not name or not password:
+            return False
+        record = self._users.get(name)
+        if record is not None:
+            return self._same(record, password)
+        return self._shared is not None and self._same(self._shared, password)
+
+    @classmethod
+    def load(cls, path: Path | None, password: str | None = None) -> StaffPasswords:
+        """From `--staff-password-file` (`name:password` lines or one password) or a string."""
+        entries: dict[str, str] = {}
+        shared = password
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise VeilleError(f"cannot read the staff password file {path}: {exc}") from exc
+            for raw in text.splitlines():
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                name, sep, pw = line.partition(":")
+                if sep and name.strip() and pw:
+                    entries[name.strip()] = pw
+                else:
+                    shared = line
+        if not entries and not shared:
+            raise VeilleError(
+                "the care console refuses to start without staff credentials: "
+                "give --staff-password-file (lines name:password, or one password)"
+            )
+        return cls(entries, shared)
+
+
+@dataclass
+class Console:
+    hub: Any  # cloud_bridge.hub.HubReceiver (its .store and send_ack)
+    passwords: StaffPasswords
+    signer: Signer
+    templates: Jinja2Templates
+    tz: dt.tzinfo = field(default_factory=lambda: ZoneInfo("Europe/Paris"))
+    clock: Callable[[], float] = time.time
+    throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(time.monotonic))
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+def staff(request: Request) -> Session:
+    """A dependency: the staff session, or NeedLogin."""
+    console = console_of(request)
+    session = console.signer.read_session(request.cookies.get(SESSION_COOKIE), console.clock())
+    if session is None or session.role != "staff":
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise NeedLogin(request.url.path.startswith("/api/"), path)
+    return session
+
+
+StaffSession = Annotated[Session, Depends(staff)]
+Csrf = Annotated[str, Form(max_length=128)]
+
+
+def verify_csrf(request: Request, token: str) -> None:
+    console = console_of(request)
+    if not same_origin(request):
+        raise HTTPException(403, "cross-site request refused")
+    if not console.signer.csrf_ok(request.cookies.get(CSRF_COOKIE), token):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+
+
+def lang_of(request: Request) -> str:
+    return i18n.pick_lang(
+        request.query_params.get("lang"),
+        request.cookies.get(i18n.LANG_COOKIE),
+        request.headers.get("accept-language"),
+    )
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    session: Session | None = None,
+) -> Response:
+    from edge.status.app import csp
+
+    console = console_of(request)
+    lang = lang_of(request)
+    nonce, new_nonce = csrf_nonce(request)
+    script_nonce = os.urandom(9).hex()
+    prefs = [p for p in request.cookies.get(PREFS_COOKIE, "").split(",") if p in PREFS]
+
+    def tr(key: str, **kw: Any) -> str:
+        return i18n.t(key, lang, **kw)
+
+    response = console.templates.TemplateResponse(
+        request,
+        name,
+        {
+            "t": tr,
+            "lang": lang,
+            "other_lang": "en" if lang == "fr" else "fr",
+            "csrf": console.signer.csrf_token(nonce),
+            "script_nonce": script_nonce,
+            "prefs": prefs,
+            "session": session,
+            "home_id": "",
+            **context,
+        },
+        status_code=status_code,
+    )
+    secure = request.url.scheme == "https"
+    if new_nonce:
+        set_cookie(response, CSRF_COOKIE, nonce, CSRF_COOKIE_S, secure)
+    if request.query_params.get("lang") in i18n.LANGS:
+        set_cookie(response, i18n.LANG_COOKIE, lang, 365 * 24 * 3600.0, secure)
+    response.headers["Content-Security-Policy"] = csp(script_nonce)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# --- views (pure) --------------------------------------------------------------------------
+def _time(iso: str, tz: dt.tzinfo, lang: str, now: float) -> str:
+    from edge.events import parse_iso_utc
+
+    try:
+        return i18n.clock_time(parse_iso_utc(iso), tz, now, lang)
+    except ValueError:
+        return iso
+
+
+def alert_row(alert: dict[str, Any], tz: dt.tzinfo, lang: str, now: float) -> dict[str, Any]:
+    evidence = {k: v for k, v in dict(alert.get("evidence") or {}).items() if k != "by"}
+    return {
+        "id": alert["id"],
+        "home_id": alert["home_id"],
+        "type": alert["type"],
+        "title": i18n.alert_name(alert["type"], lang),
+        "severity": alert["severity"],
+        "severity_words": i18n.severity_name(alert["severity"], lang),
+        "state": alert["state"],
+        "state_words": i18n.state_name(alert["state"], lang),
+        "room": alert.get("room") or "",
+        "raised": _time(alert["raised_at"], tz, lang, now),
+        "evidence": i18n.evidence_words(evidence, lang),
+        "escalated": bool(alert.get("escalated")),
+        "handled_by": alert.get("handled_by") or "",
+        "note": alert.get("note") or "",
+    }
+
+
+def inbox_order(alert: dict[str, Any]) -> tuple[int, int, str]:
+    """Most severe first; escalated before the rest of their severity; oldest first."""
+    return (
+        SEVERITY_RANK.get(alert["severity"], 9),
+        0 if alert.get("escalated") else 1,
+        alert["raised_at"],
+    )
+
+
+def home_context(store: Any, home_id: str, statuses: dict[str, dict[str, Any]], lang: str) -> str:
+    """One line about the home: gateway online, last day's summary, recent alerts."""
+    parts = []
+    status = statuses.get(home_id)
+    if status is not None:
+        parts.append(i18n.t("online" if status.get("online") else "offline", lang))
+    days = store.aggregates(home_id, DAILY_SCHEMA, limit=1)
+    if days:
+        last = days[-1]
+        activity = charts.daily_activity(last)
+        day = charts.short_day(str(last.get("date", "")))
+        if lang == "fr":
+            text = f"{day} : {activity:.0f} signes d'activité"
+            if last.get("get_up"):
+                text += f", levée à {last['get_up']}"
+        else:
+            text = f"{day}: {activity:.0f} signs of activity"
+            if last.get("get_up"):
+                text += f", up at {last['get_up']}"
+        parts.append(text)
+    recent = len(store.alerts(home_id=home_id))
+    parts.append(f"{recent} alerte(s) au total" if lang == "fr" else f"{recent} alert(s) in all")
+    return " · ".join(parts)
+
+
+def inbox_view(console: Console, lang: str) -> dict[str, Any]:
+    store = console.hub.store
+    now = console.clock()
+    statuses = {s["home_id"]: s for s in store.statuses()}
+    open_alerts = sorted(store.alerts(open_only=True), key=inbox_order)
+    rows = []
+    contexts: dict[str, str] = {}
+    for alert in open_alerts:
+        row = alert_row(alert, console.tz, lang, now)
+        home = alert["home_id"]
+        if home not in contexts:
+            contexts[home] = home_context(store, home, statuses, lang)
+        row["context"] = contexts[home]
+        rows.append(row)
+    offline = [
+        {
+            "home_id": s["home_id"],
+            "since": i18n.clock_time(float(s.get("received_at", now)), console.tz, now, lang),
+        }
+        for s in statuses.values()
+        if not s.get("online")
+    ]
+    homes = sorted(set(statuses) | {a["home_id"] for a in open_alerts})
+    return {"alerts": rows, "offline": offline, "homes": homes}
+
+
+def home_view(console: Console, home_id: str, lang: str) -> dict[str, Any]:
+    store = console.hub.store
+    now = console.clock()
+    days = store.aggregates(home_id, DAILY_SCHEMA, limit=WEEKS_DAYS)
+    plot = None
+    if days:
+        plot = Markup(  # noqa: S704 - built by charts with escaped labels
+            charts.day_bars(
+                [
+                    (
+                        str(d.get("date", "")),
+                        charts.daily_activity(d),
+                        charts.hhmm_hours(d.get("get_up")),
+                    )
+                    for d in days
+                ],
+                i18n.t("weeks_plot", lang),
+                i18n.t("today", lang),
+            )
+        )
+    summaries = [
+        {
+            "date": charts.short_day(str(d.get("date", ""))),
+            "activity": round(charts.daily_activity(d)),
+            "get_up": d.get("get_up") or "—",
+            "bed_time": d.get("bed_time") or "—",
+            "in_bed": d.get("time_in_bed_min"),
+            "bathroom": d.get("night_bathroom_visits"),
+            "out": d.get("time_out_min"),
+        }
+        for d in reversed(days[-14:])
+    ]
+    status = next((s for s in store.statuses() if s["home_id"] == home_id), None)
+    history = [alert_row(a, console.tz, lang, now) for a in store.alerts(home_id=home_id)[:50]]
+    return {
+        "home": home_id,
+        "plot": plot,
+        "summaries": summaries,
+        "status": status,
+        "history": history,
+    }
+
+
+# --- app -------------------------------------------------------------------------------------
+def create_console_app(
+    hub: Any,
+    *,
+    staff_password_file: Path | None = None,
+    staff_password: str | None = None,
+    clock: Callable[[], float] | None = None,
+    tz: dt.tzinfo | None = None,
+) -> FastAPI:
+    """The console app; refuses (VeilleError) to be built without staff credentials."""
+    passwords = StaffPasswords.load(staff_password_file, staff_password)
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.loader = ChoiceLoader(
+        [FileSystemLoader(str(TEMPLATES)), FileSystemLoader(str(EDGE_TEMPLATES))]
+    )
+    console = Console(hub, passwords, Signer(passwords.session_key), templates)
+    if clock is not None:
+        console.clock = clock
+        console.throttle = LoginThrottle(clock)
+    if tz is not None:
+        console.tz = tz
+    app = FastAPI(
+        title="Veille care console", version="1", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.console = console
+
+    @app.exception_handler(NeedLogin)
+    def need_login(request: Request, exc: NeedLogin) -> Response:
+        if exc.api:
+            return JSONResponse({"detail": "login required"}, status_code=401)
+        target = "/login" if exc.next_path in ("/", "") else f"/login?next={quote(exc.next_path)}"
+        return RedirectResponse(target, status_code=303)
+
+    @app.get("/health", tags=["health"])
+    def health() -> JSONResponse:
+        """200 while the receiver is connected to the hub broker, 503 otherwise."""
+        link = getattr(hub, "link", None)
+        connected = bool(link is not None and link.connected.is_set())
+        return JSONResponse({"ok": connected}, status_code=200 if connected else 503)
+
+    @app.get("/login", response_model=None)
+    def login_page(request: Request, next: str = "/") -> Response:
+        return render(request, "console_login.html", {"next": safe_next(next), "error": ""})
+
+    @app.post("/login", response_model=None)
+    def login(
+        request: Request,
+        name: Annotated[str, Form(min_length=1, max_length=NAME_MAX)],
+        password: Annotated[str, Form(max_length=256)],
+        next: Annotated[str, Form(max_length=512)] = "/",
+    ) -> Response:
+        """Check the staff password; set the session cookie or refuse."""
+        lang = lang_of(request)
+        if not same_origin(request):
+            raise HTTPException(403, "cross-site request refused")
+        client = client_key(request)
+        decision = console.throttle.check(client)
+        if not decision.allowed:
+            wait = max(1, int(decision.wait_s + 0.999))
+            message = (
+                i18n.t("login_locked", lang, m=max(1, (wait + 59) // 60))
+                if decision.locked
+                else i18n.t("login_wait", lang, s=wait)
+            )
+            response = render(
+                request,
+                "console_login.html",
+                {"next": safe_next(next), "error": message},
+                status_code=429,
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        name = name.strip()
+        if not passwords.check(name, password):
+            console.throttle.failed(client)
+            _LOGGER.warning("console: wrong staff password from %s", client)
+            return render(
+                request,
+                "console_login.html",
+                {"next": safe_next(next), "error": i18n.t("login_wrong", lang)},
+                status_code=401,
+            )
+        console.throttle.succeeded(client)
+        response = RedirectResponse(safe_next(next), status_code=303)
+        cookie = console.signer.session_cookie("staff", name, console.clock() + STAFF_SESSION_S)
+        set_cookie(response, SESSION_COOKIE, cookie, STAFF_SESSION_S, request.url.scheme == "https")
+        return response
+
+    @app.post("/logout", response_model=None)
+    def logout(request: Request, session: StaffSession, csrf: Csrf) -> Response:
+        verify_csrf(request, csrf)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @app.post("/prefs", response_model=None)
+    def prefs(
+        request: Request,
+        session: StaffSession,
+        csrf: Csrf,
+        toggle: Annotated[str, Form(max_length=16)],
+        back: Annotated[str, Form(max_length=512)] = "/",
+    ) -> Response:
+        verify_csrf(request, csrf)
+        if toggle not in PREFS:
+            raise HTTPException(422, "unknown preference")
+        current = {p for p in request.cookies.get(PREFS_COOKIE, "").split(",") if p in PREFS}
+        current ^= {toggle}
+        response = RedirectResponse(safe_next(back), status_code=303)
+        set_cookie(
+            response,
+            PREFS_COOKIE,
+            ",".join(sorted(current)),
+            365 * 24 * 3600.0,
+            request.url.scheme == "https",
+        )
+        return response
+
+    @app.get("/", response_model=None)
+    def inbox(request: Request, session: StaffSession) -> Response:
+        """Open alerts across homes, most severe first; gateways offline."""
+        view = inbox_view(console, lang_of(request))
+        return render(request, "inbox.html", {"v": view, "refresh_s": REFRESH_S}, session=session)
+
+    @app.get("/inbox/partial", response_model=None)
+    def inbox_partial(request: Request, session: StaffSession) -> Response:
+        view = inbox_view(console, lang_of(request))
+        return render(request, "inbox_body.html", {"v": view}, session=session)
+
+    @app.get("/api/alerts")
+    def alerts_json(request: Request, session: StaffSession) -> JSONResponse:
+        """The inbox as JSON."""
+        return JSONResponse(inbox_view(console, lang_of(request)))
+
+    @app.post("/alerts/{alert_id}/ack", response_model=None)
+    def acknowledge(request: Request, session: StaffSession, alert_id: str, csrf: Csrf) -> Response:
+        """Take the alert in charge: `veille.ack/1` goes to the home."""
+        verify_csrf(request, csrf)
+        if console.hub.store.alert(alert_id) is None:
+            raise HTTPException(404, "no such alert")
+        if not console.hub.send_ack(alert_id, "acknowledged", by=session.name):
+            raise HTTPException(503, "the acknowledgement could not be sent to the home")
+        _LOGGER.info("console: %s acknowledged alert %s", session.name, alert_id)
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/alerts/{alert_id}/resolve", response_model=None)
+    def resolve(
+        request: Request,
+        session: StaffSession,
+        alert_id: str,
+        csrf: Csrf,
+        note: Annotated[str, Form(max_length=1000)] = "",
+    ) -> Response:
+        """Close the alert with a note."""
+        verify_csrf(request, csrf)
+        if console.hub.store.alert(alert_id) is None:
+            raise HTTPException(404, "no such alert")
+        if not console.hub.send_ack(alert_id, "resolved", by=session.name, note=note.strip()):
+            raise HTTPException(503, "the resolution could not be sent to the home")
+        _LOGGER.info("console: %s resolved alert %s", session.name, alert_id)
+        return RedirectResponse("/", status_code=303)
+
+    @app.get("/homes/{home_id}", response_model=None)
+    def home(request: Request, session: StaffSession, home_id: str) -> Response:
+        """One home: daily summaries over weeks, status, alert history."""
+        view = home_view(console, home_id, lang_of(request))
+        return render(request, "home.html", {"v": view}, session=session)
+
+    return app
+
+
+@dataclass
+class ConsoleServer:
+    url: str
+    server: Any  # edge.http.HttpServer
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+async def start_console(
+    hub: Any,
+    listen: str,
+    staff_password_file: Path | None,
+    *,
+    staff_password: str | None = None,
+) -> ConsoleServer:
+    """Start the console on `listen` in this event loop; returns its URL and a stop handle."""
+    from edge.http import HttpServer
+
+    app = create_console_app(
+        hub, staff_password_file=staff_password_file, staff_password=staff_password
+    )
+    try:
+        server = HttpServer(app, listen)
+    except ValueError as exc:
+        raise VeilleError(str(exc)) from exc
+    url = await server.start()
+    return ConsoleServer(url, server)
+
+
+async def serve_console(
+    hub: Any,
+    listen: str,
+    staff_password_file: Path | None,
+    *,
+    staff_password: str | None = None,
+) -> str:
+    """Run the console until cancelled; prints its URL once it listens."""
+    console = await start_console(hub, listen, staff_password_file, staff_password=staff_password)
+    print(f"Care console: {console.url}/", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await console.stop()
+    return console.url

@@ -1,0 +1,306 @@
+"""Who may see what on the gateway's pages: every route, CSRF, PIN throttling, cookie flags.
+
+The route test enumerates `app.routes`, so a route added later cannot escape it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from edge.core import HomeCore
+from edge.errors import ConfigError
+from edge.home import load_home_toml
+from edge.registry import Registry
+from edge.status.app import create_app
+from edge.status.auth import (
+    FREE_FAILURES,
+    LOCK_AFTER_FAILURES,
+    LOCK_S,
+    SESSION_COOKIE,
+    Attempts,
+    Decision,
+    Signer,
+    after_failure,
+    throttle_decision,
+    wait_after,
+)
+from tests.gateway_proc import write_home
+
+FAMILY_PIN = "2468"
+INSTALLER_CODE = "pose-1234-ok"
+PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health")}
+CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+class FakeClock:
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class Home:
+    app: object
+    client: TestClient
+    registry: Registry
+    core: HomeCore
+    clock: FakeClock
+
+
+def build(tmp_path: Path, *, pins: bool = True) -> tuple[Registry, HomeCore]:
+    profile = load_home_toml(write_home(tmp_path / "home.toml", "h-auth"))
+    registry = Registry(tmp_path / "storage")
+    registry.save_profile(profile)
+    if pins:
+        registry.set_secret("family_pin", FAMILY_PIN)
+        registry.set_secret("installer", INSTALLER_CODE)
+    core = HomeCore(profile, routine=False)
+    core.state.ready = True
+    return registry, core
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    registry, core = build(tmp_path)
+    clock = FakeClock()
+    app = create_app(core.state, registry=registry, core=core, clock=clock)
+    with TestClient(app, base_url="http://testserver") as client:
+        yield Home(app, client, registry, core, clock)
+    registry.close()
+
+
+def login(client: TestClient, pin: str) -> int:
+    return client.post("/login", data={"pin": pin}, follow_redirects=False).status_code
+
+
+def csrf_of(client: TestClient, path: str) -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text[:300]
+    match = CSRF_RE.search(page.text)
+    assert match, f"no CSRF field on {path}"
+    return match.group(1)
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "kitchen-pir", path)
+
+
+def _walk(routes: list[object], prefix: str = "") -> set[tuple[str, str]]:
+    """(method, path) of every route, also inside included routers (any FastAPI version)."""
+    out: set[tuple[str, str]] = set()
+    for route in routes:
+        if isinstance(route, APIRoute):
+            out |= {(m, prefix + route.path) for m in route.methods}
+            continue
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            ctx = getattr(route, "include_context", None)
+            out |= _walk(inner.routes, prefix + getattr(ctx, "prefix", ""))
+        elif getattr(route, "methods", None):
+            out |= {(m, prefix + route.path) for m in route.methods}  # type: ignore[attr-defined]
+    return out
+
+
+def all_routes(app: object) -> list[tuple[str, str]]:
+    """Every route of the app, walked, and every operation of its OpenAPI description."""
+    walked = _walk(list(app.routes))  # type: ignore[attr-defined]
+    schema = app.openapi()  # type: ignore[attr-defined]
+    described = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
+    return sorted(walked | described)
+
+
+def test_pages_refuse_to_start_without_credentials(tmp_path: Path) -> None:
+    registry, core = build(tmp_path, pins=False)
+    with pytest.raises(ConfigError, match=r"family.*installer"):
+        create_app(core.state, registry=registry, core=core)
+    registry.set_secret("family_pin", FAMILY_PIN)
+    with pytest.raises(ConfigError, match="installer"):
+        create_app(core.state, registry=registry, core=core)
+    registry.set_secret("installer", INSTALLER_CODE)
+    assert create_app(core.state, registry=registry, core=core) is not None
+    registry.close()
+
+
+def test_every_route_needs_its_credential(home: Home) -> None:
+    routes = all_routes(home.app)
+    assert len(routes) >= 20  # the installer and family routes are all there
+    assert not any(path in ("/openapi.json", "/docs") for _m, path in routes)
+    anonymous = TestClient(home.app, base_url="http://testserver")
+    family = TestClient(home.app, base_url="http://testserver")
+    assert login(family, FAMILY_PIN) == 303
+    for method, path in routes:
+        if (method, path) in PUBLIC:
+            continue
+        url = concrete(path)
+        api = path.startswith(("/api/", "/installer/api/"))
+        for who, client in (("anonymous", anonymous), ("family", family)):
+            if who == "family" and not path.startswith("/installer"):
+                continue  # family pages are open to the family
+            resp = client.request(method, url, follow_redirects=False)
+            if api:
+                assert resp.status_code == 401, (who, method, path, resp.status_code)
+            else:
+                assert resp.status_code == 303, (who, method, path, resp.status_code)
+                assert resp.headers["location"].startswith("/login"), (method, path)
+
+
+def test_public_routes(home: Home) -> None:
+    assert home.client.get("/health").status_code == 200
+    home.core.state.ready = False
+    assert home.client.get("/health").status_code == 503
+    page = home.client.get("/login")
+    assert page.status_code == 200
+    assert 'name="pin"' in page.text
+    assert "Code d'accès" in html.unescape(page.text)
+    assert "Access code" in home.client.get("/login?lang=en").text
+
+
+def test_login_sets_a_strict_httponly_cookie_and_opens_the_status_page(home: Home) -> None:
+    resp = home.client.post("/login", data={"pin": FAMILY_PIN}, follow_redirects=False)
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/"
+    cookie = next(c for c in resp.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert "httponly" in flags
+    assert "samesite=strict" in flags
+    page = home.client.get("/")
+    assert page.status_code == 200
+    assert "Tout va bien" in page.text
+    assert "Content-Security-Policy" in page.headers
+    # the family cannot open installer pages
+    assert home.client.get("/installer", follow_redirects=False).status_code == 303
+
+
+def test_wrong_pin_is_refused_and_nothing_is_stored_in_clear(home: Home) -> None:
+    resp = home.client.post("/login", data={"pin": "0000"}, follow_redirects=False)
+    assert resp.status_code == 401
+    assert SESSION_COOKIE not in resp.headers.get("set-cookie", "")
+    assert "Code incorrect" in resp.text
+    raw = home.registry.path.read_text()
+    assert FAMILY_PIN not in raw
+    assert INSTALLER_CODE not in raw
+
+
+def test_forged_or_expired_session_is_refused(home: Home) -> None:
+    other = Signer(b"k" * 32).session_cookie("installer", "x", home.clock() + 3600)
+    home.client.cookies.set(SESSION_COOKIE, other)
+    assert home.client.get("/", follow_redirects=False).status_code == 303
+    assert login(home.client, INSTALLER_CODE) == 303
+    assert home.client.get("/installer").status_code == 200
+    home.clock.t += 5 * 3600  # the installer session lasts 4 h
+    assert home.client.get("/installer", follow_redirects=False).status_code == 303
+
+
+def test_forms_need_the_csrf_token(home: Home) -> None:
+    assert login(home.client, INSTALLER_CODE) == 303
+    token = csrf_of(home.client, "/installer")
+    url = "/installer/rooms"
+    form = {"name": "salon", "kind": "living"}
+    assert home.client.post(url, data=form, follow_redirects=False).status_code == 422
+    bad = home.client.post(url, data={**form, "csrf": "x" * 43}, follow_redirects=False)
+    assert bad.status_code == 403
+    cross = home.client.post(
+        url,
+        data={**form, "csrf": token},
+        headers={"origin": "http://evil.example"},
+        follow_redirects=False,
+    )
+    assert cross.status_code == 403
+    assert "salon" not in {r.name for r in home.registry.profile().rooms}
+    ok = home.client.post(url, data={**form, "csrf": token}, follow_redirects=False)
+    assert ok.status_code == 303
+    assert "salon" in {r.name for r in home.registry.profile().rooms}
+    # a token from another visitor's cookie does not fit
+    stranger = TestClient(home.app, base_url="http://testserver")
+    assert login(stranger, INSTALLER_CODE) == 303
+    resp = stranger.post(url, data={**form, "csrf": token}, follow_redirects=False)
+    assert resp.status_code == 403
+
+
+def test_login_from_another_site_is_refused(home: Home) -> None:
+    resp = home.client.post(
+        "/login",
+        data={"pin": FAMILY_PIN},
+        headers={"origin": "http://evil.example"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 403
+
+
+def test_wrong_pins_are_slowed_then_locked(home: Home) -> None:
+    codes = [login(home.client, "9999") for _ in range(FREE_FAILURES)]
+    assert codes == [401] * FREE_FAILURES
+    # now the next try must wait, even with the right PIN
+    slowed = home.client.post("/login", data={"pin": FAMILY_PIN}, follow_redirects=False)
+    assert slowed.status_code == 429
+    assert int(slowed.headers["retry-after"]) >= 1
+    for _ in range(LOCK_AFTER_FAILURES - FREE_FAILURES):
+        home.clock.t += 60
+        assert login(home.client, "9999") == 401
+    home.clock.t += 60
+    locked = home.client.post("/login", data={"pin": FAMILY_PIN}, follow_redirects=False)
+    assert locked.status_code == 429
+    assert "bloqué" in locked.text
+    home.clock.t += LOCK_S + 1
+    assert login(home.client, FAMILY_PIN) == 303
+
+
+T0 = 1000.0
+
+
+@pytest.mark.parametrize(
+    ("rec", "now", "expected"),
+    [
+        (Attempts(), T0, Decision(True)),
+        (Attempts(FREE_FAILURES - 1, T0), T0, Decision(True)),
+        (Attempts(FREE_FAILURES, T0), T0 + 1, Decision(False, 1.0)),
+        (Attempts(FREE_FAILURES, T0), T0 + 2, Decision(True)),
+        (Attempts(FREE_FAILURES + 1, T0), T0 + 3, Decision(False, 1.0)),
+        (Attempts(FREE_FAILURES + 2, T0), T0 + 8, Decision(True)),
+        (Attempts(0, T0, T0 + LOCK_S), T0 + 10, Decision(False, LOCK_S - 10, locked=True)),
+        (Attempts(0, T0, T0 + LOCK_S), T0 + LOCK_S, Decision(True)),
+        (Attempts(LOCK_AFTER_FAILURES - 1, T0), T0 + 3600, Decision(True)),  # forgotten
+    ],
+)
+def test_throttle_decision_table(rec: Attempts, now: float, expected: Decision) -> None:
+    assert throttle_decision(rec, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("failures", "wait"),
+    [(0, 0.0), (FREE_FAILURES - 1, 0.0), (FREE_FAILURES, 2.0), (FREE_FAILURES + 1, 4.0),
+     (FREE_FAILURES + 3, 16.0)],
+)
+def test_wait_grows(failures: int, wait: float) -> None:
+    assert wait_after(failures) == wait
+
+
+def test_after_failure_counts_then_locks() -> None:
+    rec = Attempts()
+    for n in range(1, LOCK_AFTER_FAILURES):
+        rec = after_failure(rec, T0 + n)
+        assert rec.failures == n
+        assert rec.locked_until == 0.0
+    rec = after_failure(rec, T0 + 100)
+    assert rec == Attempts(0, T0 + 100, T0 + 100 + LOCK_S)
+    # an old failure is forgotten: the count starts again
+    assert after_failure(Attempts(5, T0), T0 + 4000).failures == 1
+
+
+def test_everyone_together_is_throttled_too(home: Home) -> None:
+    """Many clients (several addresses) share a larger budget, then are slowed as well."""
+    throttle = home.app.state.pages.throttle  # type: ignore[attr-defined]
+    for i in range(4 * FREE_FAILURES):
+        home.clock.t += 30
+        throttle.failed(f"10.0.0.{i}")
+    assert not throttle.check("10.0.0.200").allowed
