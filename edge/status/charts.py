@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 HOURS = 24
-ROW_H = 26
-LABEL_W = 110
-CELL_W = 18
+ROW_H = 40
+LABEL_W = 96
+CELL_W = 16
 BAR_W = 22
 PLOT_H = 140
 
@@ -27,10 +27,11 @@ def day_timeline(
     peak = max([max(v) for v in rooms.values() if v] + [1])
     out = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
-        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMinYMin meet">',
+        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMinYMin meet" '
+        f'font-size="17">',
         f"<title>{escape(title)}</title>",
     ]
-    for h in range(0, HOURS + 1, 3):
+    for h in range(0, HOURS + 1, 6):
         x = LABEL_W + h * CELL_W
         out.append(f'<text class="axis" x="{x}" y="{ROW_H - 8}" text-anchor="middle">{h}h</text>')
     for i, name in enumerate(names):
@@ -65,7 +66,8 @@ def day_bars(
     peak = max([v for _d, v, _t in days] + [1.0])
     out = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
-        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMinYMin meet">',
+        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMinYMin meet" '
+        f'font-size="15">',
         f"<title>{escape(title)}</title>",
         f'<line class="axisline" x1="38" y1="{PLOT_H + 4}" x2="{width - 6}" y2="{PLOT_H + 4}"/>',
         f'<text class="axis" x="34" y="14" text-anchor="end">{peak:.0f}</text>',

@@ -22,7 +22,7 @@ from edge.status.auth import Session
 router = APIRouter(tags=["family"])
 FamilySession = Annotated[Session, Depends(require("family"))]
 
-REFRESH_S = 10
+REFRESH_S = 5
 SENSOR_ALERT_TYPES = frozenset({"sensor_offline", "low_battery"})
 PLOT_DAYS = 14
 

@@ -46,13 +46,13 @@ TEXTS: dict[str, tuple[str, str]] = {
     "in_room": ("{room}", "{room}"),
     "today": ("Aujourd'hui", "Today"),
     "today_vs_usual": (
-        "{n} signes d'activité aujourd'hui jusqu'ici ; "
+        "{n} signe(s) d'activité aujourd'hui jusqu'ici ; "
         "une journée habituelle en compte environ {u}.",
         "{n} signs of activity so far today; a usual day has about {u}.",
     ),
     "today_count": (
-        "{n} signes d'activité aujourd'hui jusqu'ici.",
-        "{n} signs of activity so far today.",
+        "{n} signe(s) d'activité aujourd'hui jusqu'ici.",
+        "{n} sign(s) of activity so far today.",
     ),
     "timeline_caption": (
         "Activité par pièce et par heure aujourd'hui (plus foncé = plus d'activité).",
@@ -308,6 +308,12 @@ _EVIDENCE_BOOL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     ),
     "help_pressed": (("bouton d'aide pressé", "help button pressed"), ("", "")),
 }
+_BUTTON_PRESSES: dict[str, tuple[str, str]] = {
+    "single": ("appui simple", "single press"),
+    "double": ("double appui", "double press"),
+    "long": ("appui long", "long press"),
+    "hold": ("appui long", "long press"),
+}
 _POSTURES: dict[str, tuple[str, str]] = {
     "lying": ("personne allongée", "person lying down"),
     "upright": ("personne debout", "person upright"),
@@ -323,6 +329,8 @@ def evidence_words(evidence: Mapping[str, Any], lang: str) -> str:
             phrase = _pick(_EVIDENCE_BOOL[key][0 if value else 1], lang, "")
         elif key == "posture" and isinstance(value, str) and value in _POSTURES:
             phrase = _pick(_POSTURES[value], lang, value)
+        elif key == "button" and isinstance(value, str) and value in _BUTTON_PRESSES:
+            phrase = _pick(_BUTTON_PRESSES[value], lang, value)
         elif key == "score" and isinstance(value, int | float):
             phrase = _pick(_EVIDENCE["score"], lang, "").format(pct=round(float(value) * 100))
         elif (
@@ -336,7 +344,7 @@ def evidence_words(evidence: Mapping[str, Any], lang: str) -> str:
             shown = (
                 number(float(value), lang)
                 if isinstance(value, int | float) and not isinstance(value, bool)
-                else value
+                else str(value)
             )
             phrase = (
                 f"{key.replace('_', ' ')} : {shown}"

@@ -139,8 +139,16 @@ def console(tmp_path: Path, hub_broker: Mosquitto) -> Iterator[str]:
     log = (tmp_path / "hub.log").open("wb")
     proc = subprocess.Popen(
         [
-            VEILLE, "hub", "--broker", hub_broker.url, "--http", f"127.0.0.1:{port}",
-            "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--staff-password-file", str(pw),
+            VEILLE,
+            "hub",
+            "--broker",
+            hub_broker.url,
+            "--http",
+            f"127.0.0.1:{port}",
+            "--store",
+            f"sqlite:///{tmp_path / 'hub.db'}",
+            "--staff-password-file",
+            str(pw),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -150,10 +158,12 @@ def console(tmp_path: Path, hub_broker: Mosquitto) -> Iterator[str]:
         deadline = time.monotonic() + 20
         while True:
             assert proc.poll() is None, (tmp_path / "hub.log").read_text()
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/health", timeout=1) as resp,  # noqa: S310 - http
+            ):
+                if resp.status == 200:
+                    break
             assert time.monotonic() < deadline, "the care console did not start"
             time.sleep(0.1)
         yield url

@@ -1,0 +1,191 @@
+"""What the family and installer pages show, from a real HomeCore fed Zigbee2MQTT payloads."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edge.events import Aggregate
+from edge.home import HomeFileError
+from edge.status import editing, i18n
+from edge.status.app import create_app
+from edge.status.family import status_view
+from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, build, csrf_of, login
+
+
+@pytest.mark.parametrize(
+    ("evidence", "lang", "words"),
+    [
+        (
+            {"peak_g": 3.4, "posture": "lying", "movement_resumed": False},
+            "fr",
+            "choc de 3,4 g, personne allongée, pas de mouvement depuis",
+        ),
+        ({"peak_g": 3.4, "score": 0.97}, "en", "impact of 3.4 g, model confidence 97 %"),
+        (
+            {"inactive_min": 212, "usual_max_min": 95},
+            "fr",
+            "aucun mouvement depuis 212 min, d'habitude au plus 95 min",
+        ),
+        ({"button": "single"}, "fr", "appui simple"),
+        ({"strange_key": 2.5}, "fr", "strange key : 2,5"),
+    ],
+)
+def test_evidence_in_plain_words(evidence: dict[str, object], lang: str, words: str) -> None:
+    assert i18n.evidence_words(evidence, lang) == words
+
+
+@pytest.mark.parametrize(
+    ("query", "cookie", "accept", "lang"),
+    [
+        (None, None, None, "fr"),
+        ("en", None, None, "en"),
+        (None, "en", "fr-FR", "en"),
+        (None, None, "en-GB,en;q=0.9", "en"),
+        ("de", None, "de-DE", "fr"),
+    ],
+)
+def test_language_choice(
+    query: str | None, cookie: str | None, accept: str | None, lang: str
+) -> None:
+    assert i18n.pick_lang(query, cookie, accept) == lang
+
+
+def test_status_view_summarises_the_day_the_fortnight_and_the_sensors(tmp_path: Path) -> None:
+    registry, core = build(tmp_path)
+    now = time.time()
+    core.zigbee_message(
+        "zigbee2mqtt/kitchen_motion",
+        json.dumps({"occupancy": True, "battery": 5, "linkquality": 90}).encode(),
+        now - 120,
+    )
+    for day in range(16):
+        core.state.note_daily(
+            Aggregate(
+                "daily",
+                now - 86400 * (17 - day),
+                now - 86400 * (16 - day),
+                {
+                    "date": time.strftime("%Y-%m-%d", time.localtime(now - 86400 * (16 - day))),
+                    "rooms": {"kitchen": {"activity": 100 + day, "door_openings": 2}},
+                    "get_up": "07:15",
+                },
+            )
+        )
+    core.tick(now)
+    view = status_view(core.state, core.profile, now, "fr")
+    assert view["all_well"]
+    assert view["last"]["room"] == "cuisine"
+    assert view["last"]["ago"] == "il y a 2 min"
+    assert view["today_total"] == 1
+    assert view["usual"] == round(sum(100 + d for d in range(2, 16)) / 14)  # last 14 days
+    assert str(view["bars"]).count('class="bar"') == 14
+    assert str(view["bars"]).count('class="dot"') == 14
+    problems = {s["id"]: s["problems"] for s in view["sensors"]}
+    assert "pile faible (5 %)" in problems["kitchen-pir"]
+    assert "raw" not in json.dumps({k: str(v) for k, v in view.items()})
+    registry.close()
+
+
+def test_installer_edits_pairing_and_report(tmp_path: Path) -> None:
+    registry, core = build(tmp_path)
+    app = create_app(core.state, registry=registry, core=core)
+    client = TestClient(app, base_url="http://testserver")
+    assert login(client, INSTALLER_CODE) == 303
+    token = csrf_of(client, "/installer")
+    # move and rename a device: the registry and the running decoder both take it
+    resp = client.post(
+        "/installer/devices/kitchen-pir",
+        data={"csrf": token, "room": "bedroom", "role": "motion", "friendly_name": "pir_chambre"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 303
+    dev = registry.profile().device("kitchen-pir")
+    assert (dev.room, dev.friendly_name) == ("bedroom", "pir_chambre")
+    core.zigbee_message("zigbee2mqtt/pir_chambre", b'{"occupancy":true}', time.time())
+    assert core.state.last_activity_room == "bedroom"
+    # a bad value is refused with the reason, nothing stored
+    resp = client.post(
+        "/installer/thresholds", data={"csrf": token, "temp_low_c": "froid"}, follow_redirects=True
+    )
+    assert "temp_low_c must be a number" in html.unescape(resp.text)
+    # a device that joined Zigbee2MQTT shows on the pairing page
+    bridge = [
+        {
+            "ieee_address": "0x00158d000aaa0099",
+            "friendly_name": "0x00158d000aaa0099",
+            "type": "EndDevice",
+            "supported": True,
+            "interview_completed": True,
+            "definition": {"model": "RTCGQ11LM", "vendor": "Aqara", "exposes": []},
+        }
+    ]
+    core.zigbee_message("zigbee2mqtt/bridge/devices", json.dumps(bridge).encode(), time.time())
+    core.zigbee_message(
+        "zigbee2mqtt/bridge/event",
+        json.dumps(
+            {
+                "type": "device_joined",
+                "data": {
+                    "friendly_name": "0x00158d000aaa0099",
+                    "ieee_address": "0x00158d000aaa0099",
+                },
+            }
+        ).encode(),
+        time.time(),
+    )
+    page = client.get("/installer/zigbee").text
+    assert "0x00158d000aaa0099" in page
+    assert "device_joined" in page
+    resp = client.post(
+        "/installer/devices",
+        data={
+            "csrf": token,
+            "id": "bath-pir",
+            "source": "zigbee2mqtt",
+            "address": "0x00158d000aaa0099",
+            "role": "motion",
+            "room": "bedroom",
+            "back": "/installer/zigbee",
+        },
+        follow_redirects=False,
+    )
+    assert resp.headers["location"].startswith("/installer/zigbee")
+    assert registry.profile().device("bath-pir") is not None
+    report = client.get("/installer/report").text
+    assert "bath-pir" in report
+    # the family PIN still opens only the family pages
+    family = TestClient(app, base_url="http://testserver")
+    assert login(family, FAMILY_PIN) == 303
+    assert family.get("/installer/report", follow_redirects=False).status_code == 303
+    registry.close()
+
+
+def test_editing_refuses_what_import_refuses(tmp_path: Path) -> None:
+    registry, core = build(tmp_path)
+    profile = core.profile
+    with pytest.raises(HomeFileError, match="declared twice"):
+        editing.add_room(profile, "kitchen", "kitchen")
+    with pytest.raises(HomeFileError, match="room kind"):
+        editing.add_room(profile, "cave", "cellar")
+    with pytest.raises(HomeFileError, match="bindkey"):
+        editing.add_device(
+            profile,
+            {
+                "id": "t1",
+                "source": "bthome",
+                "address": "AA:BB:CC:DD:EE:FF",
+                "role": "temperature",
+                "bindkey": "xyz",
+            },
+        )
+    moved = editing.remove_room(profile, "kitchen")
+    assert moved.device("kitchen-pir").room is None
+    th = editing.set_thresholds(profile, {"temp_low_c": "17,5"})
+    assert th.thresholds.temp_low_c == 17.5
+    registry.close()
