@@ -204,10 +204,12 @@ def test_adapter_with_fake_client_reconnects_and_reads_battery() -> None:
         return items
 
     items = asyncio.run(main())
-    assert attempts[0] == "try" and len(clients) >= 2
+    assert attempts[0] == "try"
+    assert len(clients) >= 2
     batteries = [i for i in items if isinstance(i, Event)]
     raw = [i for i in items if isinstance(i, tuple)]
-    assert batteries[0].kind is EventKind.BATTERY and batteries[0].value == 80.0
+    assert batteries[0].kind is EventKind.BATTERY
+    assert batteries[0].value == 80.0
     assert raw[:3] == [(f, 100.0) for f in frames]
     assert clients[0].reads == [BATTERY_LEVEL_UUID]
     # the bytes the adapter queued decode to the samples that were sent

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from edge.clock import Clock
 from edge.decode.wearable import WearableFrameError, decode_battery
@@ -65,10 +65,10 @@ def bleak_connector(address: str, name: str) -> Connector:
         device = await BleakScanner.find_device_by_address(address, timeout=FIND_TIMEOUT_S)
         if device is None:
             raise ConnectionError(f"{name} ({address}) not found")
-        client: GattClient = await establish_connection(
+        client = await establish_connection(
             BleakClientWithServiceCache, device, name, disconnected_callback=on_disconnect
         )
-        return client
+        return cast(GattClient, client)
 
     return connect
 

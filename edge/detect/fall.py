@@ -95,6 +95,7 @@ class FallDetector:
         self.scored_windows = 0  # candidates that reached the classifier (for the bench)
         self._last_frame_at: float | None = None
         self._offline = False
+        self._pending: _PendingFall | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -106,8 +107,6 @@ class FallDetector:
         self._cluster: tuple[int, int, float] | None = None  # (end index, peak index, peak mg^2)
         self._candidates: list[int] = []
         self._holdoff_until = -1
-        if not hasattr(self, "_pending"):
-            self._pending: _PendingFall | None = None
 
     @property
     def pending(self) -> bool:

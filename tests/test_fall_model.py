@@ -1,0 +1,112 @@
+"""The shipped fall model: ONNX agrees with scikit-learn, card matches the feature module,
+and the feature module is pure numpy."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import features as ft
+from models.runtime import FALL_MODEL_PATH, ModelError, OnnxModel, card_path
+from tests.conftest import FALLS_NPZ
+
+VECTORS = Path(__file__).parent / "vectors" / "fall_windows.npz"
+# Tree thresholds are float64 in scikit-learn and float32 in ONNX; on these recorded windows
+# the two agree to float32 rounding of the summed leaf values.
+SCORE_TOLERANCE = 1e-5
+
+
+def test_onnx_scores_equal_sklearn_on_recorded_windows() -> None:
+    model = OnnxModel(FALL_MODEL_PATH)
+    with np.load(VECTORS) as v:
+        rows, expected, threshold = v["rows"], v["sklearn_prob"], float(v["threshold"])
+    assert rows.shape == (512, ft.N_FEATURES)
+    got = model.score(rows)
+    assert got.shape == expected.shape
+    assert np.max(np.abs(got - expected)) <= SCORE_TOLERANCE
+    assert model.threshold == pytest.approx(threshold, abs=1e-6)
+    # the vectors hold both decisions, so the comparison covers both sides of the threshold
+    assert 0 < int(np.sum(expected >= threshold)) < rows.shape[0]
+    # one row at a time (as the detector calls it) gives the same scores as a batch
+    assert np.allclose([model.score(r[None, :])[0] for r in rows[:20]], got[:20], atol=1e-7)
+
+
+def test_fresh_export_matches_its_sklearn_model(tmp_path: Path) -> None:
+    """The export path itself: fit on recorded windows, export, compare with onnxruntime."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from models.train_fall import INPUT_NAME, export_onnx
+
+    with np.load(VECTORS) as v:
+        rows = v["rows"]
+    labels = (rows[:, 0] > np.median(rows[:, 0])).astype(int)
+    clf = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(rows, labels)
+    path = tmp_path / "m.onnx"
+    export_onnx(clf, path)
+    card = {"features": list(ft.FEATURE_NAMES), "input_name": INPUT_NAME, "threshold": 0.5}
+    onnx = OnnxModel(path, card=card)
+    diff = np.abs(onnx.score(rows) - clf.predict_proba(rows)[:, 1])
+    assert diff.max() <= SCORE_TOLERANCE
+
+
+def test_card_describes_the_file() -> None:
+    card = json.loads(card_path(FALL_MODEL_PATH).read_text(encoding="utf-8"))
+    assert card["features"] == list(ft.FEATURE_NAMES)
+    assert card["size_bytes"] == FALL_MODEL_PATH.stat().st_size < 1_000_000
+    assert card["window"] == {"fs_hz": ft.FS_HZ, "pre_s": ft.PRE_S, "post_s": ft.POST_S}
+    assert "doi:10.3390/s17010198" in card["data"]["citation"]
+    assert card["command"].startswith("python -m models.train_fall --data")
+    cv = card["cross_validation"]
+    assert set(cv["groups"]) == {"young", "elderly", "all"}
+    md = FALL_MODEL_PATH.with_suffix(".card.md").read_text("utf-8")
+    assert "per 24 h" in md
+    assert "Sucerquia" in md
+
+
+def test_card_mismatch_refused(tmp_path: Path) -> None:
+    card = json.loads(card_path(FALL_MODEL_PATH).read_text(encoding="utf-8"))
+    card["features"] = list(reversed(card["features"]))
+    with pytest.raises(ModelError, match="differ"):
+        OnnxModel(FALL_MODEL_PATH, card=card)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError):
+        OnnxModel(bad, card={**card, "features": list(ft.FEATURE_NAMES)})
+
+
+def test_features_on_a_real_window() -> None:
+    with np.load(FALLS_NPZ) as z:
+        acc, off = z["acc_mg"], z["offsets"]
+        i = int(np.flatnonzero(z["activity"] == "F01")[0])
+    trial = acc[off[i] : off[i + 1]]
+    mag = ft.magnitude_g(trial)
+    peak = int(np.argmax(mag))
+    assert ft.PRE_N <= peak <= trial.shape[0] - ft.POST_N - 1
+    window = trial[peak - ft.PRE_N : peak + ft.POST_N + 1]
+    row = ft.window_features(window)
+    assert row.dtype == np.float32
+    assert row.shape == (ft.N_FEATURES,)
+    named = dict(zip(ft.FEATURE_NAMES, row.tolist(), strict=True))
+    assert named["peak_g"] == pytest.approx(mag[peak], rel=1e-6)
+    assert named["pre_tilt_deg"] < 45.0  # walking upright before the slip
+    assert np.array_equal(row, ft.window_features(window.copy()))  # no hidden state
+    with pytest.raises(ValueError, match="window shape"):
+        ft.window_features(window[:-1])
+
+
+def test_feature_module_is_pure_numpy() -> None:
+    tree = ast.parse(Path(ft.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"__future__", "numpy"}
+    calls = {n.func.id for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert not calls & {"open", "print", "input", "exec", "eval"}
