@@ -33,7 +33,7 @@ STOP_FLUSH_S = 3.0
 
 class OutboxLike(Protocol):
     def next_batch(self, limit: int, exclude: Any = ()) -> list[Any]: ...
-    def ack(self, seq: int, at: float) -> None: ...
+    def ack_many(self, seqs: Any, at: float) -> None: ...
 
 
 class Uplink:
@@ -59,6 +59,7 @@ class Uplink:
         self._status = status
         self._on_ack = on_ack
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._acked: list[int] = []  # PUBACKed seqs not yet deleted from the outbox
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
@@ -123,8 +124,16 @@ class Uplink:
         seq = self._inflight.pop(mid, None)
         if seq is None:
             return  # a status message, or one from before a reconnect
-        self.outbox.ack(seq, self._now())
-        self.delivered += 1
+        if not self._acked:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush_acks)  # after the PUBACKs already queued
+        self._acked.append(seq)
+
+    def _flush_acks(self) -> None:
+        """Delete every PUBACKed row in one transaction (one fsync, not one per message)."""
+        seqs, self._acked = self._acked, []
+        self.outbox.ack_many(seqs, self._now())
+        self.delivered += len(seqs)
         self._wake.set()
 
     def publish_status(self, online: bool = True) -> mqtt.MQTTMessageInfo | None:

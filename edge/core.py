@@ -92,6 +92,7 @@ class HomeCore:
                     confirm_s=profile.thresholds.fall_confirm_s,
                     device_id=dev.id,
                     room=dev.room,
+                    offline_after_s=None,  # the rule detector watches every device's silence
                 )
                 self._streams[dev.id] = WearableStream(dev.id, room=dev.room)
         self.book_changed = False

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from cloud_bridge.broker import BrokerUrl, MqttLink, parse_broker_url
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
@@ -35,18 +37,33 @@ DRIVE_STEP_S = 0.02  # real seconds between simulator steps
 DRAIN_TIMEOUT_S = 60.0  # real seconds to wait for the outbox to drain at the end
 HISTORY_DAYS = 14  # simulated days of routine used to seed the learned model
 SAMPLES_PER_FRAME = 25
+STILL_AFTER_FALL_S = 120.0
+TRACE_VARIETY = 4  # different real traces per kind the simulated wearable replays
+# the demo's installer password (printed); a real home sets its own with `veille provision`
+DEMO_INSTALLER_SECRET = "installateur"  # noqa: S105
 
 
 class SpeedClock:
-    """Simulated time: `start` + `speed` x real elapsed time (monotonic)."""
+    """Simulated time: `start` + `speed` x real time elapsed since `go()`, frozen at `stop_at`.
+
+    It stands still until `go()` (start-up does not eat simulated hours) and after `stop_at`
+    (draining the outbox at the end does not make days pass with no events).
+    """
 
     def __init__(self, start: float, speed: float) -> None:
         self.start = start
         self.speed = speed
+        self.stop_at: float | None = None
+        self._m0: float | None = None
+
+    def go(self) -> None:
         self._m0 = time.monotonic()
 
     def now(self) -> float:
-        return self.start + (time.monotonic() - self._m0) * self.speed
+        if self._m0 is None:
+            return self.start
+        t = self.start + (time.monotonic() - self._m0) * self.speed
+        return t if self.stop_at is None else min(t, self.stop_at)
 
 
 def _free_port() -> int:
@@ -106,6 +123,8 @@ class SimDriver:
         self.seed = seed
         self.radio: asyncio.Queue[Any] = asyncio.Queue()
         self._frames: list[tuple[float, int, bytes]] = []
+        self._traces: dict[tuple[str, int], Any] = {}
+        self._last_sample = np.array([0, -1000, 0], dtype=np.int16)  # upright, at rest
         self._seq = 0
         self._n = 0
         self.published = 0
@@ -115,16 +134,29 @@ class SimDriver:
         while True:
             yield await self.radio.get()
 
-    def _schedule_wearable(self, at: float, kind: str, duration_s: float) -> None:
-        from edge.sim_wearable import encode_frames, wearable_trace
+    def load_traces(self) -> None:
+        """Read the few real traces replayed (slow: done before the clock starts)."""
+        from edge.sim_wearable import wearable_trace
 
-        trace = wearable_trace("fall" if kind == "fall" else "adl", self.seed + self._n)
-        if kind == "heartbeat":
-            trace = trace[:SAMPLES_PER_FRAME]
+        for name in ("fall", "adl"):
+            for k in range(TRACE_VARIETY):
+                self._traces[(name, k)] = wearable_trace(name, self.seed + k)  # type: ignore[arg-type]
+
+    def _schedule_wearable(self, at: float, kind: str, duration_s: float) -> None:
+        from edge.sim_wearable import encode_frames
+
+        name = "fall" if kind == "fall" else "adl"
+        trace = self._traces[(name, self._n % TRACE_VARIETY)]
+        if kind == "heartbeat":  # a keep-alive: the wearer as still as the last samples showed
+            trace = np.repeat(self._last_sample[None, :], SAMPLES_PER_FRAME, axis=0)
         elif duration_s > 0:
             trace = trace[: max(SAMPLES_PER_FRAME, int(duration_s * 50))]
+        self._last_sample = trace[-1].copy()
+        if kind == "fall":  # then lying still on the floor: the stream goes on
+            still = np.repeat(self._last_sample[None, :], int(STILL_AFTER_FALL_S * 50), axis=0)
+            trace = np.concatenate([trace, still])
         frames = encode_frames(trace, start_seq=self._seq, per_frame=SAMPLES_PER_FRAME)
-        self._seq = (self._seq + len(frames)) & 0xFFFF
+        self._seq = (self._seq + len(trace)) & 0xFFFF  # the sequence counts samples
         for k, frame in enumerate(frames):
             self._n += 1
             heapq.heappush(self._frames, (at + (k + 1) * SAMPLES_PER_FRAME / 50, self._n, frame))
@@ -191,6 +223,7 @@ async def run_demo(args: Any) -> int:
         registry = Registry(Path(storage))
         registry.save_profile(profile)
         registry.set_secret("family_pin", str(args.family_pin))
+        registry.set_secret("installer", DEMO_INSTALLER_SECRET)
         registry.close()
 
         seed_docs = {}
@@ -236,10 +269,16 @@ async def run_demo(args: Any) -> int:
         )
         if gateway.url:
             print(f"Status page (PIN {args.family_pin}): {gateway.url}/", flush=True)
+            print(f"Installer ({DEMO_INSTALLER_SECRET!r}): {gateway.url}/installer", flush=True)
         for at, what in sim.incidents:
             stamp = datetime.fromtimestamp(at, tz).strftime("%a %H:%M")
             print(f"  scripted: {stamp} {what}", flush=True)
 
+        clock.stop_at = end
+        if wearable is not None:
+            await asyncio.to_thread(driver.load_traces)
+        await asyncio.to_thread(gateway_ready_wait, gateway)
+        clock.go()
         drive = asyncio.create_task(driver.run(end), name="sim")
         code = 0
         try:
@@ -256,6 +295,13 @@ async def run_demo(args: Any) -> int:
                 await drive
             await gw_task
         return code
+
+
+def gateway_ready_wait(gateway: Gateway, timeout_s: float = 30.0) -> None:
+    """Block until the gateway is subscribed to the local broker (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while not gateway.state.ready and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 async def _finish(gateway: Gateway, hub: HubReceiver, start: float, end: float) -> int:

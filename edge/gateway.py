@@ -123,7 +123,7 @@ class Gateway:
         from edge.adapters.zigbee import Zigbee2MqttAdapter
 
         async with Zigbee2MqttAdapter(
-            self.settings.local, client_id=f"veille-{self.profile.id}"
+            self.settings.local, client_id=f"veille-{self.profile.id}", clock=self.clock
         ) as adapter:
             self.local_adapter = adapter
             ready = asyncio.create_task(self._mark_ready(adapter))

@@ -113,8 +113,10 @@ class Pipeline:
             while len(batch) < BATCH_MAX and not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
             out = Outputs()
-            at = self.clock.now()
+            now = self.clock.now()
             for item in batch:
+                # the time the adapter received it, when it says (the clock's time basis)
+                at = min(getattr(item, "received_at", now), now)
                 out.extend(self.handle(item, at))
             self.commit(out)
             for item in batch:
@@ -128,7 +130,8 @@ class Pipeline:
 
     async def ticker(self) -> None:
         while True:
-            self.commit(self.core.tick(self.clock.now()))
+            if self.inbox.empty():  # inputs first: time must not pass over queued events
+                self.commit(self.core.tick(self.clock.now()))
             await asyncio.sleep(self.tick_s)
 
     async def persister(self) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from tests.support import free_port
 
 VEILLE = str(Path(sys.executable).with_name("veille"))
+FAMILY_PIN = "4821"
+INSTALLER_SECRET = "installateur-2024"
 
 
 def write_home(path: Path, home_id: str, extra_devices: str = "", n_sos: int = 1) -> Path:
@@ -86,11 +88,13 @@ class GatewayProc:
 
     def provision(self, n_sos: int = 1, extra_devices: str = "") -> None:
         home = write_home(self.workdir / "home.toml", self.home_id, extra_devices, n_sos)
-        subprocess.run(
-            [VEILLE, "provision", "import", str(home), "--storage", str(self.storage)],
-            check=True,
-            capture_output=True,
-        )
+        store = ["--storage", str(self.storage)]
+        for cmd in (
+            ["import", str(home)],
+            ["set-pin", "family", FAMILY_PIN],
+            ["set-pin", "installer", INSTALLER_SECRET],
+        ):
+            subprocess.run([VEILLE, "provision", *cmd, *store], check=True, capture_output=True)
         (self.workdir / "gateway.toml").write_text(
             f"""[home]
 id = "{self.home_id}"

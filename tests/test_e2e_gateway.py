@@ -227,3 +227,57 @@ def test_nothing_lost_across_sigkills_and_a_hub_outage(
     print(f"kills={kills} raised={n} received={len(ids)} unique={len(set(ids))}")
     assert kills == 2
     assert len(set(ids)) == n, f"{n - len(set(ids))} alerts lost"
+
+
+@pytest.mark.slow
+def test_demo_two_days_on_two_mosquittos(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    """`veille demo --duration 172800 --speed 7200 --scenario all` exits 0 with its alerts."""
+    import subprocess
+
+    from tests.gateway_proc import VEILLE
+
+    hub = Collector(hub_broker.port, "veille/#")
+    proc = subprocess.run(
+        [
+            VEILLE,
+            "demo",
+            "--duration",
+            "172800",
+            "--speed",
+            "7200",
+            "--scenario",
+            "all",
+            "--local",
+            local_broker.url,
+            "--hub",
+            hub_broker.url,
+            "--http",
+            "127.0.0.1:0",
+            "--storage",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    got = hub.drain(1.0)
+    hub.close()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "http://127.0.0.1:" in proc.stdout
+    leaves: dict[str, list[dict[str, object]]] = {}
+    for topic, payload, _r in got:
+        leaf, body = validate_message(topic, payload)
+        leaves.setdefault(leaf, []).append(body)
+    raised = {a["type"] for a in leaves["alert"] if a["state"] == "raised"}
+    assert {"sos", "night_exit", "fall"} <= raised
+    assert len(leaves["aggregate/hourly"]) >= 40
+    assert len(leaves["aggregate/daily"]) >= 1
+    # the retained status ends offline
+    last = Collector(hub_broker.port, "veille/v1/demo-home/status")
+    _t, payload, retained = last.get()
+    last.close()
+    assert retained
+    assert json.loads(payload)["online"] is False
