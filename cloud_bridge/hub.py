@@ -178,19 +178,24 @@ async def _serve(hub: HubReceiver, http: str | None, staff_password_file: Path |
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     hub.start()
-    server_task = None
+    console = None
     if http:
-        from cloud_bridge.console import serve_console
+        from cloud_bridge.console import start_console
 
-        server_task = asyncio.create_task(serve_console(hub, http, staff_password_file))
+        try:
+            console = await start_console(hub, http, staff_password_file)
+        except BaseException:
+            hub.stop()
+            raise
+        print(f"Care console: {console.url}/", flush=True)
     try:
         while not stop.is_set():
             hub.escalate_due(time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), ESCALATION_CHECK_S)
     finally:
-        if server_task is not None:
-            server_task.cancel()
+        if console is not None:
+            await console.stop()
         hub.stop()
         hub.store.close()
     return 0

@@ -70,32 +70,58 @@ class HomeCore:
         self.hourly = HourlyAggregator(profile, self.tz)
         self.zigbee = Zigbee2MqttDecoder(profile)
         self.bthome = BthomeDecoder(profile)
+        self.fall_model = fall_model
         self.routine: Any = None
         if routine:
-            from edge.detect.routine import RoutineDetector, RoutineModel
+            from edge.detect.routine import RoutineModel
 
-            rooms = {r.name: r.kind for r in profile.rooms}
             model_doc = docs.get("routine")
-            model = RoutineModel.from_dict(dict(model_doc)) if model_doc else None
-            self.routine = RoutineDetector(rooms, self.tz, profile.thresholds, model)
+            self._make_routine(RoutineModel.from_dict(dict(model_doc)) if model_doc else None)
         self._wearables: dict[str, Any] = {}
         self._streams: dict[str, Any] = {}
         self._last_heartbeat: dict[str, float] = {}
-        wearables = [d for d in profile.devices if d.role is Role.WEARABLE]
-        if wearables and fall_model is not None:
-            from edge.decode.wearable import WearableStream
-            from edge.detect.fall import FallDetector
-
-            for dev in wearables:
-                self._wearables[dev.id] = FallDetector(
-                    fall_model,
-                    confirm_s=profile.thresholds.fall_confirm_s,
-                    device_id=dev.id,
-                    room=dev.room,
-                    offline_after_s=None,  # the rule detector watches every device's silence
-                )
-                self._streams[dev.id] = WearableStream(dev.id, room=dev.room)
+        self._make_wearables()
         self.book_changed = False
+
+    def _make_routine(self, model: Any) -> None:
+        from edge.detect.routine import RoutineDetector
+
+        rooms = {r.name: r.kind for r in self.profile.rooms}
+        self.routine = RoutineDetector(rooms, self.tz, self.profile.thresholds, model)
+
+    def _make_wearables(self) -> None:
+        """A fall detector and a stream per wearable of the profile (kept if already there)."""
+        wearables = [d for d in self.profile.devices if d.role is Role.WEARABLE]
+        if not wearables or self.fall_model is None:
+            return
+        from edge.decode.wearable import WearableStream
+        from edge.detect.fall import FallDetector
+
+        for dev in wearables:
+            if dev.id in self._wearables:
+                continue
+            self._wearables[dev.id] = FallDetector(
+                self.fall_model,
+                confirm_s=self.profile.thresholds.fall_confirm_s,
+                device_id=dev.id,
+                room=dev.room,
+                offline_after_s=None,  # the rule detector watches every device's silence
+            )
+            self._streams[dev.id] = WearableStream(dev.id, room=dev.room)
+
+    def apply_profile(self, profile: HomeProfile) -> None:
+        """An installer changed the home: every part sees it, learned state is kept."""
+        from edge.detect.aggregates import HourlyAggregator
+        from edge.detect.rules import RuleDetector
+
+        self.profile = profile
+        self.zigbee.update_profile(profile)
+        self.bthome.update_profile(profile)
+        self.rules = RuleDetector(profile, self.rules.state_dict())
+        self.hourly = HourlyAggregator(profile, self.tz)
+        if self.routine is not None:
+            self._make_routine(self.routine.model)
+        self._make_wearables()
 
     # --- inputs ----------------------------------------------------------------------------
     def zigbee_message(

@@ -41,6 +41,7 @@ STILL_AFTER_FALL_S = 120.0
 TRACE_VARIETY = 4  # different real traces per kind the simulated wearable replays
 # the demo's installer password (printed); a real home sets its own with `veille provision`
 DEMO_INSTALLER_SECRET = "installateur"  # noqa: S105
+DEMO_STAFF_SECRET = "soignant"  # noqa: S105  the demo's care console password
 
 
 class SpeedClock:
@@ -244,6 +245,13 @@ async def run_demo(args: Any) -> int:
         hub = HubReceiver(hub_url, SqliteHubStore(Path(storage) / "hub.db"), on_alert=_print_alert)
         hub.start()
         stack.callback(hub.stop)
+        console = None
+        if args.http:
+            from cloud_bridge.console import start_console
+
+            host = args.http.rpartition(":")[0] or "127.0.0.1"
+            console = await start_console(hub, f"{host}:0", None, staff_password=DEMO_STAFF_SECRET)
+            stack.push_async_callback(console.stop)
 
         zigbee = MqttLink(local, f"zigbee2mqtt-sim-{home_id}", name="zigbee2mqtt-sim")
         zigbee.start()
@@ -270,6 +278,8 @@ async def run_demo(args: Any) -> int:
         if gateway.url:
             print(f"Status page (PIN {args.family_pin}): {gateway.url}/", flush=True)
             print(f"Installer ({DEMO_INSTALLER_SECRET!r}): {gateway.url}/installer", flush=True)
+        if console is not None:
+            print(f"Care console ({DEMO_STAFF_SECRET!r}): {console.url}/", flush=True)
         for at, what in sim.incidents:
             stamp = datetime.fromtimestamp(at, tz).strftime("%a %H:%M")
             print(f"  scripted: {stamp} {what}", flush=True)

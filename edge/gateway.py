@@ -111,6 +111,11 @@ class Gateway:
         self.url: str | None = None
         self.ble_sources: list[AsyncIterator[Any]] = []
 
+    def apply_profile(self, profile: Any) -> None:
+        """The installer pages changed the home (already saved in the registry)."""
+        self.profile = profile
+        self.core.apply_profile(profile)
+
     def _status(self) -> dict[str, Any]:
         return {
             "version": VERSION,
