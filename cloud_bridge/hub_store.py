@@ -1,7 +1,9 @@
 """The hub's store behind one small interface; SQLite is the single-machine default.
 
 Alerts are deduplicated by `id`: the same state delivered twice (a retry after a lost
-PUBACK, two receivers of a shared subscription) is recorded once.
+PUBACK, two receivers of a shared subscription) is recorded once. A state moves only
+forward; a `raised` alert may be raised again at a higher severity (the gateway escalates a
+growing silence from warning to critical), recorded as one more row of its history.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 STATE_ORDER = {"raised": 0, "acknowledged": 1, "cancelled": 2, "resolved": 2}
+SEVERITY_ORDER = {"info": 0, "warning": 1, "high": 2, "critical": 3}
 
 SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -35,9 +38,10 @@ CREATE INDEX IF NOT EXISTS alerts_open ON alerts(state, severity);
 CREATE TABLE IF NOT EXISTS alert_states (
     id TEXT NOT NULL,
     state TEXT NOT NULL,
+    severity TEXT NOT NULL,
     at TEXT NOT NULL,
     received_at REAL NOT NULL,
-    PRIMARY KEY (id, state)
+    PRIMARY KEY (id, state, severity)
 );
 CREATE TABLE IF NOT EXISTS aggregates (
     home_id TEXT NOT NULL,
@@ -101,13 +105,19 @@ class SqliteHubStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    "INSERT OR IGNORE INTO alert_states(id, state, at, received_at)"
-                    " VALUES (?,?,?,?)",
-                    (payload["id"], payload["state"], payload["at"], received_at),
+                    "INSERT OR IGNORE INTO alert_states(id, state, severity, at, received_at)"
+                    " VALUES (?,?,?,?,?)",
+                    (
+                        payload["id"],
+                        payload["state"],
+                        payload["severity"],
+                        payload["at"],
+                        received_at,
+                    ),
                 )
                 new = cur.rowcount == 1
                 row = self._db.execute(
-                    "SELECT state FROM alerts WHERE id = ?", (payload["id"],)
+                    "SELECT state, severity FROM alerts WHERE id = ?", (payload["id"],)
                 ).fetchone()
                 if row is None:
                     self._db.execute(
@@ -115,7 +125,7 @@ class SqliteHubStore:
                         " room, device_id, evidence) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         _alert_row(payload),
                     )
-                elif STATE_ORDER[payload["state"]] > STATE_ORDER[row["state"]]:
+                elif _moves_forward(payload, row):
                     self._db.execute(
                         "UPDATE alerts SET state=?, at=?, severity=?, evidence=? WHERE id=?",
                         (
@@ -212,6 +222,14 @@ class SqliteHubStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _moves_forward(payload: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """A later state, or the same state raised to a higher severity (an escalation)."""
+    new, old = STATE_ORDER[payload["state"]], STATE_ORDER[row["state"]]
+    if new != old:
+        return new > old
+    return SEVERITY_ORDER[payload["severity"]] > SEVERITY_ORDER[row["severity"]]
 
 
 def _alert_row(p: Mapping[str, Any]) -> tuple[Any, ...]:

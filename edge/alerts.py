@@ -2,12 +2,14 @@
 
 Lifecycle: `raised` -> `cancelled` | `acknowledged` (from the hub's ack) -> `resolved`.
 Each state change is a new message with the same `id`. A key that is open is not raised
-again; once its alert is cancelled or resolved the key is forgotten, so the next occurrence
-is a new alert. Pure: the pipeline persists `state_dict()` so a restart does not re-raise.
+again, unless at a higher severity: then the same id is sent again, `raised`, more severe.
+Once its alert is cancelled or resolved the key is forgotten, so the next occurrence is a
+new alert. Pure: the pipeline persists `state_dict()` so a restart does not re-raise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -54,7 +56,7 @@ class AlertBook:
         current = self._open.get(finding.key)
         if finding.action == "raise":
             if current is not None:
-                return []
+                return self._escalate(finding.key, current, finding)
             alert = Alert(
                 id=new_alert_id(finding.at),
                 home_id=self.home_id,
@@ -90,6 +92,19 @@ class AlertBook:
                 ]
             return []
         return self._move(finding.key, current, target, finding.at, finding.evidence)
+
+    def _escalate(self, key: str, alert: Alert, finding: Finding) -> list[Alert]:
+        """A repeat raise of an open key: sent again only if more severe (same id)."""
+        if SEVERITY_RANK[finding.severity] >= SEVERITY_RANK[alert.severity]:
+            return []
+        worse = dataclasses.replace(
+            alert,
+            severity=finding.severity,
+            at=max(finding.at, alert.at),
+            evidence={**alert.evidence, **finding.evidence},
+        )
+        self._open[key] = worse
+        return [worse]
 
     def on_ack(self, ack: Mapping[str, Any]) -> list[Alert]:
         """A validated `veille.ack/1` payload from the hub."""
