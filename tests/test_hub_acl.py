@@ -56,12 +56,17 @@ def hub(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Iterator[Tls
 class Peer:
     """A connected TLS client: its subscriptions granted, messages and PUBACK codes queued."""
 
-    def __init__(self, hub: TlsHub, name: str, *subscriptions: str) -> None:
+    def __init__(
+        self, hub: TlsHub, name: str, *subscriptions: str, client_id: str | None = None
+    ) -> None:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.pubacks: dict[int, ReasonCode] = {}
         self._acked: queue.Queue[int] = queue.Queue()
         self._ready: queue.Queue[str] = queue.Queue()
-        self.client = tls_client(hub.tls_dir, name, client_id=f"{name}-{uuid.uuid4().hex[:8]}")
+        self.disconnected: queue.Queue[ReasonCode] = queue.Queue()
+        client_id = client_id or f"{name}-{uuid.uuid4().hex[:8]}"
+        self.client = tls_client(hub.tls_dir, name, client_id=client_id)
+        self.client.on_disconnect = lambda _c, _u, _f, rc, _p: self.disconnected.put(rc)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_a: self._ready.put("subscribed")
         self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))
@@ -236,6 +241,19 @@ def test_a_home_cannot_read_another_home(hub: TlsHub) -> None:
     assert {payload for _, payload in seen} == {end}
 
 
+def test_a_home_cannot_take_over_another_homes_session(hub: TlsHub) -> None:
+    """The broker uses the certificate's name as client id: asking for home B's client id
+    does not disconnect home B."""
+    end = marker()
+    gateway_id = "veille-gw-home-b"
+    with contextlib.closing(Peer(hub, HOME_B, "veille/v1/home-b/ack", client_id=gateway_id)) as b:
+        with contextlib.closing(Peer(hub, HOME_A, client_id=gateway_id)):
+            with peers(hub, (RECEIVERS[0], ())) as (receiver,):
+                assert receiver.publish("veille/v1/home-b/ack", end).value == 0
+            assert b.until(end) == [("veille/v1/home-b/ack", end)]
+        assert b.disconnected.empty()
+
+
 def test_a_receiver_missing_from_the_acl_reads_nothing(hub: TlsHub) -> None:
     end = marker()
     with peers(hub, (UNLISTED_RECEIVER, ("$share/hub/veille/v1/+/alert", "veille/v1/#"))) as (
@@ -303,6 +321,7 @@ def test_no_plain_listener_and_no_anonymous_access() -> None:
     assert [w for w in directives if w[0] == "listener"] == [["listener", "8883"]]
     assert settings["require_certificate"] == ["true"]
     assert settings["use_identity_as_username"] == ["true"]
+    assert settings["use_username_as_clientid"] == ["true"]
     assert settings["allow_anonymous"] == ["false"]
     assert "password_file" not in settings
     assert "psk_hint" not in settings
