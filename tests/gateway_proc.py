@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import free_port
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support import free_port, publish
 
 VEILLE = str(Path(sys.executable).with_name("veille"))
 FAMILY_PIN = "4821"
@@ -81,6 +86,7 @@ class GatewayProc:
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for `veille run`
 
     @property
     def storage(self) -> Path:
@@ -116,7 +122,7 @@ listen = "127.0.0.1:{self.http_port}"
             [VEILLE, "-v", "run", "--config", str(self.workdir / "gateway.toml")],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         if wait_ready:
             self.wait_ready()
@@ -160,3 +166,54 @@ listen = "127.0.0.1:{self.http_port}"
 
     def log(self) -> str:
         return (self.workdir / f"gateway-{self.starts}.log").read_text(errors="replace")[-4000:]
+
+
+def sos_press(port: int, i: int) -> None:
+    """Zigbee2MQTT's message for a press of `sos_button_{i}`, published to the local broker."""
+    publish(
+        port, f"zigbee2mqtt/sos_button_{i}", '{"action":"single","battery":87,"linkquality":96}'
+    )
+
+
+class PersistentHubCollector:
+    """A hub-side subscriber with a persistent session: it misses nothing while away."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.port = port
+        self.client_id = client_id
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._subscribed = threading.Event()
+        self.client: mqtt.Client | None = None
+
+    def connect(self) -> None:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        client.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload))
+        client.on_connect = lambda c, *_: c.subscribe("veille/#", 1)
+        client.on_subscribe = lambda *_: self._subscribed.set()
+        client.reconnect_delay_set(0.1, 0.5)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        assert self._subscribed.wait(10)
+        self.client = client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    def alert_ids(self, want: int, timeout: float) -> list[str]:
+        ids: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(set(ids)) < want and time.monotonic() < deadline:
+            try:
+                topic, payload = self.messages.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if topic.endswith("/alert"):
+                ids.append(json.loads(payload)["id"])
+        return ids

@@ -3,70 +3,17 @@
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_bridge.contract import validate_message
-from tests.gateway_proc import GatewayProc
+from tests.gateway_proc import GatewayProc, PersistentHubCollector, sos_press
 from tests.support import Collector, Mosquitto, publish
 
 pytestmark = pytest.mark.broker
-
-
-class PersistentHubCollector:
-    """A hub-side subscriber with a persistent session: it misses nothing while away."""
-
-    def __init__(self, port: int, client_id: str) -> None:
-        self.port = port
-        self.client_id = client_id
-        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self._subscribed = threading.Event()
-        self.client: mqtt.Client | None = None
-
-    def connect(self) -> None:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=False,
-        )
-        client.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload))
-        client.on_connect = lambda c, *_: c.subscribe("veille/#", 1)
-        client.on_subscribe = lambda *_: self._subscribed.set()
-        client.reconnect_delay_set(0.1, 0.5)
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        assert self._subscribed.wait(10)
-        self.client = client
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.disconnect()
-            self.client.loop_stop()
-
-    def alert_ids(self, want: int, timeout: float) -> list[str]:
-        ids: list[str] = []
-        deadline = time.monotonic() + timeout
-        while len(set(ids)) < want and time.monotonic() < deadline:
-            try:
-                topic, payload = self.messages.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if topic.endswith("/alert"):
-                ids.append(json.loads(payload)["id"])
-        return ids
-
-
-def sos_press(port: int, i: int) -> None:
-    publish(
-        port, f"zigbee2mqtt/sos_button_{i}", '{"action":"single","battery":87,"linkquality":96}'
-    )
 
 
 def test_zigbee_button_press_becomes_sos_alert_at_hub_within_a_second(
