@@ -62,6 +62,9 @@ class Mosquitto:
             "max_queued_messages 100000\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\n"
+            # started as root, mosquitto would switch to the `mosquitto` user, which cannot
+            # write its persistence file into the test's folder (sessions would not survive)
+            + ("user root\n" if os.geteuid() == 0 else "")
             + self.extra_conf
         )
 
