@@ -145,8 +145,10 @@ class RuleDetector:
         self._rooms = sorted({d.room for d in profile.devices if d.room})
         self._temps: dict[str, tuple[float, float]] = {}  # device -> (celsius, at)
         self._conds = {(r, rule.name): _TempCondition() for r in self._rooms for rule in TEMP_RULES}
+        self._temp_rooms: list[str] = []  # rooms with a temperature reading: rules to update
         self._start: float | None = None
         self._now = -math.inf
+        self._due = -math.inf  # no device can go offline before this time (a lower bound)
         self._unknown: set[str] = set()
         if state:
             self._restore(state)
@@ -179,10 +181,17 @@ class RuleDetector:
             return []  # late events do not move time back
         self._now = now
         out: list[Finding] = []
-        for st in self._devices.values():
-            if not st.offline and now >= self._deadline(st):
-                out.append(self._offline_finding(st, now))
-        for room in self._rooms:
+        if now >= self._due:  # some device may be due: look at each, keep the next deadline
+            self._due = math.inf
+            for st in self._devices.values():
+                if st.offline:
+                    continue
+                deadline = self._deadline(st)
+                if now >= deadline:
+                    out.append(self._offline_finding(st, now))
+                else:
+                    self._due = min(self._due, deadline)
+        for room in self._temp_rooms:  # a room never given a reading has nothing to update
             out += self._update_room(room, now)
         return out
 
@@ -210,6 +219,7 @@ class RuleDetector:
         elif st.last_seen is not None:
             st.gaps.add(at - st.last_seen)  # an outage's gap is not a usual silence
         st.last_seen = at
+        self._due = min(self._due, self._deadline(st))  # a shorter learned interval: earlier
         return out
 
     def usual_interval_s(self, device_id: str) -> float:
@@ -290,6 +300,8 @@ class RuleDetector:
         if celsius is None or not low <= celsius <= high or st.device.room is None:
             _LOGGER.warning("rules: unusable temperature %r from %s", event.value, event.device_id)
             return []
+        if st.device.id not in self._temps and st.device.room not in self._temp_rooms:
+            self._temp_rooms = sorted([*self._temp_rooms, st.device.room])
         self._temps[st.device.id] = (celsius, event.at)
         return self._update_room(st.device.room, max(event.at, self._now))
 
