@@ -124,7 +124,7 @@ class MqttLink:
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
         on_message: Callable[[mqtt.MQTTMessage], None] | None = None,
-        on_publish: Callable[[int], None] | None = None,
+        on_publish: Callable[[int, bool], None] | None = None,
         name: str = "mqtt",
     ) -> None:
         self.url = url
@@ -168,7 +168,9 @@ class MqttLink:
         if on_message is not None:
             client.on_message = lambda _c, _u, msg: on_message(msg)
         if on_publish is not None:
-            client.on_publish = lambda _c, _u, mid, _rc, _p: on_publish(mid)
+            # (mid, refused): a PUBACK with a failure reason (0x80+, e.g. 0x87 not authorized)
+            # means the broker did not take the message; 0x10 "no subscribers" is a success
+            client.on_publish = lambda _c, _u, mid, rc, _p: on_publish(mid, rc.is_failure)
         self.client = client
 
     def start(self) -> None:

@@ -60,6 +60,7 @@ class Uplink:
         self._on_ack = on_ack
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._acked: list[int] = []  # PUBACKed seqs not yet deleted from the outbox
+        self.refused: set[int] = set()  # seqs the broker refused on this connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
@@ -97,8 +98,8 @@ class Uplink:
     def _disconnected(self) -> None:
         self._call(self._on_down)
 
-    def _puback(self, mid: int) -> None:
-        self._call(self._on_puback, mid)
+    def _puback(self, mid: int, refused: bool) -> None:
+        self._call(self._on_puback, mid, refused)
 
     def _message(self, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -112,6 +113,7 @@ class Uplink:
     # --- event loop side -----------------------------------------------------------------
     def _on_up(self) -> None:
         self._inflight.clear()
+        self.refused.clear()
         self._up.set()
         self._wake.set()
         self.publish_status()
@@ -120,10 +122,20 @@ class Uplink:
         self._up.clear()
         self._inflight.clear()  # unacked messages stay in the outbox and are sent again
 
-    def _on_puback(self, mid: int) -> None:
+    def _on_puback(self, mid: int, refused: bool = False) -> None:
         seq = self._inflight.pop(mid, None)
         if seq is None:
             return  # a status message, or one from before a reconnect
+        if refused:
+            # the hub broker would not take it (ACL: wrong certificate for this home?): keep
+            # the row, do not send it again on this connection, and say so loudly
+            if seq not in self.refused:
+                _LOGGER.error(
+                    "uplink: the hub broker refused outbox message %d; kept for a later retry",
+                    seq,
+                )
+            self.refused.add(seq)
+            return
         if not self._acked:
             assert self._loop is not None
             self._loop.call_soon(self._flush_acks)  # after the PUBACKs already queued
@@ -154,7 +166,7 @@ class Uplink:
         free = self.window - len(self._inflight)
         if free <= 0:
             return 0
-        batch = self.outbox.next_batch(free, exclude=set(self._inflight.values()))
+        batch = self.outbox.next_batch(free, exclude=set(self._inflight.values()) | self.refused)
         for item in batch:
             info = self.link.client.publish(item.topic, item.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:

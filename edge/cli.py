@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     ei.add_argument("--json", action="store_true", required=True)
 
     pki = sub.add_parser("pki", help="a test CA and certificates for tests and pilots")
-    pki.add_argument("action", help="init-ca | issue | sign-csr")
+    pki.add_argument("action", help="init-ca | issue | csr | sign-csr")
     pki.add_argument("args", nargs="*")
     pki.add_argument("--dir", type=Path, required=True)
     return parser

@@ -119,7 +119,7 @@ class Gateway:
     def _status(self) -> dict[str, Any]:
         return {
             "version": VERSION,
-            "health": self.state.health(),
+            "health": "error" if self.uplink.refused else self.state.health(),
             "time_synced": self.state.time_synced,
             "outbox": self.outbox.counts(),
         }
@@ -179,6 +179,7 @@ class Gateway:
         interval = systemd.watchdog_interval_s() or WATCHDOG_DEFAULT_S
         while True:
             self.state.hub_connected = self.uplink.connected
+            self.state.hub_refused = len(self.uplink.refused)
             self.state.time_synced = time_synced()
             systemd.watchdog_ping()
             await asyncio.sleep(min(interval, 5.0))

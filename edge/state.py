@@ -35,6 +35,7 @@ class HomeState:
     local_connected: bool = False
     hub_connected: bool = False
     hub_last_connected: float | None = None
+    hub_refused: int = 0  # messages the hub broker refused (PUBACK failure): a config error
     time_synced: bool = True
     last_activity_at: float | None = None
     last_activity_room: str | None = None
@@ -100,7 +101,7 @@ class HomeState:
 
     def health(self) -> str:
         """ok | warning | error: what `/health` and the status message report."""
-        if not self.ready:
+        if not self.ready or self.hub_refused:
             return "error"
         if self.storage_health != "ok" or not self.time_synced or not self.hub_connected:
             return "warning"

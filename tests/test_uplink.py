@@ -1,0 +1,121 @@
+"""The uplink against real brokers: drain order, delete on PUBACK, TLS, and a refused publish."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from cloud_bridge.broker import Credentials, parse_broker_url
+from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from cloud_bridge.uplink import Uplink
+from edge.events import Alert, AlertState, AlertType, Severity
+from edge.outbox import Outbox
+from tests.support import Collector, Mosquitto, TlsHub, make_hub_pki, tls_client
+
+pytestmark = pytest.mark.broker
+
+
+def alert(home: str, i: int) -> Alert:
+    return Alert(
+        id=f"0190a0a0-0000-7000-8000-{i:012d}",
+        home_id=home,
+        type=AlertType.SOS,
+        severity=Severity.CRITICAL,
+        state=AlertState.RAISED,
+        at=1_700_000_000.0 + i,
+        raised_at=1_700_000_000.0 + i,
+    )
+
+
+def hourly(home: str, i: int) -> tuple[str, bytes]:
+    body = {
+        "schema": "veille.aggregate.hourly/1",
+        "home_id": home,
+        "period_start": f"2024-01-01T{i:02d}:00:00.000Z",
+        "period_end": f"2024-01-01T{i:02d}:59:59.000Z",
+        "rooms": {},
+        "totals": {"activity": i, "door_openings": 0, "entrance_openings": 0},
+        "sensor_health": {"devices": 1, "offline": 0, "low_battery": 0, "unknown_devices": 0},
+    }
+    return aggregate_topic(home, "hourly"), encode(body)
+
+
+async def drain(uplink: Uplink, outbox: Outbox, timeout_s: float = 20.0) -> None:
+    task = asyncio.create_task(uplink.run())
+    deadline = time.monotonic() + timeout_s
+    while sum(outbox.counts()[k] for k in ("alerts", "aggregates")) and (
+        time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def test_backlog_drains_alerts_first_and_rows_go_only_after_puback(
+    tmp_path: Path, hub_broker: Mosquitto
+) -> None:
+    home = "h-up-1"
+    outbox = Outbox(tmp_path / "outbox.db")
+    # aggregates queued first, alerts after: the alerts must still arrive first
+    outbox.put(aggregates=[hourly(home, i) for i in range(20)])
+    outbox.put(alerts=[(alert(home, i), alert_topic(home)) for i in range(30)])
+    hub = Collector(hub_broker.port, "veille/#")
+    uplink = Uplink(parse_broker_url(hub_broker.url), home, outbox, now=time.time, window=8)
+    asyncio.run(drain(uplink, outbox))
+    got = [(t, json.loads(p)) for t, p, _r in hub.drain(1.0)]
+    hub.close()
+    leaves = [t.rsplit("/", 1)[-1] for t, _p in got if not t.endswith("/status")]
+    assert leaves == ["alert"] * 30 + ["hourly"] * 20
+    assert outbox.counts()["alerts"] == 0
+    assert outbox.counts()["aggregates"] == 0
+    assert uplink.delivered == 50
+    log = list(outbox.alarm_log())
+    assert len(log) == 30
+    assert all(entry["delivered_at"] is not None for entry in log)
+    statuses = [p for t, p in got if t.endswith("/status")]
+    assert statuses[0]["online"] is True
+    assert statuses[-1]["online"] is False  # the clean stop said so
+
+
+def test_a_publish_the_hub_refuses_stays_in_the_outbox(tmp_path: Path) -> None:
+    """Home h-aaa's certificate used for home h-bbb: the ACL refuses, nothing is lost."""
+    tls = make_hub_pki(tmp_path / "tls", homes=("h-aaa",))
+    hub = TlsHub(tmp_path / "hub", tls_dir=tls).start()
+    try:
+        watcher = tls_client(tls, "hub-receiver-1")
+        seen: list[str] = []
+        watcher.on_message = lambda _c, _u, m: seen.append(m.topic)
+        watcher.connect("127.0.0.1", hub.port)
+        watcher.subscribe("veille/v1/+/alert", 1)
+        watcher.loop_start()
+        outbox = Outbox(tmp_path / "outbox.db")
+        outbox.put(alerts=[(alert("h-bbb", i), alert_topic("h-bbb")) for i in range(3)])
+        creds = Credentials(
+            ca_file=tls / "ca.pem", cert_file=tls / "h-aaa.pem", key_file=tls / "h-aaa.key"
+        )
+        uplink = Uplink(
+            parse_broker_url(hub.url), "h-bbb", outbox, now=time.time, credentials=creds
+        )
+
+        async def run() -> None:
+            task = asyncio.create_task(uplink.run())
+            deadline = time.monotonic() + 15
+            while len(uplink.refused) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(run())
+        watcher.loop_stop()
+        watcher.disconnect()
+    finally:
+        hub.stop()
+    assert len(uplink.refused) == 3
+    assert outbox.counts()["alerts"] == 3  # kept, not deleted as if delivered
+    assert seen == []
+    assert all(entry["delivered_at"] is None for entry in outbox.alarm_log())
