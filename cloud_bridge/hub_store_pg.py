@@ -1,0 +1,302 @@
+"""The hub store on PostgreSQL, for hubs whose receivers run on several machines.
+
+The same `HubStore` interface and the same dedupe rules as `SqliteHubStore`: an alert state
+is recorded once per (id, state) whatever the broker redelivers, and an alert's state only
+moves forward (`STATE_ORDER`). Both rules are enforced inside PostgreSQL
+(`INSERT ... ON CONFLICT`), so receivers in different processes or machines writing the
+same alert at the same moment cannot break them.
+
+Threads: each thread that calls the store gets its own connection (paho's network thread,
+the console's event loop); a connection lost with the server (a restart, a failover) is
+reopened and the call retried. Times stay ISO text in byte order (`COLLATE "C"`), as in
+SQLite, so both stores sort and return the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from cloud_bridge.hub_store import STATE_ORDER
+
+_LOGGER = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10
+RETRIES = 3  # a lost connection or a deadlock is retried this many times
+RETRY_DELAY_S = 0.2
+SCHEMA_LOCK_KEY = 0x5EE11E  # advisory lock: receivers starting together create tables once
+MARKABLE = ("escalated", "note", "handled_by")
+
+PG_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        home_id TEXT COLLATE "C" NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        raised_at TEXT COLLATE "C" NOT NULL,
+        at TEXT COLLATE "C" NOT NULL,
+        room TEXT,
+        device_id TEXT,
+        evidence JSONB NOT NULL,
+        escalated INTEGER NOT NULL DEFAULT 0,
+        note TEXT NOT NULL DEFAULT '',
+        handled_by TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX IF NOT EXISTS alerts_open ON alerts(state, severity)",
+    "CREATE INDEX IF NOT EXISTS alerts_home ON alerts(home_id, raised_at)",
+    """CREATE TABLE IF NOT EXISTS alert_states (
+        id TEXT COLLATE "C" NOT NULL,
+        state TEXT NOT NULL,
+        at TEXT COLLATE "C" NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (id, state)
+    )""",
+    """CREATE TABLE IF NOT EXISTS aggregates (
+        home_id TEXT COLLATE "C" NOT NULL,
+        schema TEXT COLLATE "C" NOT NULL,
+        period_start TEXT COLLATE "C" NOT NULL,
+        body JSONB NOT NULL,
+        PRIMARY KEY (home_id, schema, period_start)
+    )""",
+    """CREATE TABLE IF NOT EXISTS statuses (
+        home_id TEXT COLLATE "C" PRIMARY KEY,
+        online INTEGER NOT NULL,
+        body JSONB NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL
+    )""",
+)
+
+ALERT_COLUMNS = (
+    "id, home_id, type, severity, state, raised_at, at, room, device_id, evidence,"
+    " escalated, note, handled_by"
+)
+
+
+def _rank_sql(column: str) -> str:
+    """`CASE column WHEN 'raised' THEN 0 ... END`, made from STATE_ORDER."""
+    whens = " ".join(f"WHEN '{state}' THEN {rank}" for state, rank in STATE_ORDER.items())
+    return f"(CASE {column} {whens} END)"
+
+
+# One statement: insert the alert, or move its state forward; never backward.
+UPSERT_ALERT = (
+    "INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at, room, device_id,"
+    " evidence) VALUES (%(id)s, %(home_id)s, %(type)s, %(severity)s, %(state)s,"
+    " %(raised_at)s, %(at)s, %(room)s, %(device_id)s, %(evidence)s)"
+    " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at,"
+    " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence"
+    f" WHERE {_rank_sql('EXCLUDED.state')} > {_rank_sql('alerts.state')}"
+)
+
+T = TypeVar("T")
+
+
+class PostgresHubStore:
+    """HubStore on PostgreSQL; safe from several threads and several processes."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[psycopg.Connection[dict[str, Any]]] = []
+        self._closed = False
+        self._run(self._create_schema)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _conn(self) -> psycopg.Connection[dict[str, Any]]:
+        conn: psycopg.Connection[dict[str, Any]] | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed:
+            return conn
+        if self._closed:
+            raise RuntimeError("the hub store is closed")
+        conn = psycopg.connect(
+            self._dsn, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S
+        )
+        self._local.conn = conn
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def _drop(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        self._local.conn = None
+        with self._lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
+        try:
+            conn.close()
+        except psycopg.Error:
+            _LOGGER.debug("hub store: closing a broken connection failed", exc_info=True)
+
+    def _run(self, fn: Callable[[psycopg.Connection[dict[str, Any]]], T]) -> T:
+        """Call `fn(connection)`; on a lost connection or a deadlock, reconnect and retry."""
+        for attempt in range(RETRIES + 1):
+            conn = self._conn()
+            try:
+                return fn(conn)
+            except psycopg.OperationalError as exc:
+                if attempt == RETRIES or self._closed:
+                    raise
+                _LOGGER.warning(
+                    "hub store: %s (attempt %d of %d); retrying",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    attempt + 1,
+                    RETRIES + 1,
+                )
+                if conn.broken or conn.closed:
+                    self._drop(conn)
+                time.sleep(RETRY_DELAY_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _create_schema(conn: psycopg.Connection[dict[str, Any]]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            for statement in PG_SCHEMA:
+                conn.execute(statement)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
+        """Store one alert state; True if it was new (not a duplicate delivery)."""
+        row = {
+            "id": payload["id"],
+            "home_id": payload["home_id"],
+            "type": payload["type"],
+            "severity": payload["severity"],
+            "state": payload["state"],
+            "raised_at": payload["raised_at"],
+            "at": payload["at"],
+            "room": payload.get("room"),
+            "device_id": payload.get("device_id"),
+            "evidence": Jsonb(payload.get("evidence", {})),
+            "received_at": received_at,
+        }
+        if row["state"] not in STATE_ORDER:
+            raise ValueError(f"unknown alert state {row['state']!r}")
+
+        def write(conn: psycopg.Connection[dict[str, Any]]) -> bool:
+            with conn.transaction():
+                cur = conn.execute(
+                    "INSERT INTO alert_states (id, state, at, received_at)"
+                    " VALUES (%(id)s, %(state)s, %(at)s, %(received_at)s)"
+                    " ON CONFLICT DO NOTHING",
+                    row,
+                )
+                new = cur.rowcount == 1
+                conn.execute(UPSERT_ALERT, row)
+            return new
+
+        return self._run(write)
+
+    def record_aggregate(self, payload: Mapping[str, Any]) -> bool:
+        args = (payload["home_id"], payload["schema"], payload["period_start"], Jsonb(payload))
+        return self._run(
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO aggregates (home_id, schema, period_start, body)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    args,
+                ).rowcount
+                == 1
+            )
+        )
+
+    def record_status(self, payload: Mapping[str, Any], received_at: float) -> None:
+        args = (payload["home_id"], int(bool(payload["online"])), Jsonb(payload), received_at)
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO statuses (home_id, online, body, received_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (home_id) DO UPDATE SET"
+                " online = EXCLUDED.online, body = EXCLUDED.body,"
+                " received_at = EXCLUDED.received_at",
+                args,
+            )
+        )
+
+    def mark(self, alert_id: str, **fields: Any) -> None:
+        """Set hub-side fields: escalated, note, handled_by (others are ignored)."""
+        values = {k: v for k, v in fields.items() if k in MARKABLE}
+        if not values:
+            return
+        if "escalated" in values:
+            values["escalated"] = int(bool(values["escalated"]))
+        sets = ", ".join(f"{k} = %({k})s" for k in values)
+        args = {**values, "alert_id": alert_id}
+        self._run(
+            lambda conn: conn.execute(f"UPDATE alerts SET {sets} WHERE id = %(alert_id)s", args)
+        )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def alerts(self, open_only: bool = False, home_id: str | None = None) -> list[dict[str, Any]]:
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts"
+        where: list[str] = []
+        args: list[Any] = []
+        if open_only:
+            where.append("state IN ('raised', 'acknowledged')")
+        if home_id:
+            where.append("home_id = %s")
+            args.append(home_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY raised_at DESC"
+        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return [_alert_dict(r) for r in rows]
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,)
+            ).fetchone()
+        )
+        return _alert_dict(row) if row else None
+
+    def aggregates(self, home_id: str, schema: str, limit: int = 60) -> list[dict[str, Any]]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT body FROM aggregates WHERE home_id = %s AND schema = %s"
+                " ORDER BY period_start DESC LIMIT %s",
+                (home_id, schema, limit),
+            ).fetchall()
+        )
+        return [dict(r["body"]) for r in reversed(rows)]
+
+    def statuses(self) -> list[dict[str, Any]]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT body, received_at FROM statuses ORDER BY home_id"
+            ).fetchall()
+        )
+        return [{**r["body"], "received_at": r["received_at"]} for r in rows]
+
+    def state_count(self) -> int:
+        row = self._run(
+            lambda conn: conn.execute("SELECT COUNT(*) AS n FROM alert_states").fetchone()
+        )
+        return int(row["n"]) if row else 0
+
+    def close(self) -> None:
+        """Close every thread's connection; the store cannot be used afterwards."""
+        self._closed = True
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except psycopg.Error:
+                _LOGGER.debug("hub store: close failed", exc_info=True)
+
+
+def _alert_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["escalated"] = bool(out["escalated"])
+    return out

@@ -1,0 +1,334 @@
+"""The hub store: the same tests on SQLite (single machine) and PostgreSQL (across machines).
+
+Like tinydb's `params=['memory', 'json']`, every test runs on both stores: SQLite on a real
+file, PostgreSQL on a throwaway Debian server started on loopback for this module. The
+last tests share one store between two real `HubReceiver`s fed by a real Mosquitto through
+the `$share/hub/` subscription.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cloud_bridge.broker import parse_broker_url
+from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from cloud_bridge.hub import HubReceiver
+from cloud_bridge.hub_store import HubStore, SqliteHubStore, open_store
+from cloud_bridge.hub_store_pg import PostgresHubStore
+from edge.events import iso_utc
+from tests.pg import Postgres, running_postgres
+from tests.support import Mosquitto
+
+T0 = 1_717_200_000.0
+HEALTH = {"devices": 3, "offline": 0, "low_battery": 0, "unknown_devices": 0}
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    with running_postgres() as pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store spec for `open_store`: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.new_database()
+
+
+@pytest.fixture
+def store(spec: str) -> Iterator[HubStore]:
+    opened = open_store(spec)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def alert(n: int, state: str = "raised", *, home: str = "h-0001", at_s: float = 0.0,
+          **evidence: Any) -> dict[str, Any]:  # fmt: skip
+    raised = T0 + n * 60
+    return {
+        "schema": "veille.alert/1",
+        "id": f"0190a000-0000-7000-8000-{n:012d}",
+        "home_id": home,
+        "type": "inactivity",
+        "severity": "high",
+        "state": state,
+        "at": iso_utc(raised + at_s),
+        "raised_at": iso_utc(raised),
+        "room": "living",
+        "device_id": None,
+        "evidence": evidence or {"inactive_min": 212, "usual_max_min": 95},
+    }
+
+
+def hourly(home: str, hour: int) -> dict[str, Any]:
+    start = T0 + hour * 3600
+    return {
+        "schema": "veille.aggregate.hourly/1",
+        "home_id": home,
+        "period_start": iso_utc(start),
+        "period_end": iso_utc(start + 3600),
+        "rooms": {"kitchen": {"activity": hour, "door_openings": 1, "bed_min": 0.5}},
+        "totals": {"activity": hour, "door_openings": 1, "entrance_openings": 0},
+        "sensor_health": HEALTH,
+    }
+
+
+def status(home: str, online: bool, at: float) -> dict[str, Any]:
+    return {
+        "schema": "veille.status/1",
+        "home_id": home,
+        "online": online,
+        "at": iso_utc(at),
+        "health": "ok",
+    }
+
+
+def test_open_store_picks_the_backend(spec: str) -> None:
+    opened = open_store(spec)
+    try:
+        wanted = SqliteHubStore if spec.startswith("sqlite") else PostgresHubStore
+        assert type(opened) is wanted
+    finally:
+        opened.close()
+
+
+def test_a_redelivered_state_is_recorded_once(store: HubStore) -> None:
+    payload = alert(1)
+    assert store.record_alert(payload, T0 + 1) is True
+    assert store.record_alert(payload, T0 + 2) is False
+    assert store.state_count() == 1
+    assert store.alerts() == [
+        {
+            **{k: v for k, v in payload.items() if k != "schema"},
+            "escalated": False,
+            "note": "",
+            "handled_by": "",
+        }
+    ]
+    assert store.alert(payload["id"]) == store.alerts()[0]
+    assert store.alert("0190a000-0000-7000-8000-999999999999") is None
+
+
+def test_state_only_moves_forward(store: HubStore) -> None:
+    aid = alert(2)["id"]
+    assert store.record_alert(alert(2, "raised"), T0)
+    assert store.record_alert(alert(2, "resolved", at_s=300, resolved_by="staff"), T0 + 300)
+    # a late `acknowledged` (rank 1) after `resolved` (rank 2) is logged, not applied
+    assert store.record_alert(alert(2, "acknowledged", at_s=120), T0 + 301)
+    got = store.alert(aid)
+    assert got is not None
+    assert (got["state"], got["at"]) == ("resolved", iso_utc(T0 + 2 * 60 + 300))
+    assert got["evidence"] == {"resolved_by": "staff"}
+    assert got["raised_at"] == iso_utc(T0 + 2 * 60)
+    assert store.state_count() == 3
+    assert store.record_alert(alert(2, "raised"), T0 + 400) is False
+
+
+def test_a_later_state_arriving_first_keeps_its_place(store: HubStore) -> None:
+    """Two receivers may store a home's `resolved` before its `raised`."""
+    assert store.record_alert(alert(3, "cancelled", at_s=30), T0)
+    assert store.record_alert(alert(3, "raised"), T0 + 1)
+    got = store.alert(alert(3)["id"])
+    assert got is not None
+    assert (got["state"], got["at"], got["raised_at"]) == (
+        "cancelled",
+        iso_utc(T0 + 3 * 60 + 30),
+        iso_utc(T0 + 3 * 60),
+    )
+
+
+def test_open_alerts_and_home_filter_newest_first(store: HubStore) -> None:
+    store.record_alert(alert(10, home="h-0001"), T0)
+    store.record_alert(alert(11, home="h-0002"), T0)
+    store.record_alert(alert(12, home="h-0001"), T0)
+    store.record_alert(alert(12, "acknowledged", home="h-0001", at_s=5), T0)
+    store.record_alert(alert(13, home="h-0002"), T0)
+    store.record_alert(alert(13, "resolved", home="h-0002", at_s=9), T0)
+    ids = lambda rows: [r["id"][-2:] for r in rows]  # noqa: E731
+    assert ids(store.alerts()) == ["13", "12", "11", "10"]
+    assert ids(store.alerts(open_only=True)) == ["12", "11", "10"]
+    assert ids(store.alerts(home_id="h-0002")) == ["13", "11"]
+    assert ids(store.alerts(open_only=True, home_id="h-0002")) == ["11"]
+
+
+def test_aggregates_once_per_period_oldest_first(store: HubStore) -> None:
+    for hour in (3, 1, 2, 0):
+        assert store.record_aggregate(hourly("h-0001", hour)) is True
+    assert store.record_aggregate(hourly("h-0001", 2)) is False
+    assert store.record_aggregate(hourly("h-0002", 2)) is True
+    got = store.aggregates("h-0001", "veille.aggregate.hourly/1")
+    assert got == [hourly("h-0001", h) for h in range(4)]
+    assert store.aggregates("h-0001", "veille.aggregate.hourly/1", limit=2) == [
+        hourly("h-0001", 2),
+        hourly("h-0001", 3),
+    ]
+    assert store.aggregates("h-0001", "veille.aggregate.daily/1") == []
+
+
+def test_statuses_latest_wins_sorted_by_home(store: HubStore) -> None:
+    store.record_status(status("h-b", True, T0), T0 + 1)
+    store.record_status(status("h-a", True, T0), T0 + 2)
+    store.record_status(status("h-b", False, T0 + 60), T0 + 61)
+    store.record_status(status("h-0", True, T0), T0 + 3)
+    assert store.statuses() == [
+        {**status("h-0", True, T0), "received_at": T0 + 3},
+        {**status("h-a", True, T0), "received_at": T0 + 2},
+        {**status("h-b", False, T0 + 60), "received_at": T0 + 61},
+    ]
+
+
+def test_mark_sets_hub_side_fields_only(store: HubStore) -> None:
+    payload = alert(20)
+    store.record_alert(payload, T0)
+    store.mark(payload["id"], escalated=1)
+    store.mark(payload["id"], note="called the neighbour", handled_by="alice")
+    store.mark(payload["id"], state="resolved", home_id="h-9999")  # not markable: ignored
+    store.mark("0190a000-0000-7000-8000-999999999999", note="unknown id: no effect")
+    got = store.alert(payload["id"])
+    assert got is not None
+    assert (got["escalated"], got["note"], got["handled_by"]) == (
+        True,
+        "called the neighbour",
+        "alice",
+    )
+    assert (got["state"], got["home_id"]) == ("raised", "h-0001")
+    store.mark(payload["id"], escalated=False)
+    again = store.alert(payload["id"])
+    assert again is not None
+    assert again["escalated"] is False
+
+
+def test_concurrent_writers_record_each_state_once(spec: str) -> None:
+    """Four connections (as four receivers) write the same states in different orders."""
+    states = [alert(n, s, at_s=i) for n in range(30) for i, s in enumerate(("raised", "resolved"))]
+    stores = [open_store(spec) for _ in range(4)]
+    new_counts = [0] * len(stores)
+    start = threading.Barrier(len(stores))
+
+    def write(k: int) -> None:
+        start.wait()
+        shift = 7 * k
+        order = states[shift:] + states[:shift]
+        for payload in reversed(order) if k % 2 else order:
+            new_counts[k] += stores[k].record_alert(payload, time.time())
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert sum(new_counts) == len(states) == 60
+        assert stores[0].state_count() == 60
+        rows = stores[0].alerts()
+        assert len(rows) == 30
+        assert {r["state"] for r in rows} == {"resolved"}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_postgres_store_reconnects_after_the_server_ends_its_session(
+    postgres: Postgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failover or restart drops the connection: the next write reconnects and succeeds."""
+    dsn = postgres.new_database()
+    store = PostgresHubStore(dsn)
+    try:
+        assert store.record_alert(alert(40), T0)
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert ended == [(True,)]
+        assert store.record_alert(alert(41), T0) is True
+        assert store.record_alert(alert(40), T0) is False
+        assert store.state_count() == 2
+        assert any("retrying" in r.getMessage() for r in caplog.records)
+    finally:
+        store.close()
+
+
+def test_two_receivers_share_the_load_and_store_every_id_once(
+    spec: str, hub_broker: Mosquitto
+) -> None:
+    """Two `HubReceiver`s, each with its own connection to one store, behind `$share/hub/`."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    url = parse_broker_url(hub_broker.url)
+    seen: list[list[str]] = [[], []]
+    fresh: list[int] = [0, 0]
+
+    def on_alert(k: int) -> Any:
+        def record(payload: Any, new: bool) -> None:
+            seen[k].append(payload["id"])
+            fresh[k] += new
+
+        return record
+
+    receivers = [
+        HubReceiver(url, open_store(spec), client_id=f"hub-test-{k}", on_alert=on_alert(k))
+        for k in range(2)
+    ]
+    for r in receivers:
+        r.start()
+    try:
+        assert all(r.wait_connected(10) for r in receivers)
+        time.sleep(0.3)  # SUBACKs: a shared subscription drops what comes before
+        homes = [f"h-{k:04d}" for k in range(4)]
+        sent = [alert(n, home=homes[n % 4]) for n in range(200)]
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.connect("127.0.0.1", hub_broker.port)
+        client.loop_start()
+        try:
+            infos = [client.publish(alert_topic(p["home_id"]), encode(p), qos=1) for p in sent]
+            infos += [
+                client.publish(aggregate_topic(h, "hourly"), encode(hourly(h, i)), qos=1)
+                for h in homes
+                for i in range(10)
+            ]
+            for info in infos:
+                info.wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        check = open_store(spec)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+            sum(map(len, seen)) < len(sent)
+            or sum(len(check.aggregates(h, "veille.aggregate.hourly/1")) for h in homes) < 40
+        ):
+            time.sleep(0.05)
+    finally:
+        for r in receivers:
+            r.stop()
+    try:
+        assert all(seen), f"each receiver gets part of the load: {list(map(len, seen))}"
+        assert sorted(seen[0] + seen[1]) == sorted(p["id"] for p in sent)
+        assert sum(fresh) == len(sent)
+        assert check.state_count() == len(sent)
+        assert {r["id"] for r in check.alerts()} == {p["id"] for p in sent}
+        for h in homes:
+            got = check.aggregates(h, "veille.aggregate.hourly/1")
+            assert [json.dumps(a, sort_keys=True) for a in got] == [
+                json.dumps(hourly(h, i), sort_keys=True) for i in range(10)
+            ]
+        check.close()
+    finally:
+        for r in receivers:
+            r.store.close()
