@@ -54,6 +54,7 @@ HGB_PARAMS: dict[str, Any] = {
     "learning_rate": 0.05,
     "max_leaf_nodes": 15,
     "l2_regularization": 1.0,
+    "early_stopping": "auto",  # on above 10,000 rows, on a seeded 10 % validation split
     "random_state": SEED,
 }
 CITATION = (
@@ -217,17 +218,17 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data) -> dict[str, An
                     window_start = f.at - ft.PRE_S - ft.POST_S - fall_detect.CLUSTER_S
                     across_joins += int(window_start < t0 and t0 > 0.0)
             t0 += data.trial(i).shape[0] / ft.FS_HZ
-        held = sorted(set(data.subject[val]))
+        held = sorted({str(s) for s in data.subject[val]})
         folds.append({"fold": k, "held_out": held, "threshold": round(fitted.threshold, 4)})
         _LOGGER.info("fold %d: held out %s, threshold %.4f", k, held, fitted.threshold)
-    adl_hours = float(np.diff(data.offsets)[~data.is_fall].sum()) / ft.FS_HZ / 3600.0
+    hours = adl_hours(data)
     return {
         "folds": folds,
         "groups": group_metrics(detected, data),
         "adl_stream": {
-            "hours": round(adl_hours, 2),
+            "hours": round(hours, 2),
             "false_alarms": adl_alarms,
-            "false_alarms_per_24h": round(adl_alarms / adl_hours * 24.0, 2),
+            "false_alarms_per_24h": round(adl_alarms / hours * 24.0, 2),
             "false_alarms_with_window_across_a_trial_join": across_joins,
         },
         "missed_falls": _count(data.activity[data.is_fall & ~detected]),
@@ -298,6 +299,7 @@ def export_onnx(model: Any, path: Path) -> None:
             target_opset={"": 17, "ai.onnx.ml": 3},
         )
     onx.producer_name = "veille.models.train_fall"
+    onx.graph.name = MODEL_NAME  # skl2onnx picks a random one: fixed, the file is reproducible
     path.write_bytes(onx.SerializeToString())
 
 
@@ -328,7 +330,7 @@ def _train(args: argparse.Namespace) -> int:
     onnx_path = args.out / f"{MODEL_NAME}.onnx"
     export_onnx(shipped.model, onnx_path)
     write_vectors(shipped, x, args.vectors)
-    card = make_card(args, data, x, shipped=shipped, cv=cv, onnx_path=onnx_path,
+    card = make_card(args, data, x, trial, shipped=shipped, cv=cv, onnx_path=onnx_path,
                      seconds=time.monotonic() - started)
     (args.out / f"{MODEL_NAME}.card.json").write_text(
         json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -338,7 +340,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, *,
+def adl_hours(data: Data) -> float:
+    return float(np.diff(data.offsets)[~data.is_fall].sum()) / ft.FS_HZ / 3600.0
+
+
+def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, trial: np.ndarray, *,
               shipped: Fitted, cv: dict[str, Any] | None, onnx_path: Path,
               seconds: float) -> dict[str, Any]:
     import skl2onnx
@@ -364,6 +370,8 @@ def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, *,
             "fall_trials": int(data.is_fall.sum()),
             "adl_trials": int((~data.is_fall).sum()),
             "candidate_windows": int(x.shape[0]),
+            "adl_windows_per_hour": round(
+                float(np.sum(~data.is_fall[trial])) / adl_hours(data), 1),
             "training_rows": shipped.n_rows,
             "positive_rows": shipped.n_pos,
         },
@@ -400,10 +408,14 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"- Trigger: acceleration magnitude above {card['trigger']['magnitude_g']} g; crossings "
         f"within {card['trigger']['cluster_s']} s form one candidate at its highest sample.",
-        "  Every fall in the data peaks above 1.59 g, while most of daily life stays below",
-        "  1.4 g, so the classifier runs only on a few windows per hour of ordinary activity",
-        "  (far fewer while sitting or lying): cheap on a Pi and on a battery-less budget, and",
-        "  the classifier learns impacts rather than the whole space of daily movement.",
+        "  Every fall in the data peaks above 1.59 g; sitting, standing and lying stay below",
+        "  1.4 g, so the classifier only sees impact-like moments "
+        f"({card['data']['adl_windows_per_hour']} windows per hour of the daily-activity",
+        "  recordings, which are mostly walking, jogging and stairs; far fewer in a quiet home).",
+        "  That keeps the gateway's work tiny and lets the classifier learn impacts rather than",
+        "  the whole space of daily movement. A fall with no impact above 1.4 g is not",
+        "  detected: none in this data, but soft slides to the floor exist; the wearer's long",
+        "  press (sos) is the answer for those.",
         f"- Window: {card['window']['pre_s']} s before the peak and {card['window']['post_s']} s "
         "after it; the score is computed once those post-peak seconds have arrived, so",
         "  posture and stillness after the impact are part of the decision.",
@@ -449,6 +461,16 @@ def card_markdown(card: dict[str, Any]) -> str:
             "  this split: the elderly sensitivity rests on 75 trials of one person.",
             f"- Per-fold thresholds: {[f['threshold'] for f in cv['folds']]}.",
             "",
+            "## Against the goals (issue 3)",
+            "",
+            *goal_lines(cv),
+            "",
+            "How honest these figures are: models, labels and thresholds are nested as above.",
+            "The design itself (trigger level, window lengths, feature list, the two-round",
+            "labels, the classifier settings) was chosen while looking at plain 7-fold",
+            "subject-wise cross-validation on this same split, so the figures may be a little",
+            "optimistic; the held-out subjects kept outside this folder are the real test.",
+            "",
         ]
     lines += [
         "## File",
@@ -459,6 +481,25 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def goal_lines(cv: dict[str, Any]) -> list[str]:
+    """Each goal of the issue with the cross-validated figure and whether it is met."""
+    g = cv["groups"]
+    fa = cv["adl_stream"]["false_alarms_per_24h"]
+
+    def verdict(v: float | None, goal: float) -> str:
+        return "met" if v is not None and v >= goal else "NOT met"
+
+    out = []
+    for label, key, goal in (("sensitivity per trial >= 98 %", "sensitivity", 0.98),
+                             ("specificity per trial >= 99.5 %", "specificity", 0.995)):
+        out.append(f"- {label}: all {_pct(g['all'][key])} ({verdict(g['all'][key], goal)}), "
+                   f"young {_pct(g['young'][key])} ({verdict(g['young'][key], goal)}), "
+                   f"elderly {_pct(g['elderly'][key])} ({verdict(g['elderly'][key], goal)})")
+    out.append(f"- false alarms <= 1 per 24 h of daily activity: {fa} "
+               f"({'met' if fa <= 1.0 else 'NOT met'})")
+    return out
 
 
 def _pct(v: float | None) -> str:

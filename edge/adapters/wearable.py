@@ -91,6 +91,7 @@ class WearableLink:
         room: str | None = None,
         battery_read_s: float = BATTERY_READ_S,
         rng: random.Random | None = None,
+        backoff: Callable[[int, random.Random], float] | None = None,
     ) -> None:
         self.device_id = device_id
         self.queue = queue
@@ -99,6 +100,7 @@ class WearableLink:
         self.room = room
         self.battery_read_s = battery_read_s
         self.rng = rng or random.Random()
+        self.backoff = backoff or backoff_s
         self.connections = 0
 
     def _event(self, kind: EventKind, value: float | None) -> Event:
@@ -123,7 +125,7 @@ class WearableLink:
             try:
                 client = await self.connect(_setter(gone))
             except Exception as exc:  # bleak raises many kinds; every one means "try later"
-                delay = backoff_s(attempt, self.rng)
+                delay = self.backoff(attempt, self.rng)
                 _LOGGER.warning(
                     "%s: connection failed (%s), retry in %.1f s", self.device_id, exc, delay
                 )
@@ -141,7 +143,7 @@ class WearableLink:
             finally:
                 with contextlib.suppress(Exception):
                     await client.disconnect()
-            delay = backoff_s(0, self.rng)
+            delay = self.backoff(0, self.rng)
             _LOGGER.info("%s: disconnected, reconnecting in %.1f s", self.device_id, delay)
             await asyncio.sleep(delay)
 

@@ -37,6 +37,7 @@ MAX_SAMPLES = 40
 SEQ_MOD = 1 << 16
 BUTTON_KINDS = {1: "single", 2: "long"}
 BUTTON_CODES = {v: k for k, v in BUTTON_KINDS.items()}
+RESYNC_AFTER_LATE = 3  # this many "late" frames in a row: the wearable restarted its counter
 WRAP_GUARD_S = 600.0  # silence longer than this may hide a wrap of the u16 sample counter
 FS_HZ = 50.0
 
@@ -126,6 +127,7 @@ class WearableStream:
     _next_seq: int | None = None
     _last_at: float | None = None
     _last_press: int | None = None
+    _late_run: int = 0
 
     def feed(self, data: bytes, at: float) -> AccelFrame | Event | None:
         """One notification received at `at` -> an AccelFrame, a button Event, or None."""
@@ -145,9 +147,9 @@ class WearableStream:
             ahead = (frame.seq - self._next_seq) % SEQ_MOD
             if silent_s > WRAP_GUARD_S:
                 gap = max(ahead, round(silent_s * self.fs_hz) - n)
-            elif ahead >= SEQ_MOD // 2:
-                behind = SEQ_MOD - ahead
-                if behind == n or frame.seq == (self._next_seq - n) % SEQ_MOD:
+            elif ahead >= SEQ_MOD // 2 and self._late_run + 1 < RESYNC_AFTER_LATE:
+                self._late_run += 1
+                if SEQ_MOD - ahead == n:
                     self.stats.duplicates += 1
                     _LOGGER.debug("%s: duplicate frame %d dropped", self.device_id, frame.seq)
                 else:
@@ -159,8 +161,13 @@ class WearableStream:
                         self._next_seq,
                     )
                 return None
+            elif ahead >= SEQ_MOD // 2:
+                _LOGGER.info("%s: sequence restarted at %d (expected %d)",
+                             self.device_id, frame.seq, self._next_seq)
+                gap = max(1, round(silent_s * self.fs_hz) - n)
             else:
                 gap = ahead
+        self._late_run = 0
         if gap:
             self.stats.lost_samples += gap
             _LOGGER.debug("%s: %d samples lost before frame %d", self.device_id, gap, frame.seq)
