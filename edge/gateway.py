@@ -88,6 +88,8 @@ class Gateway:
             for name in ("alert_book", "rules", "routine")
             if (doc := self.registry.get_doc(name)) is not None
         }
+        if (book := self.outbox.get_doc("alert_book")) is not None:
+            docs["alert_book"] = book  # saved with the alert rows, so never behind the outbox
         for name, doc in (seed_docs or {}).items():
             docs.setdefault(name, doc)
         has_wearable = any(d.role is Role.WEARABLE for d in profile.devices)

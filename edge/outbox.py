@@ -5,7 +5,8 @@ uplink may send it, and deleted only when the hub broker's PUBACK came back (`ac
 drain before aggregates. Past the byte budget the oldest aggregates are dropped, never an
 alert; a full disk is handled the same way. The alarm log (one row per alert id and one per
 state change, with when the hub broker acknowledged it) is append-only: triggers in the
-schema refuse deletes and rewrites.
+schema refuse deletes and rewrites. State documents that must agree with the queued alerts
+(the alert book's open alerts) are saved in the same transactions (`put(docs=...)`).
 
 The schema lives in `edge/schema/outbox_vN.sql`, versioned with `PRAGMA user_version`; each
 migration runs in one transaction. The file is checked with `PRAGMA quick_check` when opened;
@@ -26,7 +27,7 @@ import re
 import sqlite3
 import sys
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -204,22 +205,28 @@ class Outbox:
         self,
         alerts: Sequence[tuple[Alert, str]] = (),
         aggregates: Sequence[tuple[str, bytes]] = (),
+        docs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> list[int]:
         """Commit alert states (+ their alarm-log rows) and aggregates in one transaction.
 
-        `alerts` are (alert, topic) pairs, `aggregates` (topic, payload) pairs. Returns the
+        `alerts` are (alert, topic) pairs, `aggregates` (topic, payload) pairs. `docs`
+        (name -> JSON object, e.g. the alert book's state) are saved in the same
+        transaction, replacing earlier versions; read them back with `get_doc`. Returns the
         seqs of the rows stored (alerts first, in the order given); aggregates dropped for
         the budget or a full disk have no seq. Raises StorageError if an alert cannot be
         stored even after every aggregate was dropped.
         """
         alert_rows = [(topic, contract.encode(a.to_wire()), a) for a, topic in alerts]
         agg_rows = [(topic, bytes(payload)) for topic, payload in aggregates]
-        if not alert_rows and not agg_rows:
+        doc_rows = [
+            (name, json.dumps(doc, separators=(",", ":"))) for name, doc in (docs or {}).items()
+        ]
+        if not alert_rows and not agg_rows and not doc_rows:
             return []
         with self._lock:
             while True:
                 try:
-                    return self._put_once(alert_rows, agg_rows)
+                    return self._put_once(alert_rows, agg_rows, doc_rows)
                 except sqlite3.Error as exc:
                     if not _is_disk_full(exc):
                         raise StorageError(f"outbox {self.path}: write failed: {exc}") from exc
@@ -247,7 +254,10 @@ class Outbox:
                 )
 
     def _put_once(
-        self, alert_rows: list[tuple[str, bytes, Alert]], agg_rows: list[tuple[str, bytes]]
+        self,
+        alert_rows: list[tuple[str, bytes, Alert]],
+        agg_rows: list[tuple[str, bytes]],
+        doc_rows: Sequence[tuple[str, str]],
     ) -> list[int]:
         db = self._db
         seqs: list[int] = []
@@ -255,6 +265,7 @@ class Outbox:
         added_bytes = 0
         db.execute("BEGIN IMMEDIATE")
         try:
+            db.executemany("INSERT OR REPLACE INTO docs (name, body) VALUES (?, ?)", doc_rows)
             for topic, payload, alert in alert_rows:
                 db.execute(
                     "INSERT OR IGNORE INTO alarm_log "
@@ -447,6 +458,19 @@ class Outbox:
         with self._lock:
             degraded = self._rebuilt or self._disk_full or self._dropped_since_open > 0
         return "warning" if degraded else "ok"
+
+    def get_doc(self, name: str) -> dict[str, Any] | None:
+        """The document last saved under `name` by `put(docs=...)`, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM docs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        try:
+            doc = json.loads(row[0])
+        except ValueError as exc:
+            _LOGGER.error("outbox %s: stored document %s is unreadable: %s", self.path, name, exc)
+            return None
+        return doc if isinstance(doc, dict) else None
 
     def alarm_log(self) -> Iterator[dict[str, Any]]:
         """One dict per alert id, oldest first (see `read_alarm_log`)."""

@@ -95,6 +95,9 @@ class Pipeline:
                     (aggregate_topic(home, a.period), encode(self.core.wire_aggregate(a, now)))
                     for a in out.aggregates
                 ],
+                # the book's open alerts in the same transaction as their rows: a crash in
+                # between would let the redelivered input raise the same alert again
+                docs={"alert_book": self.core.book.state_dict()} if out.alerts else None,
             )
             if self.uplink is not None:
                 self.uplink.wake()

@@ -231,6 +231,21 @@ def test_disk_full_drops_aggregates_keeps_alerts_then_refuses(
     assert [e["id"] for e in box.alarm_log()] == [alert(k).id for k in range(kept)]
 
 
+def test_docs_are_committed_with_the_alerts_or_not_at_all(tmp_path: Path) -> None:
+    """The alert book saved with its alert rows: a failed put leaves the old version."""
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    box.put(alerts=[(alert(1), ALERT_TOPIC)], docs={"alert_book": {"open": {"k1": 1}}})
+    big = dataclasses.replace(alert(2), evidence={"note": "x" * 6000})
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StorageError, match="disk full"):
+        box.put(alerts=[(big, ALERT_TOPIC)], docs={"alert_book": {"open": {"k2": 2}}})
+    assert box.get_doc("alert_book") == {"open": {"k1": 1}}
+    box.close()
+    assert Outbox(path).get_doc("alert_book") == {"open": {"k1": 1}}
+
+
 def test_reopen_after_close_keeps_everything(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     box = Outbox(path)
@@ -350,7 +365,9 @@ def test_recorded_v1_file_opens_with_its_rows(tmp_path: Path) -> None:
     db.close()
     box = Outbox(path)
     assert box.health() == "ok"
-    assert box._db.execute("PRAGMA user_version").fetchone()[0] == 1
+    # migrated to the newest schema (v2 adds the docs table), its rows untouched
+    assert box._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert box.get_doc("alert_book") is None
     batch = box.next_batch(10)
     assert [(i.seq, i.priority, i.topic) for i in batch] == [
         (4, 0, ALERT_TOPIC),
