@@ -23,7 +23,7 @@ FAMILY_PIN_RE = re.compile(r"^\d{4,12}$")
 INSTALLER_MIN_CHARS = 8
 PIN_KINDS = {"family": "family_pin", "installer": "installer"}
 ACTIVITY_ROLES = frozenset({Role.MOTION, Role.PRESENCE, Role.BED, Role.CHAIR})
-ACTIONS = ("import", "show", "set-pin", "checklist")
+ACTIONS = ("import", "show", "set-pin", "checklist", "csr")
 BINDKEY_MASK = "(set, hidden)"
 
 
@@ -227,10 +227,36 @@ def main(args: Any) -> int:
         set_pin(storage, rest[0], rest[1])
         print(f"{rest[0]} PIN set (stored as a salted hash)")
         return 0
+    if action == "csr":
+        _arity(action, rest, 0, "csr")
+        key, csr = make_home_csr(storage)
+        print(CSR_STEPS.format(key=key, csr=csr, home=load_profile(storage).id))
+        return 0
     _arity(action, rest, 0, "checklist")
     check = checklist(load_profile(storage), secrets_set(storage))
     print(checklist_text(check))
     return 0
+
+
+CSR_STEPS = """\
+The home's private key stays here: {key} (readable by the service user only).
+Send the certificate signing request to the hub operator: {csr}
+  1. The operator checks that the request names this home ({home}) and signs it:
+       veille pki sign-csr {csr} --dir HUB_CA_DIR
+  2. Copy the signed certificate back to the gateway, next to the key, as hub-client.pem,
+     and the hub's CA certificate as hub-ca.pem.
+  3. In gateway.toml, [hub]: url = "mqtts://HUB:8883", ca_file, cert_file and key_file.
+  4. Restart the gateway: `/health` then shows the hub link; the hub lists the home online."""
+
+
+def make_home_csr(storage: Path) -> tuple[Path, Path]:
+    """The home's TLS key and certificate signing request, in `storage/tls/` (key 0600)."""
+    from cloud_bridge.pki import make_csr
+    from edge.registry import ensure_private_dir
+
+    profile = load_profile(storage)
+    tls = ensure_private_dir(storage / "tls")
+    return make_csr(tls / "hub-client.key", tls / "hub-client.csr", profile.id)
 
 
 def _arity(action: str, rest: Sequence[str], n: int, usage: str) -> None:

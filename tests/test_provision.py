@@ -268,3 +268,28 @@ def test_checklist_names_missing_essentials(drop: str | None, missing: list[str]
     assert checklist(_profile(*FULL), {"family": False}).missing == (
         "no family PIN set (veille provision set-pin family ...)",
     )
+
+
+def test_csr_makes_a_private_key_and_a_request_the_hub_ca_signs(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from cloud_bridge import pki
+
+    storage = tmp_path / "store"
+    home = tmp_path / "home.toml"
+    home.write_text('[home]\nid = "h-csr-1"\n')
+    veille("provision", "import", home, "--storage", storage)
+    out = veille("provision", "csr", "--storage", storage)
+    assert out.returncode == 0, out.stderr
+    key = storage / "tls" / "hub-client.key"
+    csr = storage / "tls" / "hub-client.csr"
+    assert "veille pki sign-csr" in out.stdout
+    assert key.stat().st_mode & 0o077 == 0
+    ca = tmp_path / "ca"
+    pki.init_ca(ca)
+    cert = x509.load_pem_x509_certificate(pki.sign_csr(ca, csr).read_bytes())
+    cn = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    assert cn == "h-csr-1"
+    again = veille("provision", "csr", "--storage", storage)
+    assert again.returncode == 1  # never overwrites the home's key
+    assert "already exists" in again.stderr
