@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 WATCHDOG_DEFAULT_S = 10.0
+CLOCK_STEP_REPORT_S = 2.0
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Gateway:
             profile, docs=docs, fall_model=load_fall_model() if has_wearable else None
         )
         self.state = self.core.state
+        self.state.time_synced = time_synced()
         self.pipeline = Pipeline(
             self.core, self.outbox, self.clock, registry=self.registry, on_outputs=on_outputs
         )
@@ -175,6 +179,24 @@ class Gateway:
         finally:
             task.cancel()
 
+    def _check_time_sync(self) -> None:
+        """Report "time not synced" until NTP syncs; then correct the times sent upstream.
+
+        Detectors keep the steady clock they started with (a step would look like hours of
+        silence); only the wire times of alerts and aggregates take the step into account.
+        """
+        synced = time_synced()
+        if synced and not self.state.time_synced and isinstance(self.clock, GatewayClock):
+            step = self.clock.wall_skew()
+            if abs(step) > CLOCK_STEP_REPORT_S:
+                _LOGGER.warning(
+                    "the system clock stepped by %.0f s when it synced; times sent to the hub "
+                    "are corrected from now on, detectors keep their steady clock",
+                    step,
+                )
+                self.pipeline.wire_offset_s = step
+        self.state.time_synced = synced
+
     async def _housekeeping(self) -> None:
         from edge import systemd
 
@@ -182,7 +204,7 @@ class Gateway:
         while True:
             self.state.hub_connected = self.uplink.connected
             self.state.hub_refused = len(self.uplink.refused)
-            self.state.time_synced = time_synced()
+            self._check_time_sync()
             systemd.watchdog_ping()
             await asyncio.sleep(min(interval, 5.0))
 
@@ -236,6 +258,12 @@ def settings_from_config(path: Path) -> GatewaySettings:
         hub = parse_broker_url(cfg.hub.url)
     except BrokerUrlError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    if cfg.local.username or cfg.local.password_file:  # the local broker's own login
+        local = dataclasses.replace(
+            local,
+            username=cfg.local.username or local.username,
+            password=cfg.local.password() or local.password,
+        )
     return GatewaySettings(
         home_id=cfg.home_id,
         local=local,
@@ -254,6 +282,7 @@ def settings_from_config(path: Path) -> GatewaySettings:
 
 def main(args: Any) -> int:
     """`veille run --config gateway.toml`."""
+    os.umask(0o077)  # storage files: readable by the service user alone
     settings = settings_from_config(args.config)
 
     async def _main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,22 @@ class WearableBytes:
 Input = LocalMessage | BleAdvert | WearableBytes | Event
 
 
+def shifted(out: Outputs, offset_s: float) -> Outputs:
+    """The same outputs with their times moved by `offset_s` (for the wire only)."""
+    return Outputs(
+        alerts=[
+            dataclasses.replace(a, at=a.at + offset_s, raised_at=a.raised_at + offset_s)
+            for a in out.alerts
+        ],
+        aggregates=[
+            dataclasses.replace(
+                a, period_start=a.period_start + offset_s, period_end=a.period_end + offset_s
+            )
+            for a in out.aggregates
+        ],
+    )
+
+
 @dataclass
 class Pipeline:
     core: HomeCore
@@ -60,6 +77,7 @@ class Pipeline:
     on_outputs: Callable[[Outputs], None] | None = None
     inbox: asyncio.Queue[Input] = field(default_factory=asyncio.Queue)
     processed: int = 0
+    wire_offset_s: float = 0.0  # added to times sent upstream after an NTP step (gateway.py)
 
     # --- sources -------------------------------------------------------------------------
     async def pump(self, source: AsyncIterator[Any]) -> None:
@@ -89,6 +107,8 @@ class Pipeline:
         if out:
             now = self.clock.now()
             home = self.core.profile.id
+            if self.wire_offset_s:
+                out = shifted(out, self.wire_offset_s)
             self.outbox.put(
                 alerts=[(a, alert_topic(home)) for a in out.alerts],
                 aggregates=[

@@ -70,3 +70,16 @@ def test_open_alerts_survive_a_restart_through_state_dict() -> None:
     again = AlertBook("h-001", book.state_dict())
     assert again.apply(sos(20)) == []
     assert [a.id for a in again.open_alerts()] == [raised.id]
+
+
+def test_times_sent_after_an_ntp_step_are_corrected_detectors_untouched() -> None:
+    from edge.core import Outputs
+    from edge.events import Aggregate
+    from edge.pipeline import shifted
+
+    [alert] = AlertBook("h-001").apply(sos(1000.0))
+    hour = Aggregate("hourly", 3600.0, 7200.0, {})
+    out = shifted(Outputs([alert], [hour]), 86400.0)
+    assert (out.alerts[0].at, out.alerts[0].raised_at) == (87400.0, 87400.0)
+    assert (out.aggregates[0].period_start, out.aggregates[0].period_end) == (90000.0, 93600.0)
+    assert alert.at == 1000.0  # the book's own copy keeps the steady clock

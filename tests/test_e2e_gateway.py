@@ -228,3 +228,20 @@ def test_demo_two_days_on_two_mosquittos(
     last.close()
     assert retained
     assert json.loads(payload)["online"] is False
+
+
+def test_storage_files_are_private_to_the_service_user(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    gw = GatewayProc(tmp_path, "h-e2e-6", local_broker.port, hub_broker.port)
+    gw.provision()
+    gw.start()
+    try:
+        sos_press(local_broker.port, 0)
+        time.sleep(0.5)
+    finally:
+        gw.stop()
+    files = [p for p in gw.storage.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("outbox.db") for p in files)
+    for path in [gw.storage, *files]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
