@@ -293,3 +293,20 @@ def test_csr_makes_a_private_key_and_a_request_the_hub_ca_signs(tmp_path: Path) 
     again = veille("provision", "csr", "--storage", storage)
     assert again.returncode == 1  # never overwrites the home's key
     assert "already exists" in again.stderr
+
+
+def test_the_shipped_example_files_are_valid(tmp_path: Path) -> None:
+    from edge.config import load_gateway_config
+
+    examples = Path(__file__).resolve().parents[1] / "firmware_configs" / "veille"
+    out = veille("provision", "import", examples / "home.toml", "--storage", tmp_path / "s")
+    assert out.returncode == 0, out.stderr
+    assert "11 devices" in out.stdout
+    # the example names production paths: the same file with them under tmp_path
+    text = (examples / "gateway.toml").read_text()
+    for prefix in ("/etc/veille/", "/var/lib/veille/tls/", "/var/lib/veille"):
+        text = text.replace(prefix, f"{tmp_path}/")
+    for name in ("hub-ca.pem", "hub-client.pem", "hub-client.key"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "gateway.toml").write_text(text)
+    assert load_gateway_config(tmp_path / "gateway.toml").home_id == "h-0001"
