@@ -85,7 +85,7 @@ class Gateway:
                 f"holds home {profile.id!r}"
             )
         self.profile = profile
-        self.outbox = Outbox(settings.storage / "outbox.db")
+        self.outbox = Outbox(settings.storage / "outbox.db", home_id=profile.id)
         docs = {
             name: doc
             for name in ("alert_book", "rules", "routine")

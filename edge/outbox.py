@@ -103,9 +103,12 @@ def _row_size(topic: str, payload: bytes) -> int:
 class Outbox:
     """SQLite outbox + alarm log in one file (see the module docstring)."""
 
-    def __init__(self, path: Path, max_bytes: int = OUTBOX_MAX_BYTES) -> None:
+    def __init__(
+        self, path: Path, max_bytes: int = OUTBOX_MAX_BYTES, home_id: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.home_id = home_id  # lets a rebuild queue again alerts whose message was lost
         self._lock = threading.RLock()
         self._rebuilt = False
         self._dropped_since_open = 0
@@ -168,7 +171,7 @@ class Outbox:
             src = Path(f"{self.path}{suffix}")
             if src.exists():
                 os.replace(src, Path(f"{aside}{suffix}"))
-        found = salvage(aside)
+        found = salvage(aside, self.home_id)
         db = self._open()  # a new, empty file; a failure here is a StorageError
         try:
             restore(db, found)
@@ -177,13 +180,15 @@ class Outbox:
         alerts = sum(1 for row in found.outbox.values() if row[1] == ALERT)
         _LOGGER.error(
             "outbox %s was damaged (%s): moved aside to %s and rebuilt; salvaged %d alerts, "
-            "%d aggregates and %d alarm-log entries, %d unreadable rows lost",
+            "%d aggregates and %d alarm-log entries (%d undelivered alert messages rebuilt "
+            "from the alarm log), %d unreadable rows lost",
             self.path,
             reason,
             aside.name,
             alerts,
             len(found.outbox) - alerts,
             len(found.log),
+            found.requeued,
             found.dropped,
         )
         self._rebuilt = True

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge import contract
-from edge.const import PRIORITY_AGGREGATE, PRIORITY_ALERT
-from edge.events import parse_iso_utc
+from edge.const import OUTBOX_ROW_OVERHEAD_BYTES, PRIORITY_AGGREGATE, PRIORITY_ALERT
+from edge.events import iso_utc, parse_iso_utc
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class Salvage:
     log: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     states: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     dropped: int = 0
+    requeued: int = 0  # alert messages rebuilt from the alarm log
 
 
 def aside_name(path: Path) -> Path:
@@ -49,10 +50,11 @@ def _read_rows(db: sqlite3.Connection, queries: Sequence[str], into: dict[Any, A
             _LOGGER.debug("salvage: %s stopped: %s", sql, exc)
 
 
-def salvage(aside: Path) -> Salvage:
+def salvage(aside: Path, home_id: str | None = None) -> Salvage:
     """Read what can be read from a damaged file: alerts first, then the alarm log and the
-    aggregates, each table walked forwards and backwards to get round a bad page. Never
-    raises."""
+    aggregates, each table walked forwards and backwards to get round a bad page. With
+    `home_id`, an alert state the alarm log holds as not yet delivered whose queued message
+    was lost is queued again, rebuilt from the log (evidence says so). Never raises."""
     found = Salvage()
     try:
         db = sqlite3.connect(aside, isolation_level=None)
@@ -96,6 +98,8 @@ def salvage(aside: Path) -> Salvage:
     finally:
         db.close()
     _check_salvage(found)
+    if home_id is not None:
+        _requeue_lost_alerts(found, home_id)
     return found
 
 
@@ -140,6 +144,45 @@ def _check_salvage(found: Salvage) -> None:
                 msg["device_id"],
                 None,
             )
+
+
+def _requeue_lost_alerts(found: Salvage, home_id: str) -> None:
+    """Queue again every undelivered alert state whose outbox row was not read back."""
+    queued = {row[5] for row in found.outbox.values() if row[1] == PRIORITY_ALERT}
+    seq = max(found.outbox, default=0)
+    requeued = 0
+    for state_id, (_id, alert_id, state, at, delivered) in sorted(found.states.items()):
+        head = found.log.get(alert_id)
+        if delivered is not None or state_id in queued or head is None:
+            continue
+        _a, _rowid, kind, severity, raised_at, room, device_id, _d = head
+        try:
+            payload = contract.encode(
+                contract.validate_alert(
+                    {
+                        "schema": "veille.alert/1",
+                        "id": alert_id,
+                        "home_id": home_id,
+                        "type": kind,
+                        "severity": severity,
+                        "state": state,
+                        "at": iso_utc(float(at)),
+                        "raised_at": iso_utc(float(raised_at)),
+                        "room": room,
+                        "device_id": device_id,
+                        "evidence": {"rebuilt_from_alarm_log": True},
+                    }
+                )
+            )
+        except (contract.ContractError, TypeError, ValueError) as exc:
+            _LOGGER.debug("salvage: alarm-log state %s cannot be rebuilt: %s", state_id, exc)
+            continue
+        seq += 1
+        topic = contract.alert_topic(home_id)
+        size = len(payload) + len(topic.encode()) + OUTBOX_ROW_OVERHEAD_BYTES
+        found.outbox[seq] = (seq, PRIORITY_ALERT, topic, payload, size, state_id)
+        requeued += 1
+    found.requeued = requeued
 
 
 def _log_order(row: tuple[Any, ...]) -> int:
