@@ -37,6 +37,7 @@ _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 300.0
 POLL_S = 0.05
+CANCEL_WAIT_S = 5.0
 AGGREGATE_BASE_S = 1_717_200_000  # the first hour of the simulated aggregates
 ALERT_KINDS = (
     (AlertType.FALL, Severity.CRITICAL, "bathroom"),
@@ -140,6 +141,26 @@ async def _wait(cond: Any, timeout_s: float, what: str) -> float:
     return time.perf_counter() - t0
 
 
+async def _stop(tasks: list[asyncio.Task[None]]) -> int:
+    """Cancel the uplinks' tasks until all have ended; returns how many ignored a cancel.
+
+    On Python 3.11 `asyncio.wait_for` can swallow a cancellation that arrives just as the
+    awaited event is set (fixed in 3.12); `Uplink.run` waits that way, so a task may live on
+    after one `cancel()`. Cancelling again ends it.
+    """
+    ignored = 0
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, still = await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
+        ignored += len(still)
+        if still:
+            _LOGGER.warning("%d uplink task(s) ignored cancel(); cancelling again", len(still))
+        pending = still
+    return ignored
+
+
 async def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     net = SharedNetworkLoop(f"gw{cfg['seed']}")
     net.start()
@@ -161,6 +182,7 @@ async def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         await _wait(lambda: all(h.pending() == 0 for h in homes), DRAIN_TIMEOUT_S, "drain")
         drained = time.time()
         log = [entry for h in homes for entry in h.outbox.alarm_log()]
+        ignored_cancel = await _stop(tasks)
         return {
             "homes": len(homes),
             "connect_s": round(connect_s, 3),
@@ -172,11 +194,10 @@ async def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             "refused": sum(len(h.uplink.refused) for h in homes),
             "alarm_log_alerts": len(log),
             "alarm_log_undelivered": sum(1 for e in log if e["delivered_at"] is None),
+            "uplinks_that_ignored_cancel": ignored_cancel,
         }
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _stop([t for t in tasks if not t.done()])
         for h in homes:
             h.outbox.close()
         net.stop()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -204,9 +205,11 @@ def _start_workers(
     return started
 
 
-def _expect_line(proc: subprocess.Popen[str], word: str, err: Path) -> str:
+def _expect_line(proc: subprocess.Popen[str], word: str, err: Path, timeout_s: float) -> str:
+    """The worker's next line, which must start with `word` and come within `timeout_s`."""
     assert proc.stdout is not None
-    line = proc.stdout.readline()
+    readable, _w, _x = select.select([proc.stdout], [], [], timeout_s)
+    line = proc.stdout.readline() if readable else f"nothing in {timeout_s:.0f} s"
     if not line.startswith(word):
         raise RuntimeError(f"gateway worker said {line!r}:\n{err.read_text(errors='replace')}")
     return line
@@ -308,7 +311,7 @@ def run(
         stack.callback(lambda: [p.kill() for p, _ in started if p.poll() is None])
         errs = [folder / f"worker-{w}.err" for w in range(workers)]
         ready = [
-            float(_expect_line(proc, "ready", err).split()[1])
+            float(_expect_line(proc, "ready", err, READY_TIMEOUT_S).split()[1])
             for (proc, _), err in zip(started, errs, strict=True)
         ]
         t0 = time.time() + 0.5
@@ -321,7 +324,7 @@ def run(
             proc.stdin.write(f"go {t0}\n")
             proc.stdin.flush()
         for (proc, _), err in zip(started, errs, strict=True):
-            _expect_line(proc, "done", err)
+            _expect_line(proc, "done", err, READY_TIMEOUT_S + spread_s)
         total = homes * (alerts + aggregates)
         _settle(dsn, total)
         end = time.time()
@@ -406,6 +409,8 @@ def _report(
         # takes both, the store keeps one (these are the duplicates dedupe removed)
         "sent_twice_deduped": sum(r["delivered"] for r in results) - messages,
         "refused_by_broker": sum(r["refused"] for r in results),
+        # Uplink.run waits with asyncio.wait_for, which on 3.11 can swallow a cancel()
+        "uplinks_that_ignored_cancel": sum(r["uplinks_that_ignored_cancel"] for r in results),
         "statuses_stored": stored["statuses"],
         "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_cores_busy": {k: round(v / (end - t0), 2) for k, v in cpu.items()},
