@@ -1,0 +1,321 @@
+"""`python -m bench [--quick] [--out DIR] [--only NAME ...]`: every benchmark, one report.
+
+Runs, one after the other (one core each at most): the pipeline (issue 2), the fall detector,
+the inactivity replay, the outbox, the backlog drain, the hub under load and the gateway's
+footprint (issue 7); writes `report.md` and `report.json` in `bench/reports/` (or `--out`):
+each figure beside its baseline measured in the same run and its target, pass or fail, the
+machine and the date. A benchmark that fails is reported as such; the others still run.
+`--quick`: 2 minutes of steady state instead of 10 for the footprint, fewer pipeline
+messages, 100 homes for the hub; the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench._common import machine
+
+REPORTS = Path(__file__).resolve().parent / "reports"
+ORDER = ("pipeline", "fall", "inactivity", "outbox", "drain", "hub_load", "footprint")
+Row = tuple[str, str, str, str, str]  # figure, value, baseline, target, pass
+
+
+def _call(name: str, quick: bool) -> dict[str, Any]:
+    module = importlib.import_module(f"bench.{name}")
+    run: Callable[..., dict[str, Any]] = module.run
+    if name == "pipeline":
+        return run(messages=5_000 if quick else 20_000)
+    if name == "footprint":
+        return run(quick=quick)
+    if name == "hub_load":
+        return run(homes=100 if quick else 1000)
+    return run()
+
+
+def _ok(flag: bool | None) -> str:
+    return "—" if flag is None else ("pass" if flag else "**FAIL**")
+
+
+def _g(d: dict[str, Any], *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def rows_pipeline(r: dict[str, Any]) -> list[Row]:
+    gw, base = r["gateway"], r["baseline_bare_subscriber"]
+    return [
+        (
+            "events/s end to end (local broker -> hub)",
+            f"{gw['events_per_s']:,.0f}",
+            f"bare paho subscriber {base['events_per_s']:,.0f}/s "
+            f"(ratio {r['rate_ratio']:.2f}; publisher {gw['publisher_per_s']:,.0f}/s)",
+            ">= 0.5 x bare",
+            _ok(r["pass"]["rate_ratio"]),
+        ),
+        (
+            f"SOS publish -> alert at hub, p50 / p99 ({gw['latency']['n']} buttons)",
+            f"{gw['latency']['p50_ms']} / {gw['latency']['p99_ms']} ms",
+            f"bare subscriber {base['latency']['p50_ms']} / {base['latency']['p99_ms']} ms",
+            "p99 < 50 ms",
+            _ok(r["pass"]["p99_ms"]),
+        ),
+    ]
+
+
+def rows_fall(r: dict[str, Any]) -> list[Row]:
+    t = r["targets"]
+    return [
+        (
+            f"fall detector streaming ({r['signal_hours']} h SisFall, one core)",
+            f"{r['realtime_x_onnx']:,}x real time",
+            f"sklearn in the detector {r['realtime_x_sklearn']:,}x",
+            f">= {t['realtime_x']:,}x",
+            _ok(r["realtime_x_onnx"] >= t["realtime_x"]),
+        ),
+        (
+            "fall model, one window (median / p99)",
+            f"{r['window_ms_onnx_median']} / {r['window_ms_onnx_p99']} ms",
+            f"sklearn {r['window_ms_sklearn_median']} / {r['window_ms_sklearn_p99']} ms",
+            f"< {t['window_ms']} ms",
+            _ok(r["window_ms_onnx_median"] < t["window_ms"]),
+        ),
+        (
+            "fall model file",
+            f"{r['onnx_bytes'] / 1000:,.0f} kB",
+            "—",
+            f"< {t['onnx_bytes'] / 1e6:g} MB",
+            _ok(r["onnx_bytes"] < t["onnx_bytes"]),
+        ),
+    ]
+
+
+def _delay(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "—"
+    return f"median {s['median_min']} min, p90 {s['p90_min']}, misses {s['misses']}/{s['n']}"
+
+
+def rows_inactivity(r: dict[str, Any]) -> list[Row]:
+    tot, goals = r["total"], r.get("goals", {})
+    out: list[Row] = [
+        (
+            f"inactivity false alerts per 30 days ({tot['monitored_days']} real days)",
+            f"{tot['fa_per_30d']}",
+            f"fixed 12 h rule {tot['baseline_fa_per_30d']}",
+            f"<= {goals.get('fa_per_30d', '—')}",
+            _ok(tot["fa_per_30d"] <= goals["fa_per_30d"]) if "fa_per_30d" in goals else "—",
+        )
+    ]
+    for part, goal in (("day", "median_day_min"), ("night", "median_night_min")):
+        p = tot.get(part, {})
+        med = _g(p, "routine", "median_min")
+        out.append(
+            (
+                f"inactivity detection delay, {part}",
+                _delay(p.get("routine")),
+                f"fixed 12 h rule: {_delay(p.get('baseline_12h'))}",
+                f"median <= {goals.get(goal, '—')} min",
+                _ok(med is not None and med <= goals[goal]) if goal in goals else "—",
+            )
+        )
+    return out
+
+
+def rows_outbox(r: dict[str, Any]) -> list[Row]:
+    b, e = r["append_backlog_100k"], r["append_empty"]
+    base = r["baseline_plain_file_fsync_per_s"]
+    return [
+        (
+            "outbox durable append, 100k backlog, one message per transaction",
+            f"{b['single_per_s']:,.0f}/s",
+            f"empty outbox {e['single_per_s']:,.0f}/s; plain file + fsync {base:,.0f}/s",
+            ">= 2,000/s",
+            _ok(b["single_per_s"] >= 2000),
+        ),
+        (
+            f"outbox durable append, 100k backlog, {r['batch']} per transaction",
+            f"{b['batched_messages_per_s']:,.0f}/s",
+            f"empty outbox {e['batched_messages_per_s']:,.0f}/s; "
+            f"SQLite sync=OFF {r['baseline_sqlite_sync_off_per_s']:,.0f}/s (one per txn)",
+            ">= 2,000/s",
+            _ok(b["batched_messages_per_s"] >= 2000),
+        ),
+        (
+            "outbox size of a 100k-message backlog",
+            f"{r['backlog']['disk_bytes'] / 1e6:.1f} MB",
+            f"{r['backlog']['bytes_per_message']} B/message",
+            "—",
+            "—",
+        ),
+    ]
+
+
+def rows_drain(r: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"{r['backlog']:,}-message outbox drained by the uplink to a hub Mosquitto",
+            f"{r['drain_s']} s ({r['drain_per_s']:,.0f}/s; {r['received_at_hub']:,} at hub)",
+            f"bare paho QoS 1, same window: {r['baseline_bare_paho_s']} s",
+            f"<= {r['target_s']:.0f} s",
+            _ok(r["pass"]),
+        )
+    ]
+
+
+def rows_hub_load(r: dict[str, Any]) -> list[Row]:
+    lat = r["alert_latency_ms"]
+    return [
+        (
+            f"hub: {r['homes']} homes, {r['receivers']} receivers, PostgreSQL",
+            f"{r['messages_per_s']:,.0f} msg/s stored; alert p50/p99 {lat['p50']}/{lat['p99']} ms",
+            f"offered {r['offered_per_s']}/s",
+            "no loss, no duplicate",
+            _ok(r["lost_total"] == 0 and r["duplicated_total"] == 0),
+        )
+    ]
+
+
+def rows_footprint(r: dict[str, Any]) -> list[Row]:
+    st, wk, af, base = r["steady"], r["week"], r["after_week"], r["baseline"]
+    imp = base["python_importing_same_libraries"]
+    t = r["targets"]
+    steady = f"{st['seconds'] / 60:.0f} min"
+    return [
+        (
+            f"RSS of the gateway after {steady} at real time (1 wearable at 50 Hz)",
+            f"{st['rss_mb']} MB",
+            f"python importing the same libraries {imp['rss_mb']} MB; "
+            f"idle paho subscriber {base['idle_paho_subscriber_rss_mb']} MB",
+            f"<= {t['rss_mb']:.0f} MB",
+            _ok(st["rss_mb"] <= t["rss_mb"]),
+        ),
+        (
+            "RSS after a simulated week of events (hub down) / after the drain",
+            f"{wk['rss_mb']} / {af['rss_mb']} MB (growth {wk['rss_growth_mb']:+} MB)",
+            f"after {steady}: {st['rss_mb']} MB",
+            f"<= {t['rss_mb']:.0f} MB, no growth",
+            _ok(max(wk["rss_mb"], af["rss_mb"]) <= t["rss_mb"]),
+        ),
+        (
+            "CPU, share of one core at steady state",
+            f"{st['cpu_pct_one_core']} % (after the week: {af['cpu_pct_one_core']} %)",
+            f"idle paho subscriber {base['idle_paho_subscriber_cpu_pct']} %",
+            f"<= {t['cpu_pct']:g} %",
+            _ok(st["cpu_pct_one_core"] <= t["cpu_pct"]),
+        ),
+        (
+            "start-up of `veille run`, process start -> /health 200 (median of 5)",
+            f"{r['startup']['median_s']} s",
+            f"python importing the same libraries {imp['import_s_median']} s",
+            f"<= {t['startup_s']:g} s",
+            _ok(r["startup"]["median_s"] <= t["startup_s"]),
+        ),
+        (
+            "outbox on disk after a simulated week with the hub down",
+            f"{wk['backlog_disk_bytes'] / 1e3:,.0f} kB "
+            f"({wk['hub_down_backlog'].get('alerts', 0)} alerts, "
+            f"{wk['hub_down_backlog'].get('aggregates', 0)} aggregates)",
+            f"drained in {wk['drain_s']} s once the hub was back (incl. reconnect backoff)",
+            "—",
+            "—",
+        ),
+    ]
+
+
+ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "pipeline": rows_pipeline,
+    "fall": rows_fall,
+    "inactivity": rows_inactivity,
+    "outbox": rows_outbox,
+    "drain": rows_drain,
+    "hub_load": rows_hub_load,
+    "footprint": rows_footprint,
+}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# Veille benchmark report",
+        "",
+        f"Date: {report['date']} · command: `{report['command']}`"
+        + (
+            " · **quick run** (shorter steady state, fewer messages and homes)"
+            if report["quick"]
+            else ""
+        ),
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_mb']} MB, {m['distro']} "
+        f"({m['os']}), Python {m['python']}; numpy {m['numpy']}, onnxruntime "
+        f"{m['onnxruntime']}, paho-mqtt {m['paho_mqtt']}, SQLite {m['sqlite']}, Mosquitto "
+        f"{m['mosquitto']}; load average at start {m['loadavg_at_start']}.",
+        "",
+        "| benchmark | figure | value | baseline (same run) | target | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in report["order"]:
+        res = report["results"].get(name)
+        if res is None:
+            continue
+        if "error" in res:
+            lines.append(f"| {name} | not available | {res['error']} | — | — | **FAIL** |")
+            continue
+        try:
+            rows = ROWS[name](res)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            rows = [("figures unreadable", repr(exc), "—", "—", "**FAIL**")]
+        for fig, value, base, target, ok in rows:
+            lines.append(f"| {name} | {fig} | {value} | {base} | {target} | {ok} |")
+    lines += ["", f"Seconds per benchmark: {report['seconds']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a shorter run (see above)")
+    parser.add_argument("--out", type=Path, default=REPORTS, help="report folder")
+    parser.add_argument("--only", nargs="+", choices=ORDER, help="run only these")
+    args = parser.parse_args(argv)
+    names = tuple(n for n in ORDER if not args.only or n in args.only)
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m bench" + (" --quick" if args.quick else ""),
+        "quick": args.quick,
+        "machine": machine(),
+        "order": list(names),
+        "results": {},
+        "seconds": {},
+    }
+    for name in names:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            report["results"][name] = _call(name, args.quick)
+        except ModuleNotFoundError as exc:
+            report["results"][name] = {"error": f"benchmark not available ({exc})"}
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            traceback.print_exc()
+            report["results"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+        report["seconds"][name] = round(time.monotonic() - t0, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    md = markdown(report)
+    (args.out / "report.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
