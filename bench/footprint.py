@@ -71,7 +71,7 @@ FS_HZ = 50
 FRAME_SAMPLES = 8
 TRACES = 6
 DRAIN_TIMEOUT_S = 300.0
-SIM_START = datetime(2024, 3, 4, 6, 0, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
+SIM_START = datetime(2024, 3, 4, 10, 0, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
 TARGETS = {"rss_mb": 120.0, "cpu_pct": 2.0, "startup_s": 3.0}
 LIBRARIES = (
     "paho.mqtt.client",
