@@ -21,11 +21,10 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
@@ -35,29 +34,23 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
 from edge.errors import VeilleError
-from edge.status import charts, i18n
+from edge.status import charts, i18n, web
 from edge.status.auth import (
-    CSRF_COOKIE,
     SESSION_COOKIE,
     LoginThrottle,
     NeedLogin,
     Session,
     Signer,
     client_key,
-    csrf_nonce,
     safe_next,
-    same_origin,
-    set_cookie,
 )
+from edge.status.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
 EDGE_TEMPLATES = Path(__file__).resolve().parents[1] / "edge" / "status" / "templates"
 STAFF_SESSION_S = 12 * 3600.0
-CSRF_COOKIE_S = 30 * 24 * 3600.0
-PREFS_COOKIE = "veille_prefs"
-PREFS = ("big", "contrast")
 SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 DAILY_SCHEMA = "veille.aggregate.daily/1"
 WEEKS_DAYS = 8 * 7
@@ -131,6 +124,8 @@ class Console:
     tz: dt.tzinfo = field(default_factory=lambda: ZoneInfo("Europe/Paris"))
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(time.monotonic))
+    home_id: ClassVar[str] = ""  # the console serves many homes
+    page_headers: ClassVar[Mapping[str, str]] = web.PAGE_HEADERS
 
 
 def console_of(request: Request) -> Console:
@@ -143,75 +138,11 @@ def staff(request: Request) -> Session:
     console = console_of(request)
     session = console.signer.read_session(request.cookies.get(SESSION_COOKIE), console.clock())
     if session is None or session.role != "staff":
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise NeedLogin(request.url.path.startswith("/api/"), path)
+        raise web.need_login(request, ("/api/",))
     return session
 
 
 StaffSession = Annotated[Session, Depends(staff)]
-Csrf = Annotated[str, Form(max_length=128)]
-
-
-def verify_csrf(request: Request, token: str) -> None:
-    console = console_of(request)
-    if not same_origin(request):
-        raise HTTPException(403, "cross-site request refused")
-    if not console.signer.csrf_ok(request.cookies.get(CSRF_COOKIE), token):
-        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
-
-
-def lang_of(request: Request) -> str:
-    return i18n.pick_lang(
-        request.query_params.get("lang"),
-        request.cookies.get(i18n.LANG_COOKIE),
-        request.headers.get("accept-language"),
-    )
-
-
-def render(
-    request: Request,
-    name: str,
-    context: dict[str, Any],
-    *,
-    status_code: int = 200,
-    session: Session | None = None,
-) -> Response:
-    from edge.status.app import csp
-
-    console = console_of(request)
-    lang = lang_of(request)
-    nonce, new_nonce = csrf_nonce(request)
-    script_nonce = os.urandom(9).hex()
-    prefs = [p for p in request.cookies.get(PREFS_COOKIE, "").split(",") if p in PREFS]
-
-    def tr(key: str, **kw: Any) -> str:
-        return i18n.t(key, lang, **kw)
-
-    response = console.templates.TemplateResponse(
-        request,
-        name,
-        {
-            "t": tr,
-            "lang": lang,
-            "other_lang": "en" if lang == "fr" else "fr",
-            "csrf": console.signer.csrf_token(nonce),
-            "script_nonce": script_nonce,
-            "prefs": prefs,
-            "session": session,
-            "home_id": "",
-            **context,
-        },
-        status_code=status_code,
-    )
-    secure = request.url.scheme == "https"
-    if new_nonce:
-        set_cookie(response, CSRF_COOKIE, nonce, CSRF_COOKIE_S, secure)
-    if request.query_params.get("lang") in i18n.LANGS:
-        set_cookie(response, i18n.LANG_COOKIE, lang, 365 * 24 * 3600.0, secure)
-    response.headers["Content-Security-Policy"] = csp(script_nonce)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 # --- views (pure) --------------------------------------------------------------------------
@@ -372,13 +303,8 @@ def create_console_app(
         title="Veille care console", version="1", docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.console = console
-
-    @app.exception_handler(NeedLogin)
-    def need_login(request: Request, exc: NeedLogin) -> Response:
-        if exc.api:
-            return JSONResponse({"detail": "login required"}, status_code=401)
-        target = "/login" if exc.next_path in ("/", "") else f"/login?next={quote(exc.next_path)}"
-        return RedirectResponse(target, status_code=303)
+    app.state.site = console
+    app.exception_handler(NeedLogin)(web.login_redirect)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -399,71 +325,18 @@ def create_console_app(
         next: Annotated[str, Form(max_length=512)] = "/",
     ) -> Response:
         """Check the staff password; set the session cookie or refuse."""
-        lang = lang_of(request)
-        if not same_origin(request):
-            raise HTTPException(403, "cross-site request refused")
-        client = client_key(request)
-        decision = console.throttle.check(client)
-        if not decision.allowed:
-            wait = max(1, int(decision.wait_s + 0.999))
-            message = (
-                i18n.t("login_locked", lang, m=max(1, (wait + 59) // 60))
-                if decision.locked
-                else i18n.t("login_wait", lang, s=wait)
-            )
-            response = render(
-                request,
-                "console_login.html",
-                {"next": safe_next(next), "error": message},
-                status_code=429,
-            )
-            response.headers["Retry-After"] = str(wait)
-            return response
+        form = {"next": safe_next(next)}
+        refused = web.throttled_login(request, "console_login.html", form)
+        if refused is not None:
+            return refused
         name = name.strip()
         if not passwords.check(name, password):
-            console.throttle.failed(client)
-            _LOGGER.warning("console: wrong staff password from %s", client)
-            return render(
-                request,
-                "console_login.html",
-                {"next": safe_next(next), "error": i18n.t("login_wrong", lang)},
-                status_code=401,
-            )
-        console.throttle.succeeded(client)
-        response = RedirectResponse(safe_next(next), status_code=303)
+            _LOGGER.warning("console: wrong staff password from %s", client_key(request))
+            return web.wrong_login(request, "console_login.html", form)
         cookie = console.signer.session_cookie("staff", name, console.clock() + STAFF_SESSION_S)
-        set_cookie(response, SESSION_COOKIE, cookie, STAFF_SESSION_S, request.url.scheme == "https")
-        return response
+        return web.signed_in(request, safe_next(next), cookie, STAFF_SESSION_S)
 
-    @app.post("/logout", response_model=None)
-    def logout(request: Request, session: StaffSession, csrf: Csrf) -> Response:
-        verify_csrf(request, csrf)
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
-        return response
-
-    @app.post("/prefs", response_model=None)
-    def prefs(
-        request: Request,
-        session: StaffSession,
-        csrf: Csrf,
-        toggle: Annotated[str, Form(max_length=16)],
-        back: Annotated[str, Form(max_length=512)] = "/",
-    ) -> Response:
-        verify_csrf(request, csrf)
-        if toggle not in PREFS:
-            raise HTTPException(422, "unknown preference")
-        current = {p for p in request.cookies.get(PREFS_COOKIE, "").split(",") if p in PREFS}
-        current ^= {toggle}
-        response = RedirectResponse(safe_next(back), status_code=303)
-        set_cookie(
-            response,
-            PREFS_COOKIE,
-            ",".join(sorted(current)),
-            365 * 24 * 3600.0,
-            request.url.scheme == "https",
-        )
-        return response
+    app.include_router(web.account_router(staff))
 
     @app.get("/", response_model=None)
     def inbox(request: Request, session: StaffSession) -> Response:

@@ -1,8 +1,10 @@
 """The gateway's HTTP listener: `/health`, the family status page and the installer pages.
 
 `create_app(state, registry=..., core=..., gateway=...)` builds one FastAPI app per gateway.
-Shared objects live in one `Pages` value on `app.state.pages` (no module globals); the
-routers (`login`, `family`, `installer`) stay thin and call pure view builders.
+Shared objects live in one `Pages` value on `app.state.pages` (no module globals), which is
+also the `app.state.site` of the page helpers in `edge.status.web` (shared with the care
+console); the routers (`login`, `family`, `installer`, web's `/logout` and `/prefs`) stay
+thin and call pure view builders.
 
 Every route needs a session except `/login` and `/health` (the route-enumerating auth test
 makes sure a new route cannot slip through): pages answer 303 to `/login`, JSON APIs 401.
@@ -13,36 +15,30 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 
 from edge.errors import ConfigError
 from edge.state import HomeState
-from edge.status import i18n
+from edge.status import web
 from edge.status.auth import (
-    CSRF_COOKIE,
     SESSION_COOKIE,
     LoginThrottle,
     NeedLogin,
     Session,
     Signer,
-    csrf_nonce,
     gateway_session_key,
-    set_cookie,
 )
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
-CSRF_COOKIE_S = 30 * 24 * 3600.0
-LANG_COOKIE_S = 365 * 24 * 3600.0
-PREFS_COOKIE = "veille_prefs"
-PREFS = ("big", "contrast")
 API_PREFIXES = ("/api/", "/installer/api/")
+PAGE_HEADERS: Mapping[str, str] = {**web.PAGE_HEADERS, "Referrer-Policy": "same-origin"}
 
 
 @dataclass
@@ -60,6 +56,11 @@ class Pages:
     )
     wall: Callable[[], float] = time.time  # for cookie expiry: real time, never simulated
     walkthrough: dict[str, Any] = field(default_factory=dict)
+    page_headers: ClassVar[Mapping[str, str]] = PAGE_HEADERS
+
+    @property
+    def home_id(self) -> str:
+        return self.state.home_id
 
     def now(self) -> float:
         """The pipeline's time basis (simulated in the demo), for 'how long ago'."""
@@ -90,76 +91,11 @@ def require(role: str) -> Callable[[Request], Session]:
             session.role == role or (role == "family" and session.role == "installer")
         )
         if not allowed or session is None:
-            path = request.url.path
-            if request.url.query:
-                path += "?" + request.url.query
-            raise NeedLogin(request.url.path.startswith(API_PREFIXES), path)
+            raise web.need_login(request, API_PREFIXES)
         return session
 
     dependency.__name__ = f"require_{role}"
     return dependency
-
-
-def lang_of(request: Request) -> str:
-    return i18n.pick_lang(
-        request.query_params.get("lang"),
-        request.cookies.get(i18n.LANG_COOKIE),
-        request.headers.get("accept-language"),
-    )
-
-
-def render(
-    request: Request,
-    name: str,
-    context: dict[str, Any],
-    *,
-    status_code: int = 200,
-    session: Session | None = None,
-) -> Response:
-    """A page in the visitor's language, with a CSRF token and a strict CSP."""
-    pages = pages_of(request)
-    lang = lang_of(request)
-    nonce, new_nonce = csrf_nonce(request)
-    script_nonce = secrets.token_urlsafe(12)
-    prefs = [p for p in request.cookies.get(PREFS_COOKIE, "").split(",") if p in PREFS]
-
-    def tr(key: str, **kw: Any) -> str:
-        return i18n.t(key, lang, **kw)
-
-    response = pages.templates.TemplateResponse(
-        request,
-        name,
-        {
-            "t": tr,
-            "lang": lang,
-            "other_lang": "en" if lang == "fr" else "fr",
-            "csrf": pages.signer.csrf_token(nonce),
-            "script_nonce": script_nonce,
-            "prefs": prefs,
-            "session": session,
-            "home_id": pages.state.home_id,
-            **context,
-        },
-        status_code=status_code,
-    )
-    secure = request.url.scheme == "https"
-    if new_nonce:
-        set_cookie(response, CSRF_COOKIE, nonce, CSRF_COOKIE_S, secure)
-    if request.query_params.get("lang") in i18n.LANGS:
-        set_cookie(response, i18n.LANG_COOKIE, lang, LANG_COOKIE_S, secure)
-    response.headers["Content-Security-Policy"] = csp(script_nonce)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    return response
-
-
-def csp(script_nonce: str) -> str:
-    return (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-        f"script-src 'nonce-{script_nonce}'; connect-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    )
 
 
 def check_credentials(registry: Any) -> None:
@@ -201,6 +137,7 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
     app.state.home = state
     app.state.services = services
     app.state.pages = pages
+    app.state.site = pages
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -208,16 +145,9 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
         body = state.health_dict()
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
-    @app.exception_handler(NeedLogin)
-    def need_login(request: Request, exc: NeedLogin) -> Response:
-        if exc.api:
-            return JSONResponse({"detail": "login required"}, status_code=401)
-        from urllib.parse import quote
-
-        target = "/login" if exc.next_path in ("/", "") else f"/login?next={quote(exc.next_path)}"
-        return RedirectResponse(target, status_code=303)
-
+    app.exception_handler(NeedLogin)(web.login_redirect)
     app.include_router(login.router)
+    app.include_router(web.account_router(require("family")))
     app.include_router(family.router)
     app.include_router(installer.router)
     return app

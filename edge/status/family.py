@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from markupsafe import Markup
 
 from edge.status import charts, i18n
-from edge.status.app import lang_of, pages_of, render, require
+from edge.status.app import pages_of, require
 from edge.status.auth import Session
+from edge.status.web import lang_of, render
 
 router = APIRouter(tags=["family"])
 FamilySession = Annotated[Session, Depends(require("family"))]

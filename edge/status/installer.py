@@ -20,15 +20,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from edge.events import Role, RoomKind
 from edge.home import HomeFileError, HomeProfile, Thresholds
 from edge.status import editing, i18n
-from edge.status.app import Pages, lang_of, pages_of, render, require
+from edge.status.app import Pages, pages_of, require
 from edge.status.auth import Session
-from edge.status.login import verify_csrf
+from edge.status.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/installer", tags=["installer"])
 InstallerSession = Annotated[Session, Depends(require("installer"))]
-Csrf = Annotated[str, Form(max_length=128)]
 Text = Annotated[str, Form(max_length=200)]
 OptText = Annotated[str, Form(max_length=200)]
 
