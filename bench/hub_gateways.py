@@ -173,11 +173,11 @@ async def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         print(f"ready {connect_s:.3f}", flush=True)
         line = await asyncio.to_thread(sys.stdin.readline)
         t0 = float(line.split()[1])
-        for at, h, kind, k in _schedule(cfg, len(homes), t0):
+        for at, idx, kind, k in _schedule(cfg, len(homes), t0):
             delay = at - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            homes[h].put(kind, k)
+            homes[idx].put(kind, k)
         put_end = time.time()
         await _wait(lambda: all(h.pending() == 0 for h in homes), DRAIN_TIMEOUT_S, "drain")
         drained = time.time()

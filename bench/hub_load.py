@@ -141,8 +141,8 @@ def _receivers(hub: TlsHub, dsn: str, names: list[str], folder: Path) -> Iterato
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for out in files:
-            out.close()
+        for file in files:
+            file.close()
 
 
 def _wait_receivers(hub: TlsHub, outs: list[Path], procs: list[Any]) -> None:
@@ -163,7 +163,7 @@ def _wait_receivers(hub: TlsHub, outs: list[Path], procs: list[Any]) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("the receivers did not all subscribe")
             now = time.time()
-            probe = {
+            probe: dict[str, Any] = {
                 "schema": "veille.alert/1", "id": new_alert_id(now), "home_id": PROBE_HOME,
                 "type": "sos", "severity": "info", "state": "raised", "at": iso_utc(now),
                 "raised_at": iso_utc(now), "room": None, "device_id": None, "evidence": {},
@@ -203,6 +203,13 @@ def _start_workers(
         err.close()
         started.append((proc, Path(cfg["result"])))
     return started
+
+
+def _kill_all(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _expect_line(proc: subprocess.Popen[str], word: str, err: Path, timeout_s: float) -> str:
@@ -308,7 +315,7 @@ def run(
         setup["receivers_s"] = time.perf_counter() - t
         plan = {"alerts": alerts, "aggregates": aggregates, "spread_s": spread_s}
         started = _start_workers(hub, folder, home_ids, workers, plan)
-        stack.callback(lambda: [p.kill() for p, _ in started if p.poll() is None])
+        stack.callback(_kill_all, [p for p, _ in started])
         errs = [folder / f"worker-{w}.err" for w in range(workers)]
         ready = [
             float(_expect_line(proc, "ready", err, READY_TIMEOUT_S).split()[1])
