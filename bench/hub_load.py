@@ -96,6 +96,17 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def _ms_stats(seconds: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max of durations given in seconds, in milliseconds."""
+    if not seconds:
+        return {"p50": None, "p99": None, "max": None}
+    return {
+        "p50": round(1000 * _percentile(seconds, 0.50), 1),
+        "p99": round(1000 * _percentile(seconds, 0.99), 1),
+        "max": round(1000 * max(seconds), 1),
+    }
+
+
 @contextmanager
 def _receivers(hub: TlsHub, dsn: str, names: list[str], folder: Path) -> Iterator[list[Any]]:
     """Start `veille hub` once per name; stop them with SIGTERM (a clean stop) at the end."""
@@ -249,7 +260,7 @@ def _store_figures(dsn: str) -> dict[str, Any]:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         alerts = conn.execute(
-            "SELECT a.home_id, s.id, s.state, (a.evidence->>'bench_sent_at')::float8,"
+            "SELECT a.home_id, s.id, s.received_at, (a.evidence->>'bench_sent_at')::float8,"
             " extract(epoch FROM pg_xact_commit_timestamp(s.xmin))::float8"
             " FROM alert_states s JOIN alerts a USING (id) WHERE a.home_id <> %s",
             (PROBE_HOME,),
@@ -372,9 +383,12 @@ def _report(
         for i in range(homes)
         for h in range(plan["aggregates"])
     }
-    got_alerts = {(home, aid) for home, aid, _state, _sent, _commit in stored["alerts"]}
+    got_alerts = {(home, aid) for home, aid, _received, _sent, _commit in stored["alerts"]}
     got_aggs = {(home, start) for home, start, _commit in stored["aggregates"]}
-    latencies = [commit - sent for _h, _i, _s, sent, commit in stored["alerts"]]
+    latencies = [commit - sent for _h, _i, _r, sent, commit in stored["alerts"]]
+    # split: put -> a receiver's on_message (uplink, broker, receiver queue), then the write
+    to_receiver = [received - sent for _h, _i, received, sent, _c in stored["alerts"]]
+    store_write = [commit - received for _h, _i, received, _s, commit in stored["alerts"]]
     commits = [c for *_x, c in stored["alerts"]] + [c for *_x, c in stored["aggregates"]]
     total = sum(announced, Counter())
     dup_announced = sum(n - 1 for n in total.values() if n > 1)
@@ -389,11 +403,9 @@ def _report(
         "offered_per_s": round(messages / plan["spread_s"], 1) if plan["spread_s"] else None,
         "messages_per_s": round(messages / span, 1) if commits else 0.0,
         "first_put_to_last_commit_s": round(span, 3),
-        "alert_latency_ms": {
-            "p50": round(1000 * _percentile(latencies, 0.50), 1) if latencies else None,
-            "p99": round(1000 * _percentile(latencies, 0.99), 1) if latencies else None,
-            "max": round(1000 * max(latencies), 1) if latencies else None,
-        },
+        "alert_latency_ms": _ms_stats(latencies),
+        "put_to_receiver_ms": _ms_stats(to_receiver),
+        "receiver_to_commit_ms": _ms_stats(store_write),
         "lost": {
             "alerts": len(sent_alerts - got_alerts),
             "aggregates": len(sent_aggs - got_aggs),

@@ -86,14 +86,21 @@ def _rank_sql(column: str) -> str:
     return f"(CASE {column} {whens} END)"
 
 
-# One statement: insert the alert, or move its state forward; never backward.
-UPSERT_ALERT = (
-    "INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at, room, device_id,"
-    " evidence) VALUES (%(id)s, %(home_id)s, %(type)s, %(severity)s, %(state)s,"
-    " %(raised_at)s, %(at)s, %(room)s, %(device_id)s, %(evidence)s)"
+# One statement, so one round trip and one implicit transaction: log the state once per
+# (id, state), and insert the alert or move its state forward, never backward. Both parts
+# see the same snapshot; the result says whether this state was new.
+RECORD_ALERT = (
+    "WITH logged AS (INSERT INTO alert_states (id, state, at, received_at)"
+    " VALUES (%(id)s, %(state)s, %(at)s, %(received_at)s) ON CONFLICT DO NOTHING"
+    " RETURNING 1),"
+    " upserted AS (INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at,"
+    " room, device_id, evidence) VALUES (%(id)s, %(home_id)s, %(type)s, %(severity)s,"
+    " %(state)s, %(raised_at)s, %(at)s, %(room)s, %(device_id)s, %(evidence)s)"
     " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at,"
     " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence"
     f" WHERE {_rank_sql('EXCLUDED.state')} > {_rank_sql('alerts.state')}"
+    " RETURNING 1)"
+    " SELECT (SELECT count(*) FROM logged) AS new, (SELECT count(*) FROM upserted) AS moved"
 )
 
 T = TypeVar("T")
@@ -184,16 +191,8 @@ class PostgresHubStore:
             raise ValueError(f"unknown alert state {row['state']!r}")
 
         def write(conn: psycopg.Connection[dict[str, Any]]) -> bool:
-            with conn.transaction():
-                cur = conn.execute(
-                    "INSERT INTO alert_states (id, state, at, received_at)"
-                    " VALUES (%(id)s, %(state)s, %(at)s, %(received_at)s)"
-                    " ON CONFLICT DO NOTHING",
-                    row,
-                )
-                new = cur.rowcount == 1
-                conn.execute(UPSERT_ALERT, row)
-            return new
+            result = conn.execute(RECORD_ALERT, row).fetchone()
+            return bool(result and result["new"] == 1)
 
         return self._run(write)
 
