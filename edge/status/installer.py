@@ -84,7 +84,9 @@ def _back(path: str, message: str = "", error: str = "") -> RedirectResponse:
     return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
 
 
-def _edit(request: Request, path: str, change: Any) -> RedirectResponse:
+def _edit(request: Request, csrf: str, change: Any, path: str = "/installer") -> RedirectResponse:
+    """Check the form's CSRF token, apply `change` to the profile, and go back to `path`."""
+    verify_csrf(request, csrf)
     pages = pages_of(request)
     lang = lang_of(request)
     try:
@@ -135,22 +137,19 @@ def overview(request: Request, session: InstallerSession) -> Response:
 
 @router.post("/home", response_model=None)
 def edit_home(request: Request, session: InstallerSession, csrf: Csrf, timezone: Text) -> Response:
-    verify_csrf(request, csrf)
-    return _edit(request, "/installer", lambda p: editing.set_timezone(p, timezone))
+    return _edit(request, csrf, lambda p: editing.set_timezone(p, timezone))
 
 
 @router.post("/rooms", response_model=None)
 def add_room(
     request: Request, session: InstallerSession, csrf: Csrf, name: Text, kind: Text
 ) -> Response:
-    verify_csrf(request, csrf)
-    return _edit(request, "/installer", lambda p: editing.add_room(p, name, kind))
+    return _edit(request, csrf, lambda p: editing.add_room(p, name, kind))
 
 
 @router.post("/rooms/delete", response_model=None)
 def delete_room(request: Request, session: InstallerSession, csrf: Csrf, name: Text) -> Response:
-    verify_csrf(request, csrf)
-    return _edit(request, "/installer", lambda p: editing.remove_room(p, name))
+    return _edit(request, csrf, lambda p: editing.remove_room(p, name))
 
 
 @router.post("/contacts", response_model=None)
@@ -163,8 +162,7 @@ def add_contact(
     phone: OptText = "",
     relation: OptText = "",
 ) -> Response:
-    verify_csrf(request, csrf)
-    return _edit(request, "/installer", lambda p: editing.add_contact(p, name, phone, relation))
+    return _edit(request, csrf, lambda p: editing.add_contact(p, name, phone, relation))
 
 
 @router.post("/contacts/delete", response_model=None)
@@ -174,8 +172,7 @@ def delete_contact(
     csrf: Csrf,
     index: Annotated[int, Form(ge=0, le=1000)],
 ) -> Response:
-    verify_csrf(request, csrf)
-    return _edit(request, "/installer", lambda p: editing.remove_contact(p, index))
+    return _edit(request, csrf, lambda p: editing.remove_contact(p, index))
 
 
 @router.post("/thresholds", response_model=None)
@@ -183,8 +180,8 @@ async def edit_thresholds(request: Request, session: InstallerSession) -> Respon
     """Every threshold of the form (one field each); blank fields keep their value."""
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str)}
-    verify_csrf(request, values.pop("csrf", ""))
-    return _edit(request, "/installer", lambda p: editing.set_thresholds(p, values))
+    csrf = values.pop("csrf", "")
+    return _edit(request, csrf, lambda p: editing.set_thresholds(p, values))
 
 
 @router.post("/devices", response_model=None)
@@ -203,7 +200,6 @@ def add_device(
     back: OptText = "/installer",
 ) -> Response:
     """Register a device heard by Zigbee2MQTT or over BLE (with its BTHome key)."""
-    verify_csrf(request, csrf)
     device = {
         "id": id,
         "source": source,
@@ -214,7 +210,7 @@ def add_device(
         "bindkey": bindkey,
     }
     target = back if back in ("/installer", "/installer/zigbee", "/installer/ble") else "/installer"
-    return _edit(request, target, lambda p: editing.add_device(p, device))
+    return _edit(request, csrf, lambda p: editing.add_device(p, device), target)
 
 
 @router.post("/devices/{device_id}", response_model=None)
@@ -229,12 +225,11 @@ async def edit_device(
     friendly_name: OptText = "",
 ) -> Response:
     """Rename (also in Zigbee2MQTT), move to a room, or change the role of a device."""
-    verify_csrf(request, csrf)
     pages = pages_of(request)
     before = pages.profile().device(device_id)
     response = _edit(
         request,
-        "/installer",
+        csrf,
         lambda p: editing.update_device(
             p, device_id, friendly_name=friendly_name, room=room, role=role or None
         ),
@@ -256,8 +251,7 @@ async def edit_device(
 def delete_device(
     request: Request, session: InstallerSession, device_id: str, csrf: Csrf
 ) -> Response:
-    verify_csrf(request, csrf)
-    return _edit(request, "/installer", lambda p: editing.remove_device(p, device_id))
+    return _edit(request, csrf, lambda p: editing.remove_device(p, device_id))
 
 
 # --- Zigbee pairing -------------------------------------------------------------------------
