@@ -35,15 +35,7 @@ from markupsafe import Markup
 
 from edge.errors import VeilleError
 from edge.status import charts, i18n, web
-from edge.status.auth import (
-    SESSION_COOKIE,
-    LoginThrottle,
-    NeedLogin,
-    Session,
-    Signer,
-    client_key,
-    safe_next,
-)
+from edge.status.auth import LoginThrottle, Session, Signer, client_key, safe_next
 from edge.status.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
@@ -135,8 +127,7 @@ def console_of(request: Request) -> Console:
 
 def staff(request: Request) -> Session:
     """A dependency: the staff session, or NeedLogin."""
-    console = console_of(request)
-    session = console.signer.read_session(request.cookies.get(SESSION_COOKIE), console.clock())
+    session = web.session_of(request, console_of(request).clock())
     if session is None or session.role != "staff":
         raise web.need_login(request, ("/api/",))
     return session
@@ -242,18 +233,7 @@ def home_view(console: Console, home_id: str, lang: str) -> dict[str, Any]:
     plot = None
     if days:
         plot = Markup(  # noqa: S704 - built by charts with escaped labels
-            charts.day_bars(
-                [
-                    (
-                        str(d.get("date", "")),
-                        charts.daily_activity(d),
-                        charts.hhmm_hours(d.get("get_up")),
-                    )
-                    for d in days
-                ],
-                i18n.t("weeks_plot", lang),
-                i18n.t("today", lang),
-            )
+            charts.daily_bars(days, i18n.t("weeks_plot", lang), i18n.t("today", lang))
         )
     summaries = [
         {
@@ -303,8 +283,7 @@ def create_console_app(
         title="Veille care console", version="1", docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.console = console
-    app.state.site = console
-    app.exception_handler(NeedLogin)(web.login_redirect)
+    web.install(app, console, staff)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -335,8 +314,6 @@ def create_console_app(
             return web.wrong_login(request, "console_login.html", form)
         cookie = console.signer.session_cookie("staff", name, console.clock() + STAFF_SESSION_S)
         return web.signed_in(request, safe_next(next), cookie, STAFF_SESSION_S)
-
-    app.include_router(web.account_router(staff))
 
     @app.get("/", response_model=None)
     def inbox(request: Request, session: StaffSession) -> Response:

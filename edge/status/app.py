@@ -27,14 +27,7 @@ from fastapi.templating import Jinja2Templates
 from edge.errors import ConfigError
 from edge.state import HomeState
 from edge.status import web
-from edge.status.auth import (
-    SESSION_COOKIE,
-    LoginThrottle,
-    NeedLogin,
-    Session,
-    Signer,
-    gateway_session_key,
-)
+from edge.status.auth import LoginThrottle, Session, Signer, gateway_session_key
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 API_PREFIXES = ("/api/", "/installer/api/")
@@ -78,7 +71,7 @@ def pages_of(request: Request) -> Pages:
 
 
 def session_of(request: Request, pages: Pages) -> Session | None:
-    return pages.signer.read_session(request.cookies.get(SESSION_COOKIE), pages.wall())
+    return web.session_of(request, pages.wall())
 
 
 def require(role: str) -> Callable[[Request], Session]:
@@ -137,7 +130,6 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
     app.state.home = state
     app.state.services = services
     app.state.pages = pages
-    app.state.site = pages
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -145,9 +137,8 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
         body = state.health_dict()
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
-    app.exception_handler(NeedLogin)(web.login_redirect)
+    web.install(app, pages, require("family"))
     app.include_router(login.router)
-    app.include_router(web.account_router(require("family")))
     app.include_router(family.router)
     app.include_router(installer.router)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
 HOURS = 24
 ROW_H = 40
@@ -100,6 +101,15 @@ def day_bars(
     out.extend(dots)
     out.append("</svg>")
     return "".join(out)
+
+
+def daily_bars(days: Sequence[Mapping[str, Any]], title: str, dot_label: str = "") -> str:
+    """`day_bars` of `veille.aggregate.daily/1` bodies: activity per day, get-up hour as dots."""
+    return day_bars(
+        [(str(d.get("date", "")), daily_activity(d), hhmm_hours(d.get("get_up"))) for d in days],
+        title,
+        dot_label,
+    )
 
 
 def short_day(day: str) -> str:

@@ -88,18 +88,7 @@ def status_view(state: Any, profile: Any, now: float, lang: str) -> dict[str, An
     )
     bars = None
     if days:
-        bars = charts.day_bars(
-            [
-                (
-                    str(d.get("date", "")),
-                    charts.daily_activity(d),
-                    charts.hhmm_hours(d.get("get_up")),
-                )
-                for d in days
-            ],
-            i18n.t("days14_caption", lang),
-            i18n.t("today", lang),
-        )
+        bars = charts.daily_bars(days, i18n.t("days14_caption", lang), i18n.t("today", lang))
 
     sensors = []
     names = {d.id: d for d in getattr(profile, "devices", ())}

@@ -1,7 +1,7 @@
 """What the gateway's pages and the hub's care console share: one way to serve a page.
 
 Both apps keep their shared objects (`edge.status.app.Pages`, `cloud_bridge.console.Console`)
-on `app.state.site`; the helpers here read what they need from it (the `Site` protocol):
+on `app.state.site` (`install`); the helpers here read what they need from it (`Site`):
 a page in the visitor's language with a CSRF token, a script nonce and a strict CSP, the
 CSRF check of a form, the redirect to `/login`, the throttled sign-in's refusals, and the
 `/logout` and `/prefs` routes (behind each app's own session dependency).
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Protocol
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -78,6 +78,18 @@ class Site(Protocol):
 def site_of(request: Request) -> Site:
     site: Site = request.app.state.site
     return site
+
+
+def install(app: FastAPI, site: Site, session: Callable[[Request], Session]) -> None:
+    """Serve `site`'s pages: NeedLogin goes to /login; `/logout` and `/prefs` behind `session`."""
+    app.state.site = site
+    app.exception_handler(NeedLogin)(login_redirect)
+    app.include_router(account_router(session))
+
+
+def session_of(request: Request, now: float) -> Session | None:
+    """The visitor's session if their cookie holds a valid one at `now`."""
+    return site_of(request).signer.read_session(request.cookies.get(SESSION_COOKIE), now)
 
 
 def lang_of(request: Request) -> str:
