@@ -9,6 +9,8 @@ OUTBOX_DISK_FULL_FREE_BYTES = 256 * 1024  # aggregates dropped per try when the 
 OUTBOX_WAL_LIMIT_BYTES = 4 * 1024 * 1024  # WAL file size kept after a checkpoint
 OUTBOX_BUSY_TIMEOUT_S = 5.0  # wait for another connection's write lock (veille log, tools)
 OUTBOX_FILE = "outbox.db"
+OUTBOX_RESERVE_BYTES = 1024 * 1024  # space held in `outbox.db.reserve`, freed on a full disk
+OUTBOX_FULL_DISK_WAL_PAGES = 16  # WAL auto-checkpoint once the disk was found full
 
 # Registry (edge.registry)
 REGISTRY_FILE = "registry.json"

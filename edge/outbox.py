@@ -38,7 +38,9 @@ from edge.const import (
     OUTBOX_BUSY_TIMEOUT_S,
     OUTBOX_DISK_FULL_FREE_BYTES,
     OUTBOX_FILE,
+    OUTBOX_FULL_DISK_WAL_PAGES,
     OUTBOX_MAX_BYTES,
+    OUTBOX_RESERVE_BYTES,
     OUTBOX_ROW_OVERHEAD_BYTES,
     OUTBOX_WAL_LIMIT_BYTES,
     PRIORITY_AGGREGATE,
@@ -125,6 +127,52 @@ class Outbox:
         except OSError as exc:
             raise StorageError(f"outbox {self.path}: {exc}") from exc
         self._load_counters()
+        self._reserve = Path(f"{self.path}.reserve")
+        self._reserve_held = self._hold_reserve()
+
+    # -- the space reserve -----------------------------------------------------------------------
+
+    def _hold_reserve(self) -> bool:
+        """Keep `OUTBOX_RESERVE_BYTES` allocated in a side file. On a full disk SQLite needs
+        room in its WAL even to delete the aggregates that make room, so `put` frees this
+        first. True if the reserve is held."""
+        try:
+            fd = os.open(self._reserve, os.O_RDWR | os.O_CREAT, STORAGE_FILE_MODE)
+            try:
+                if os.fstat(fd).st_size < OUTBOX_RESERVE_BYTES:
+                    os.posix_fallocate(fd, 0, OUTBOX_RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            _LOGGER.debug("outbox %s: no space reserve held: %s", self.path, exc)
+            return False
+        return True
+
+    def _shrink_wal(self) -> None:
+        """Disk full: give the WAL's blocks back (checkpoint + truncate) and keep it small
+        from now on; otherwise it grows into every byte that dropping aggregates frees."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={OUTBOX_FULL_DISK_WAL_PAGES:d}")
+        except sqlite3.Error as exc:
+            _LOGGER.debug("outbox %s: checkpoint on a full disk failed: %s", self.path, exc)
+
+    def _release_reserve(self) -> bool:
+        """Free the reserve (disk full); False if none was held."""
+        if not self._reserve_held:
+            return False
+        self._reserve_held = False
+        try:
+            self._reserve.unlink()
+        except OSError as exc:
+            _LOGGER.error("outbox %s: cannot free the space reserve: %s", self.path, exc)
+            return False
+        _LOGGER.warning(
+            "outbox %s: disk full: freed the %d-byte space reserve", self.path, OUTBOX_RESERVE_BYTES
+        )
+        return True
 
     # -- opening, migrations, recovery -------------------------------------------------------
 
@@ -236,9 +284,11 @@ class Outbox:
                     if not _is_disk_full(exc):
                         raise StorageError(f"outbox {self.path}: write failed: {exc}") from exc
                 self._disk_full = True
+                released = self._release_reserve()
+                self._shrink_wal()  # needs the room the reserve just gave back
                 need = sum(_row_size(t, p) for t, p, _ in alert_rows)
                 need += sum(_row_size(t, p) for t, p in agg_rows)
-                if self._free_space(max(need, OUTBOX_DISK_FULL_FREE_BYTES)):
+                if self._free_space(max(need, OUTBOX_DISK_FULL_FREE_BYTES)) or released:
                     continue
                 if agg_rows:
                     _LOGGER.warning(
@@ -441,6 +491,8 @@ class Outbox:
             self._n[ALERT] -= removed[ALERT]
             self._n[AGGREGATE] -= removed[AGGREGATE]
             self._bytes -= removed_bytes
+            if not self._reserve_held and self._disk_full:
+                self._reserve_held = self._hold_reserve()
 
     # -- reading -----------------------------------------------------------------------------
 
