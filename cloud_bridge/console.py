@@ -50,6 +50,7 @@ CONTEXT_DAYS = 7
 REFRESH_S = 5
 SCRYPT_N = 2**14
 NAME_MAX = 64
+ACK_WORDS = {"acknowledged": "acknowledgement", "resolved": "resolution"}  # for error messages
 
 
 class StaffPasswords:
@@ -331,16 +332,22 @@ def create_console_app(
         """The inbox as JSON."""
         return JSONResponse(inbox_view(console, lang_of(request)))
 
-    @app.post("/alerts/{alert_id}/ack", response_model=None)
-    def acknowledge(request: Request, session: StaffSession, alert_id: str, csrf: Csrf) -> Response:
-        """Take the alert in charge: `veille.ack/1` goes to the home."""
+    def answer(
+        request: Request, session: Session, alert_id: str, csrf: str, *, action: str, note: str = ""
+    ) -> Response:
+        """Send the staff's `veille.ack/1` for an alert to its home, then back to the inbox."""
         verify_csrf(request, csrf)
         if console.hub.store.alert(alert_id) is None:
             raise HTTPException(404, "no such alert")
-        if not console.hub.send_ack(alert_id, "acknowledged", by=session.name):
-            raise HTTPException(503, "the acknowledgement could not be sent to the home")
-        _LOGGER.info("console: %s acknowledged alert %s", session.name, alert_id)
+        if not console.hub.send_ack(alert_id, action, by=session.name, note=note):
+            raise HTTPException(503, f"the {ACK_WORDS[action]} could not be sent to the home")
+        _LOGGER.info("console: %s %s alert %s", session.name, action, alert_id)
         return RedirectResponse("/", status_code=303)
+
+    @app.post("/alerts/{alert_id}/ack", response_model=None)
+    def acknowledge(request: Request, session: StaffSession, alert_id: str, csrf: Csrf) -> Response:
+        """Take the alert in charge: `veille.ack/1` goes to the home."""
+        return answer(request, session, alert_id, csrf, action="acknowledged")
 
     @app.post("/alerts/{alert_id}/resolve", response_model=None)
     def resolve(
@@ -351,13 +358,7 @@ def create_console_app(
         note: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
         """Close the alert with a note."""
-        verify_csrf(request, csrf)
-        if console.hub.store.alert(alert_id) is None:
-            raise HTTPException(404, "no such alert")
-        if not console.hub.send_ack(alert_id, "resolved", by=session.name, note=note.strip()):
-            raise HTTPException(503, "the resolution could not be sent to the home")
-        _LOGGER.info("console: %s resolved alert %s", session.name, alert_id)
-        return RedirectResponse("/", status_code=303)
+        return answer(request, session, alert_id, csrf, action="resolved", note=note.strip())
 
     @app.get("/homes/{home_id}", response_model=None)
     def home(request: Request, session: StaffSession, home_id: str) -> Response:

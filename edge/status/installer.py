@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 from dataclasses import fields
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -23,6 +23,9 @@ from edge.status import editing, i18n
 from edge.status.app import Pages, pages_of, require
 from edge.status.auth import Session
 from edge.status.web import Csrf, lang_of, render, verify_csrf
+
+if TYPE_CHECKING:
+    from edge.provision import Checklist
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,6 +100,17 @@ def _edit(request: Request, csrf: str, change: Any, path: str = "/installer") ->
     return _back(path, message=i18n.t("saved", lang))
 
 
+def _checklist(pages: Pages, profile: HomeProfile) -> Checklist:
+    """`veille provision`'s checklist of the home, knowing which codes are set."""
+    from edge.provision import checklist
+
+    pins = {
+        "family": pages.registry.has_secret("family_pin"),
+        "installer": pages.registry.has_secret("installer"),
+    }
+    return checklist(profile, pins)
+
+
 def _room_choices(profile: HomeProfile) -> list[str]:
     return [r.name for r in profile.rooms]
 
@@ -118,19 +132,13 @@ def _common(request: Request) -> dict[str, Any]:
 @router.get("", response_model=None)
 def overview(request: Request, session: InstallerSession) -> Response:
     """The home at a glance with forms for rooms, contacts, thresholds and devices."""
-    from edge.provision import checklist
-
-    pages = pages_of(request)
     ctx = _common(request)
-    pins = {
-        "family": pages.registry.has_secret("family_pin"),
-        "installer": pages.registry.has_secret("installer"),
-    }
     thresholds = [(f.name, getattr(ctx["profile"].thresholds, f.name)) for f in fields(Thresholds)]
+    check = _checklist(pages_of(request), ctx["profile"])
     return render(
         request,
         "installer.html",
-        {**ctx, "check": checklist(ctx["profile"], pins), "thresholds": thresholds},
+        {**ctx, "check": check, "thresholds": thresholds},
         session=session,
     )
 
@@ -399,8 +407,6 @@ def walkthrough_json(request: Request, session: InstallerSession) -> JSONRespons
 @router.get("/report", response_model=None)
 def report(request: Request, session: InstallerSession) -> Response:
     """A printable report to leave in the home: devices, rooms, batteries, signal, tests."""
-    from edge.provision import checklist
-
     pages = pages_of(request)
     lang = lang_of(request)
     profile = pages.profile()
@@ -438,14 +444,10 @@ def report(request: Request, session: InstallerSession) -> Response:
                 "tested": bool(tested.get(dev.id)),
             }
         )
-    pins = {
-        "family": pages.registry.has_secret("family_pin"),
-        "installer": pages.registry.has_secret("installer"),
-    }
     ctx = {
         **_common(request),
         "rows": rows,
-        "check": checklist(profile, pins),
+        "check": _checklist(pages, profile),
         "date": dt.datetime.fromtimestamp(now, pages.state.tz).strftime("%d/%m/%Y %H:%M"),
         "walk": walk,
     }
