@@ -191,8 +191,9 @@ async def _serve(hub: HubReceiver, http: str | None, staff_password_file: Path |
     try:
         while not stop.is_set():
             hub.escalate_due(time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), ESCALATION_CHECK_S)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(ESCALATION_CHECK_S):
+                    await stop.wait()
     finally:
         if console is not None:
             await console.stop()

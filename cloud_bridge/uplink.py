@@ -166,7 +166,9 @@ class Uplink:
         free = self.window - len(self._inflight)
         if free <= 0:
             return 0
-        batch = self.outbox.next_batch(free, exclude=set(self._inflight.values()) | self.refused)
+        # not again: what is in flight, what was PUBACKed but not yet deleted, what was refused
+        busy = set(self._inflight.values()) | set(self._acked) | self.refused
+        batch = self.outbox.next_batch(free, exclude=busy)
         for item in batch:
             info = self.link.client.publish(item.topic, item.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -185,8 +187,11 @@ class Uplink:
                 self._wake.clear()
                 sent = self._fill_window()
                 if sent == 0:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                    # that arrives as the event is set, and the uplink would never stop
                     try:
-                        await asyncio.wait_for(self._wake.wait(), STATUS_INTERVAL_S)
+                        async with asyncio.timeout(STATUS_INTERVAL_S):
+                            await self._wake.wait()
                     except TimeoutError:
                         self.publish_status()
         finally:

@@ -150,8 +150,9 @@ class WearableLink:
     async def _keep(self, client: GattClient, gone: asyncio.Event) -> None:
         while client.is_connected and not gone.is_set():
             await self._read_battery(client)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gone.wait(), self.battery_read_s)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(self.battery_read_s):
+                    await gone.wait()
 
     async def _read_battery(self, client: GattClient) -> None:
         try:
