@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from cloud_bridge.contract import aggregate_topic, alert_topic, encode
 from edge.clock import Clock
 from edge.core import HomeCore, Outputs
+from edge.errors import StorageError
 from edge.events import Event
 
 _LOGGER = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Pipeline:
     on_outputs: Callable[[Outputs], None] | None = None
     inbox: asyncio.Queue[Input] = field(default_factory=asyncio.Queue)
     processed: int = 0
+    _unsaved: Outputs = field(default_factory=Outputs)  # refused by a full disk, retried
     wire_offset_s: float = 0.0  # added to times sent upstream after an NTP step (gateway.py)
 
     # --- sources -------------------------------------------------------------------------
@@ -102,32 +104,56 @@ class Pipeline:
             _LOGGER.exception("dropped an input that broke a detector: %r", item)
             return Outputs()
 
-    def commit(self, out: Outputs) -> None:
-        """Write outputs durably (one transaction), update state, wake the uplink."""
-        if out:
-            now = self.clock.now()
-            home = self.core.profile.id
-            if self.wire_offset_s:
-                out = shifted(out, self.wire_offset_s)
-            self.outbox.put(
-                alerts=[(a, alert_topic(home)) for a in out.alerts],
-                aggregates=[
-                    (aggregate_topic(home, a.period), encode(self.core.wire_aggregate(a, now)))
-                    for a in out.aggregates
-                ],
-                # the book's open alerts in the same transaction as their rows: a crash in
-                # between would let the redelivered input raise the same alert again
-                docs={"alert_book": self.core.book.state_dict()} if out.alerts else None,
+    def commit(self, out: Outputs) -> bool:
+        """Write outputs durably (one transaction), update state, wake the uplink.
+
+        If the storage refuses even an alert (disk full beyond what dropping aggregates
+        frees), the outputs stay in memory and are tried again at every commit, the health
+        says `error`, and False tells the caller not to acknowledge the inputs: the local
+        broker keeps them. The gateway keeps running rather than crash-looping.
+        """
+        if self._unsaved:
+            out = Outputs(
+                self._unsaved.alerts + out.alerts, self._unsaved.aggregates + out.aggregates
             )
-            if self.uplink is not None:
-                self.uplink.wake()
-            if self.on_outputs is not None:
-                self.on_outputs(out)
+            self._unsaved = Outputs()
+        saved = True
+        if out:
+            try:
+                self._write(out)
+            except StorageError as exc:
+                _LOGGER.error(
+                    "cannot store %d alert(s) yet, kept in memory: %s", len(out.alerts), exc
+                )
+                self._unsaved = out
+                saved = False
+            else:
+                if self.uplink is not None:
+                    self.uplink.wake()
+                if self.on_outputs is not None:
+                    self.on_outputs(out)
         if self.core.book_changed:
             self.core.book_changed = False
             self.save_docs(only=("alert_book",))
         self.core.state.outbox = self.outbox.counts()
-        self.core.state.storage_health = self.outbox.health()
+        self.core.state.storage_health = "error" if self._unsaved else self.outbox.health()
+        return saved
+
+    def _write(self, out: Outputs) -> None:
+        now = self.clock.now()
+        home = self.core.profile.id
+        if self.wire_offset_s:
+            out = shifted(out, self.wire_offset_s)
+        self.outbox.put(
+            alerts=[(a, alert_topic(home)) for a in out.alerts],
+            aggregates=[
+                (aggregate_topic(home, a.period), encode(self.core.wire_aggregate(a, now)))
+                for a in out.aggregates
+            ],
+            # the book's open alerts in the same transaction as their rows: a crash in
+            # between would let the redelivered input raise the same alert again
+            docs={"alert_book": self.core.book.state_dict()} if out.alerts else None,
+        )
 
     async def process_inbox(self) -> None:
         while True:
@@ -141,7 +167,8 @@ class Pipeline:
                 # the time the adapter received it, when it says (the clock's time basis)
                 at = min(getattr(item, "received_at", now), now)
                 out.extend(self.handle(item, at))
-            self.commit(out)
+            if not self.commit(out):
+                continue  # not durable: the local broker keeps these inputs unacknowledged
             for item in batch:
                 ack = getattr(item, "ack", None)
                 if ack is not None:

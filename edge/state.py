@@ -101,7 +101,7 @@ class HomeState:
 
     def health(self) -> str:
         """ok | warning | error: what `/health` and the status message report."""
-        if not self.ready or self.hub_refused:
+        if not self.ready or self.hub_refused or self.storage_health == "error":
             return "error"
         if self.storage_health != "ok" or not self.time_synced or not self.hub_connected:
             return "warning"

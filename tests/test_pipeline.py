@@ -1,0 +1,67 @@
+"""The pipeline shell on a real outbox file: what happens when storage refuses an alert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.clock import FakeClock
+from edge.core import HomeCore
+from edge.errors import StorageError
+from edge.events import AlertType, Finding, Role, RoomKind, Severity
+from edge.home import Device, HomeProfile, Room
+from edge.outbox import Outbox
+from edge.pipeline import Pipeline
+
+T0 = 1_700_000_000.0
+PROFILE = HomeProfile(
+    "h-pipe-1",
+    rooms=(Room("entrée", RoomKind.ENTRANCE),),
+    devices=(
+        Device("sos", "zigbee2mqtt", "0x00158d0000000001", "entrée", Role.SOS_BUTTON, "btn"),
+    ),
+)
+
+
+class Press:
+    """A local broker message with the ack the adapter would give it."""
+
+    topic = "zigbee2mqtt/btn"
+    payload = b'{"action":"single"}'
+
+    def __init__(self) -> None:
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+def fill_with_alerts(outbox: Outbox) -> None:
+    book = HomeCore(PROFILE, routine=False).book
+    for i in range(10_000):
+        [alert] = book.apply(Finding(f"k{i}", AlertType.SOS, Severity.CRITICAL, T0))
+        outbox.put(alerts=[(alert, "veille/v1/h-pipe-1/alert")])
+
+
+def test_an_alert_the_disk_refuses_stays_in_memory_unacked_then_is_stored(
+    tmp_path: Path,
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    pipeline = Pipeline(HomeCore(PROFILE, routine=False), outbox, FakeClock(T0))
+    pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
+    outbox._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full ...
+    with pytest.raises(StorageError):  # ... of alerts, nothing left to drop for them
+        fill_with_alerts(outbox)
+    stored = outbox.counts()["alerts"]
+    press = Press()
+    out = pipeline.handle(press, T0)
+    assert [a.type for a in out.alerts] == ["sos"]
+    assert pipeline.commit(out) is False
+    assert pipeline.core.state.health() == "error"
+    assert outbox.counts()["alerts"] == stored
+    outbox._db.execute("PRAGMA max_page_count = 1000000")  # space again
+    assert pipeline.commit(pipeline.core.tick(T0 + 1)) is True
+    assert outbox.counts()["alerts"] == stored + 1
+    assert len(list(outbox.alarm_log())) == stored + 1
+    assert pipeline.core.state.storage_health != "error"
