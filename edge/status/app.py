@@ -31,7 +31,7 @@ from edge.status.auth import LoginThrottle, Session, Signer, gateway_session_key
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 API_PREFIXES = ("/api/", "/installer/api/")
-PAGE_HEADERS: Mapping[str, str] = {**web.PAGE_HEADERS, "Referrer-Policy": "same-origin"}
+PAGE_HEADERS: Mapping[str, str] = web.PAGE_HEADERS
 
 
 @dataclass

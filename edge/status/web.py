@@ -41,7 +41,11 @@ PREFS_COOKIE_S = 365 * 24 * 3600.0
 PREFS = ("big", "contrast")
 SCRIPT_NONCE_BYTES = 12
 # sent with every page (the CSP is added per page, with its script nonce)
-PAGE_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+PAGE_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 Csrf = Annotated[str, Form(max_length=128)]
 
