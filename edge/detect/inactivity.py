@@ -43,16 +43,8 @@ HOUR_S = 3600.0
 MINUTE_S = 60.0
 BIN_S = 1800.0  # half-hour bins of the time of day
 N_BINS = int(DAY_S // BIN_S)
-WINDOW_BINS = 6  # a silence is compared with those starting within +/- 3 h
 MODEL_DAYS = 28  # days kept: older days fall out, so the model adapts over weeks
 MIN_SAMPLE_DAYS = 3  # days with a sample near that time before a context's own figure is used
-# A context's usual longest is at least this share of the longest silence of any context at
-# home near that time: a week shows few of a rare context's silences, so its own tail is short.
-POOL_WEIGHT = 0.5
-
-# Learned silence limit = usual longest + MARGIN_MIN_S + MARGIN_FRACTION * usual longest.
-MARGIN_MIN_S = 30 * MINUTE_S
-MARGIN_FRACTION = 0.35
 LIMIT_FLOOR_S = 45 * MINUTE_S
 
 # Conservative fixed limits while learning (and where nothing was ever seen).
@@ -66,8 +58,6 @@ BATHROOM_MARGIN_S = 20 * MINUTE_S
 BATHROOM_FACTOR = 1.25
 BATHROOM_FLOOR_S = 45 * MINUTE_S
 DEFAULT_GET_UP_DEADLINE_S = 12.5 * HOUR_S  # 12:30 local while learning
-GET_UP_MARGIN_S = 45 * MINUTE_S
-GET_UP_SPREAD_FACTOR = 0.5  # plus half a standard deviation of the usual getting-up times
 NIGHT_EXIT_MARGIN_S = 15 * MINUTE_S
 
 # A pair of rooms that fires together less often than this is "distant".
@@ -121,8 +111,38 @@ def default_silence_limit_s(ctx: str, tod_s: float, th: Thresholds) -> float:
     return DEFAULT_DAY_LIMIT_S
 
 
-def margin_s(usual_s: float) -> float:
-    return MARGIN_MIN_S + MARGIN_FRACTION * usual_s
+@dataclass(frozen=True, slots=True)
+class LimitParams:
+    """How limits are derived from the kept days (chosen by `bench.inactivity` validation)."""
+
+    # a silence is compared with those starting within +/- this many half-hours
+    window_bins: int = 6
+    # learned silence limit = usual longest + margin_min_s + margin_fraction * usual longest
+    margin_min_s: float = 30 * MINUTE_S
+    margin_fraction: float = 0.35
+    # A context's usual longest is at least this share of the longest silence of any context
+    # at home near that time: a week shows few of a rare context's silences, so its own tail
+    # is short (a resident going from the bathroom to bed unseen by the bedroom sensor).
+    pool_weight: float = 0.5
+    # getting-up deadline = latest usual getting up + margin + factor * standard deviation
+    get_up_margin_s: float = 45 * MINUTE_S
+    get_up_spread_factor: float = 0.5
+
+    def margin_s(self, usual_s: float) -> float:
+        return self.margin_min_s + self.margin_fraction * usual_s
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "window_min": self.window_bins * BIN_S / MINUTE_S,
+            "margin_min": self.margin_min_s / MINUTE_S,
+            "margin_fraction": self.margin_fraction,
+            "pool_weight": self.pool_weight,
+            "get_up_margin_min": self.get_up_margin_s / MINUTE_S,
+            "get_up_spread_factor": self.get_up_spread_factor,
+        }
+
+
+DEFAULT_PARAMS = LimitParams()
 
 
 @dataclass
@@ -201,9 +221,11 @@ class RoutineModel:
         days: Iterable[DayRecord] = (),
         days_learned: int = 0,
         thresholds: Thresholds | None = None,
+        params: LimitParams = DEFAULT_PARAMS,
     ) -> None:
         self.days: list[DayRecord] = list(days)[-MODEL_DAYS:]
         self.days_learned = days_learned
+        self.params = params
         self.limits = self.refresh(thresholds or Thresholds())
 
     @property
@@ -220,6 +242,7 @@ class RoutineModel:
 
     def refresh(self, th: Thresholds) -> Limits:
         learned = self.days_learned >= th.learning_days and bool(self.days)
+        p = self.params
         silence: dict[str, list[float]] = {}
         usual: dict[str, list[float | None]] = {}
         pooled = [self._usual(INSIDE, b) for b in range(N_BINS)]
@@ -235,12 +258,12 @@ class RoutineModel:
                     if value is None:
                         value = pool
                     elif pool is not None:
-                        value = max(value, POOL_WEIGHT * pool)
+                        value = max(value, p.pool_weight * pool)
                 if not learned or value is None:
                     row.append(default_silence_limit_s(ctx, tod, th))
                     urow.append(None)
                 else:
-                    row.append(max(LIMIT_FLOOR_S, value + margin_s(value)))
+                    row.append(max(LIMIT_FLOOR_S, value + p.margin_s(value)))
                     urow.append(value)
             silence[ctx] = row
             usual[ctx] = urow
@@ -260,7 +283,7 @@ class RoutineModel:
             usual_get_up = statistics.median(get_ups) * MINUTE_S
         if learned and len(get_ups) >= MIN_COMPARE_DAYS:
             spread = statistics.pstdev(get_ups) * MINUTE_S
-            deadline = max(get_ups) * MINUTE_S + GET_UP_MARGIN_S + GET_UP_SPREAD_FACTOR * spread
+            deadline = max(get_ups) * MINUTE_S + p.get_up_margin_s + p.get_up_spread_factor * spread
             deadline = min(deadline, DAY_S - MINUTE_S)
         night_start = th.night_start_h * HOUR_S
         night_end = th.night_end_h * HOUR_S
@@ -304,7 +327,7 @@ class RoutineModel:
                 cells = day.silence.get(ctx)
                 if not cells:
                     continue
-                for off in range(-WINDOW_BINS, WINDOW_BINS + 1):
+                for off in range(-self.params.window_bins, self.params.window_bins + 1):
                     v = cells.get((bin_ + off) % N_BINS)
                     if v is not None:
                         seen = True
@@ -340,6 +363,7 @@ class RoutineModel:
             "version": MODEL_VERSION,
             "days_learned": self.days_learned,
             "learned": lim.learned,
+            "rule": self.params.to_dict(),
             "limits_min": {
                 "silence_by_half_hour": {
                     ctx: [round(v / MINUTE_S) for v in row]
@@ -357,14 +381,20 @@ class RoutineModel:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], thresholds: Thresholds | None = None) -> RoutineModel:
-        """Rebuild from `to_dict` output; limits are re-derived, not trusted from the file."""
+    def from_dict(
+        cls,
+        d: Mapping[str, Any],
+        thresholds: Thresholds | None = None,
+        params: LimitParams = DEFAULT_PARAMS,
+    ) -> RoutineModel:
+        """Rebuild from `to_dict` output; limits (and the rule) are re-derived, not trusted."""
         if int(d.get("version", 0)) != MODEL_VERSION:
             raise ValueError(f"routine model version {d.get('version')!r} is not {MODEL_VERSION}")
         return cls(
             days=(DayRecord.from_dict(x) for x in d.get("days", ())),
             days_learned=int(d.get("days_learned", 0)),
             thresholds=thresholds,
+            params=params,
         )
 
 

@@ -14,7 +14,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.detect.inactivity import HOUR_S, MINUTE_S, OUT, REST_CONTEXTS
+from edge.detect.inactivity import (
+    DAY_S,
+    HOUR_S,
+    MINUTE_S,
+    OUT,
+    REST_CONTEXTS,
+    DayRecord,
+    RoutineModel,
+)
 
 REST_MIN_S = 20 * MINUTE_S
 REST_JOIN_S = 90 * MINUTE_S
@@ -47,6 +55,12 @@ class DayLog:
     bed: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, room
     bath_entries: list[float] = field(default_factory=list)
     rooms: dict[str, RoomDay] = field(default_factory=dict)
+
+    def shift(self, step: float) -> None:
+        """A clock stepped by `step` seconds: move every kept time with it."""
+        self.silences = [(s + step, e + step, c) for s, e, c in self.silences]
+        self.bed = [(s + step, e + step, r) for s, e, r in self.bed]
+        self.bath_entries = [t + step for t in self.bath_entries]
 
     def prune(self, before: float) -> None:
         self.silences = [s for s in self.silences if s[1] >= before]
@@ -120,3 +134,57 @@ def rooms_body(rooms: Mapping[str, RoomDay], bed_rooms: Iterable[str]) -> dict[s
             entry["bed_min"] = round(r.bed_s / MINUTE_S, 1)
         body[name] = entry
     return body
+
+
+def summarise_day(
+    log: DayLog,
+    *,
+    start: float,
+    end: float,
+    date: str,
+    ongoing: tuple[float, float, str] | None,
+    bed_open: Iterable[tuple[str, float]],
+    bed_rooms: Iterable[str],
+    record: DayRecord,
+    model: RoutineModel,
+    tz: dt.tzinfo,
+) -> tuple[dict[str, Any], dict[str, float | None], int]:
+    """The daily body, the day's metrics (for learning) and its total activity count.
+
+    `ongoing` is the silence still running at midnight and `bed_open` the (room, since) of
+    beds still occupied: both count up to `end`.
+    """
+    bed_room_set = set(bed_rooms)
+    silences = list(log.silences) + ([ongoing] if ongoing else [])
+    bed = list(log.bed) + [(s, end, r) for r, s in bed_open]
+    for r_name in bed_room_set:
+        log.rooms.setdefault(r_name, RoomDay()).bed_s = sum(
+            max(0.0, min(e, end) - max(s, start)) for s, e, rr in bed if rr == r_name
+        )
+    night = find_night(start, silences, bed, log.bath_entries, bool(bed_room_set))
+    out_s = time_out_s(silences, start, end)
+    total_activity = sum(r.activity for r in log.rooms.values())
+    metrics: dict[str, float | None] = {
+        "get_up_min": minutes_after(night.end, start) if night else None,
+        "bed_time_min": minutes_after(night.start, start - DAY_S / 2) if night else None,
+        "time_in_bed_min": round(night.in_bed_s / MINUTE_S, 1) if night else None,
+        "night_bathroom_visits": float(night.bathroom_visits) if night else None,
+        "time_out_min": round(out_s / MINUTE_S, 1),
+        "activity_total": float(total_activity),
+    }
+    compare = {m: model.compare(m, metrics[m], model.values(m)) for m in metrics}
+    for kind, count in sorted(record.activity_by_kind.items()):
+        compare[f"activity_{kind}"] = model.compare(
+            f"activity_{kind}", float(count), model.activity_values(kind)
+        )
+    body = {
+        "date": date,
+        "rooms": rooms_body(log.rooms, bed_room_set),
+        "get_up": local_hhmm(night.end, tz) if night else None,
+        "bed_time": local_hhmm(night.start, tz) if night else None,
+        "time_in_bed_min": metrics["time_in_bed_min"],
+        "night_bathroom_visits": night.bathroom_visits if night else 0,
+        "time_out_min": metrics["time_out_min"],
+        "compare": compare,
+    }
+    return body, metrics, total_activity
