@@ -376,3 +376,43 @@ def test_summary_of_a_real_home_with_a_bed_sensor() -> None:
     assert last["get_up"] is not None
     assert last["compare"]["time_in_bed_min"]["z"] is not None
     assert not det.learning
+
+
+def test_entrance_only_signs_while_out_keep_the_resident_out(learned_model: dict) -> None:
+    det = restore(learned_model)
+    start = T0 + LEARN_DAYS * DAY
+    day = [e for e in day_events(LEARN_DAYS, random.Random(41), out=None) if e.at < start + 13 * H]
+    leave = start + 13 * H + 60
+    extra = [motion("hall", leave - 20), door(leave), door(leave + 10, False)]
+    extra += [motion("hall", leave + 50 * MINUTE_S)]  # a neighbour on the landing, no door
+    events = sorted(day + extra, key=lambda e: e.at)
+    out = replay(det, events, leave + 8 * H, start=start)
+    assert det.away
+    assert first_raise(out, INACTIVITY_TYPES) is None
+    # the door then a sign inside is the resident back, and watched again
+    back = leave + 8 * H + 60
+    det.feed(door(back))
+    det.feed(motion("living", back + 30))
+    assert not det.away
+
+
+def test_a_morning_rest_silence_waits_for_the_getting_up_deadline(learned_model: dict) -> None:
+    det = restore(learned_model)
+    start = T0 + LEARN_DAYS * DAY
+    night = [e for e in day_events(LEARN_DAYS, random.Random(43)) if e.at <= start + 5 * H]
+    out = replay(det, night, start + 20 * H, start=start)
+    deadline = start + det.model.limits.get_up_deadline_s
+    early = [f for f in raised(out) if f.at < deadline]
+    assert early == [], "a bedroom silence before the usual getting up is still the night"
+    morning = first_raise(out, {AlertType.NO_MORNING_ACTIVITY})
+    assert morning is not None
+    assert deadline <= morning.at <= deadline + 60
+
+
+def test_learned_limits_stay_under_the_cap_and_the_rule_is_inspectable(
+    learned_model: dict,
+) -> None:
+    assert learned_model["rule"]["window_min"] == 180
+    for row in learned_model["limits_min"]["silence_by_half_hour"].values():
+        assert max(row) <= 11.5 * 60
+        assert min(row) >= 45
