@@ -192,6 +192,8 @@ def rows_footprint(r: dict[str, Any]) -> list[Row]:
     imp = base["python_importing_same_libraries"]
     t = r["targets"]
     steady = f"{st['seconds'] / 60:.0f} min"
+    if not r.get("fall_model_loaded", True):
+        steady += ", FALL MODEL NOT LOADED"
     return [
         (
             f"RSS of the gateway after {steady} at real time (1 wearable at 50 Hz)",
