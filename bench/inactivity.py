@@ -234,7 +234,7 @@ def report(homes: dict[str, list[Event]], params: LimitParams) -> dict[str, Any]
     for name, events in homes.items():
         day0, n = _days(events)
         split = day0 + (n - round(REPORT_SHARE * n)) * DAY_S
-        part = run_period(events, split, events[-1].at, params, Thresholds().learning_days)
+        part = run_period(events, split, events[-1].at, params, int(Thresholds().learning_days))
         parts.append(part)
         per.append(_figures(name, [part]))
     return {"homes": per, "total": _figures("ALL", parts)}
