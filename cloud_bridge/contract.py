@@ -155,7 +155,8 @@ def validate_alert(payload: Mapping[str, Any]) -> Mapping[str, Any]:
         _require(key in payload, f"{key} is required (null allowed)")
         _require(payload[key] is None or isinstance(payload[key], str), f"{key} must be str/null")
     evidence = payload.get("evidence")
-    _require(isinstance(evidence, dict), "evidence must be an object")
+    if not isinstance(evidence, dict):
+        raise ContractError("evidence must be an object")
     _require(len(encode(evidence)) <= MAX_EVIDENCE_BYTES, "evidence is too large")
     _require(
         all(not isinstance(v, list) or len(v) <= 16 for v in evidence.values()),
@@ -189,7 +190,8 @@ def validate_hourly(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _validate_period(payload)
     _validate_rooms(payload.get("rooms"))
     totals = payload.get("totals")
-    _require(isinstance(totals, dict), "totals must be an object")
+    if not isinstance(totals, dict):
+        raise ContractError("totals must be an object")
     for key in ("activity", "door_openings", "entrance_openings"):
         _require(_is_count(totals.get(key)), f"totals.{key} must be a count")
     _validate_health(payload.get("sensor_health"))

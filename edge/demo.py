@@ -141,7 +141,7 @@ class SimDriver:
 
         for name in ("fall", "adl"):
             for k in range(TRACE_VARIETY):
-                self._traces[(name, k)] = wearable_trace(name, self.seed + k)  # type: ignore[arg-type]
+                self._traces[(name, k)] = wearable_trace(name, self.seed + k)
 
     def _schedule_wearable(self, at: float, kind: str, duration_s: float) -> None:
         from edge.sim_wearable import encode_frames

@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.events import Role, RoomKind
@@ -168,7 +168,9 @@ def parse_home(
 ) -> HomeProfile:
     loc = where or _Locator("")
 
-    def fail(reason: str, section: str, index: int | None = None, key: str | None = None) -> None:
+    def fail(
+        reason: str, section: str, index: int | None = None, key: str | None = None
+    ) -> NoReturn:
         raise HomeFileError(f"{name}:{loc.line(section, index, key)}: {reason}")
 
     for top in data:
@@ -218,7 +220,7 @@ def parse_home(
         if source != "zigbee2mqtt" and not MAC_RE.fullmatch(address):
             fail(f"BLE address {address!r} must be like AA:BB:CC:DD:EE:FF", "devices", i, "address")
         role = d.get("role")
-        if role not in Role.__members__.values():
+        if not isinstance(role, str) or role not in Role.__members__.values():
             fail(f"role {role!r} is not one of {', '.join(Role)}", "devices", i, "role")
         room = d.get("room")
         if room is not None and room not in room_names:
