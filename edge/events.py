@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time as _time_fmt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -230,13 +230,11 @@ def iso_utc(t: float) -> str:
     ms = round((t - whole) * 1000)
     if ms == 1000:
         whole, ms = whole + 1, 0
-    return _time_fmt.strftime("%Y-%m-%dT%H:%M:%S", _time_fmt.gmtime(whole)) + f".{ms:03d}Z"
+    return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
 
 
 def parse_iso_utc(text: str) -> float:
     """Inverse of `iso_utc`; also accepts no fraction and `+00:00`. Raises ValueError."""
-    from datetime import UTC, datetime
-
     stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if stamp.tzinfo is None:
         raise ValueError(f"time without a timezone: {text!r}")
