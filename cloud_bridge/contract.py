@@ -125,6 +125,10 @@ def _require(cond: bool, reason: str) -> None:
         raise ContractError(reason)
 
 
+def _one_of(value: Any, allowed: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in allowed
+
+
 def _is_time(value: Any) -> bool:
     return isinstance(value, str) and bool(ISO_UTC_RE.match(value))
 
@@ -146,9 +150,9 @@ def _common(payload: Mapping[str, Any], schema: str) -> None:
 def validate_alert(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _common(payload, "veille.alert/1")
     _require(isinstance(payload.get("id"), str) and 8 <= len(payload["id"]) <= 64, "bad id")
-    _require(payload.get("type") in ALERT_TYPES, f"bad type {payload.get('type')!r}")
-    _require(payload.get("severity") in SEVERITIES, "bad severity")
-    _require(payload.get("state") in STATES, "bad state")
+    _require(_one_of(payload.get("type"), ALERT_TYPES), f"bad type {payload.get('type')!r}")
+    _require(_one_of(payload.get("severity"), SEVERITIES), "bad severity")
+    _require(_one_of(payload.get("state"), STATES), "bad state")
     _require(_is_time(payload.get("at")), "at must be a UTC ISO-8601 time ending in Z")
     _require(_is_time(payload.get("raised_at")), "raised_at must be a UTC ISO-8601 time")
     for key in ("room", "device_id"):
@@ -234,7 +238,7 @@ def validate_status(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     if payload["online"] or "at" in payload:
         _require(_is_time(payload.get("at")), "at must be a UTC time")
     if "health" in payload:
-        _require(payload["health"] in HEALTH_STATES, "bad health")
+        _require(_one_of(payload["health"], HEALTH_STATES), "bad health")
     if "time_synced" in payload:
         _require(isinstance(payload["time_synced"], bool), "time_synced must be a boolean")
     return payload
@@ -243,7 +247,7 @@ def validate_status(payload: Mapping[str, Any]) -> Mapping[str, Any]:
 def validate_ack(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _common(payload, "veille.ack/1")
     _require(isinstance(payload.get("alert_id"), str) and payload["alert_id"] != "", "alert_id")
-    _require(payload.get("action") in ACK_ACTIONS, "action must be acknowledged or resolved")
+    _require(_one_of(payload.get("action"), ACK_ACTIONS), "action: acknowledged or resolved")
     _require(_is_time(payload.get("at")), "at must be a UTC time")
     _require(isinstance(payload.get("by", ""), str), "by must be a string")
     _require(isinstance(payload.get("note", ""), str), "note must be a string")
