@@ -108,7 +108,8 @@ def _delay(s: dict[str, Any] | None) -> str:
 
 
 def rows_inactivity(r: dict[str, Any]) -> list[Row]:
-    tot, goals = r["total"], r.get("goals", {})
+    tot = r.get("report", r)["total"]  # with a validation step: the held-out report
+    goals = r.get("goals", {})
     out: list[Row] = [
         (
             f"inactivity false alerts per 30 days ({tot['monitored_days']} real days)",
