@@ -7,6 +7,8 @@ wearer stands, so gravity reads y ~ -1000 mg upright).
 
 Nothing here reads files, clocks or models: `window_features(window)` -> one row of
 `FEATURE_NAMES`, in that order. The model card lists the same names and the runtime checks it.
+`lying_before(row)` is the physical gate the detector applies before the classifier: a wearer
+who was lying during the whole pre-impact posture span did not fall from standing or sitting.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ G_MG = 1000.0  # one g in milli-g
 FREE_FALL_G = 0.6  # below this magnitude the body is (partly) falling freely
 MOVING_G = 0.2  # |magnitude - 1 g| above this counts as movement
 UP_AXIS = np.array([0.0, -1.0, 0.0])  # gravity direction of an upright wearer (sensor frame)
+LOW_G = 0.8  # a run below this magnitude before the peak is the drop of a fall
+STILL_G = 0.1  # |magnitude - 1 g| below this counts as still
+LYING_BEFORE_DEG = 70.0  # every half second of -4 s .. -1 s tilted this far: lying before
+_BLOCK_N = FS_HZ // 2  # half-second blocks for the pre-impact posture span
 
 # Segments relative to the peak, in samples: [start, stop) with the peak at index PRE_N.
 _PRE_REST = slice(0, PRE_N - 2 * FS_HZ)  # -4 s .. -2 s: posture before
@@ -35,6 +41,7 @@ _AROUND = slice(PRE_N - FS_HZ, PRE_N + FS_HZ + 1)  # +-1 s
 _POST = slice(PRE_N + int(1.5 * FS_HZ), WINDOW_N)  # +1.5 s .. +4 s: after the fall
 _POST_EARLY = slice(PRE_N + int(1.5 * FS_HZ), PRE_N + int(2.5 * FS_HZ))
 _POST_LATE = slice(WINDOW_N - FS_HZ, WINDOW_N)
+_AFTER = slice(PRE_N + FS_HZ // 2, WINDOW_N)  # +0.5 s .. +4 s: stillness after the impact
 
 FEATURE_NAMES: tuple[str, ...] = (
     "peak_g",  # magnitude at the peak
@@ -54,8 +61,20 @@ FEATURE_NAMES: tuple[str, ...] = (
     "pre_tilt_deg",  # angle of the gravity direction before from upright
     "post_tilt_deg",  # angle of the gravity direction after from upright
     "post_settle_deg",  # angle between early (+1.5 s) and late (+3 s) gravity after
+    "pre_min_tilt_deg",  # least tilt of a half-second mean gravity from -4 s to -1 s
+    "post_late_tilt_deg",  # tilt of the last second's mean gravity (the posture it ends in)
+    "vertical_velocity_ms",  # integral of (1 g - acc along the gravity before) over 1 s, m/s
+    "low_g_run_s",  # longest run below LOW_G in the 1.5 s before the peak
+    "post_still_s",  # longest run with |magnitude - 1 g| < STILL_G from +0.5 s to +4 s
+    "pre_gx",  # unit gravity direction before (-4 s .. -2 s), sensor x
+    "pre_gy",  # ... sensor y
+    "pre_gz",  # ... sensor z
+    "post_gx",  # unit gravity direction after (+1.5 s .. +4 s), sensor x
+    "post_gy",  # ... sensor y
+    "post_gz",  # ... sensor z
 )
 N_FEATURES = len(FEATURE_NAMES)
+PRE_MIN_TILT_INDEX = FEATURE_NAMES.index("pre_min_tilt_deg")
 
 
 def magnitude_g(samples_mg: np.ndarray) -> np.ndarray:
@@ -74,6 +93,33 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(min(1.0, max(-1.0, cos)))))
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0.0 else np.zeros_like(v)
+
+
+def _tilts_deg(directions: np.ndarray) -> np.ndarray:
+    """Angle of each row's direction from upright (UP_AXIS), in degrees."""
+    n = np.sqrt(np.einsum("ij,ij->i", directions, directions))
+    cos = directions @ UP_AXIS / np.maximum(n, 1e-12)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True."""
+    if not mask.any():
+        return 0
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+
+
+def lying_before(row: np.ndarray) -> bool:
+    """Whether a feature row shows the wearer lying all through -4 s .. -1 s (no fall from
+    standing or sitting: rolling over in bed, lying down and moving). The detector does not
+    score such a window, and training never sees one."""
+    return bool(row[PRE_MIN_TILT_INDEX] >= LYING_BEFORE_DEG)
+
+
 def window_features(window_mg: np.ndarray) -> np.ndarray:
     """One candidate window (WINDOW_N, 3) milli-g, peak at PRE_N -> (N_FEATURES,) float32."""
     w = np.asarray(window_mg, dtype=np.float64)
@@ -87,6 +133,9 @@ def window_features(window_mg: np.ndarray) -> np.ndarray:
     post = mag[_POST]
     pre_dir = g[_PRE_REST].mean(axis=0)
     post_dir = g[_POST].mean(axis=0)
+    pre_blocks = g[_PRE_ACT].reshape(-1, _BLOCK_N, 3).mean(axis=1)
+    up_before = _unit(pre_dir)
+    post_unit = _unit(post_dir)
     row = (
         mag[PRE_N],
         drop.min(),
@@ -105,6 +154,13 @@ def window_features(window_mg: np.ndarray) -> np.ndarray:
         angle_deg(pre_dir, UP_AXIS),
         angle_deg(post_dir, UP_AXIS),
         angle_deg(g[_POST_EARLY].mean(axis=0), g[_POST_LATE].mean(axis=0)),
+        float(_tilts_deg(pre_blocks).min()),
+        angle_deg(g[_POST_LATE].mean(axis=0), UP_AXIS),
+        float(np.sum(1.0 - g[_VEL] @ up_before)) * dt * 9.81,
+        _longest_run(drop < LOW_G) * dt,
+        _longest_run(np.abs(mag[_AFTER] - 1.0) < STILL_G) * dt,
+        *up_before,
+        *post_unit,
     )
     return np.asarray(row, dtype=np.float32)
 

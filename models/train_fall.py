@@ -9,11 +9,15 @@
    one candidate per fall trial is positive. Round 1 takes the highest peak; round 2 takes the
    candidate that round 1 scored highest out of fold (by subject). The other candidates of a
    fall trial are left out; every candidate of a daily-activity trial is negative.
-3. Threshold: the lowest score at which the out-of-fold false-alarm rate on daily-activity
-   trials is at most `TARGET_FA_TRIAL_RATE` (inner cross-validation by subject).
+3. Threshold: the lowest score at which the out-of-fold daily-activity trials alarmed are at
+   most the issue's goal, `MAX_FA_PER_24H` per 24 h of those trials' recordings (inner
+   cross-validation by subject; about 9 h of them, so none may be alarmed). The card also
+   reports the nested figures of the other rules in `RULES_COMPARED`.
 4. Reported figures: nested, subject-wise. For each outer fold (GroupKFold by subject), steps
    2-3 run on its training subjects only; its held-out subjects' trials are then streamed
    through `FallDetector` with that fold's model and threshold. Nothing is tuned on them.
+   Their daily-activity trials are also streamed back to back, raw and with a 1 s transition
+   at each join (`stream_day`), for false alarms per 24 h.
 5. Shipped model: steps 2-3 on all subjects, exported with skl2onnx, checked with onnxruntime.
 """
 
@@ -36,6 +40,7 @@ import numpy as np
 from edge.detect import fall as fall_detect
 from edge.detect.fall import FallDetector
 from edge.eval_fall import first_fall_s, stream_trial
+from edge.events import Finding
 from models import features as ft
 
 _LOGGER = logging.getLogger(__name__)
@@ -47,14 +52,19 @@ VECTORS = OUT_DIR.parent / "tests" / "vectors" / "fall_windows.npz"
 VECTOR_ROWS = 512
 OUTER_FOLDS = 7  # 28 subjects -> 4 held out per fold
 INNER_FOLDS = 6
-TARGET_FA_TRIAL_RATE = 0.0025  # threshold rule: <= 0.25 % of daily-activity trials alarmed
+MAX_FA_PER_24H = 1.0  # the issue's goal, also the threshold rule (see choose_threshold)
+SHIPPED_RULE = "per_24h"
+# threshold rules reported side by side in the card: "per_24h" (the goal) or a share of the
+# daily-activity trials allowed above the threshold
+RULES_COMPARED: tuple[str, ...] = ("per_24h", "0.1%", "0.25%")
+BLEND_S = 1.0  # the fair back-to-back stream: a 1 s straight transition between recordings
 SEED = 0
 HGB_PARAMS: dict[str, Any] = {
     "max_iter": 300,
     "learning_rate": 0.05,
     "max_leaf_nodes": 15,
     "l2_regularization": 1.0,
-    "early_stopping": "auto",  # on above 10,000 rows, on a seeded 10 % validation split
+    "early_stopping": False,  # fixed rounds: its 10 % split would be by row, not by subject
     "random_state": SEED,
 }
 CITATION = (
@@ -92,8 +102,9 @@ def load(path: Path) -> Data:
         )
 
 
-def candidates(data: Data) -> tuple[np.ndarray, np.ndarray]:
-    """Feature rows of every candidate the production detector scores, and their trial."""
+def candidates(data: Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feature rows of every candidate the production detector scores, their trial, and per
+    trial how many candidates the lying-before gate dropped."""
     rows: list[np.ndarray] = []
     trials: list[int] = []
     current = [0]
@@ -103,11 +114,13 @@ def candidates(data: Data) -> tuple[np.ndarray, np.ndarray]:
         trials.append(current[0])
         return np.zeros(1)
 
+    gated = np.zeros(data.n_trials, dtype=np.int64)
     for i in range(data.n_trials):
         current[0] = i
         detector = FallDetector(recorder, confirm_s=0.0, threshold=2.0)  # never fires
         stream_trial(detector, data.trial(i))
-    return np.stack(rows), np.asarray(trials, dtype=np.int64)
+        gated[i] = detector.gated_windows
+    return np.stack(rows), np.asarray(trials, dtype=np.int64), gated
 
 
 def _new_model() -> Any:
@@ -147,10 +160,19 @@ def trial_max(scores: np.ndarray, trial: np.ndarray, n_trials: int) -> np.ndarra
     return out
 
 
-def choose_threshold(trial_scores: np.ndarray, is_fall: np.ndarray) -> float:
-    """Lowest threshold with at most TARGET_FA_TRIAL_RATE of ADL trials above it."""
+def allowed_alarms(rule: str, n_adl: int, adl_hours: float) -> int:
+    """How many of `n_adl` daily-activity trials (`adl_hours` of recordings) a rule lets
+    score above the threshold."""
+    if rule == "per_24h":
+        return int(np.floor(MAX_FA_PER_24H * adl_hours / 24.0))
+    return int(np.floor(float(rule.rstrip("%")) / 100.0 * n_adl))
+
+
+def choose_threshold(trial_scores: np.ndarray, is_fall: np.ndarray, adl_hours: float,
+                     rule: str = SHIPPED_RULE) -> float:
+    """Lowest threshold that lets at most `allowed_alarms(rule, ...)` ADL trials above it."""
     adl = np.sort(trial_scores[~is_fall])[::-1]
-    allowed = int(np.floor(TARGET_FA_TRIAL_RATE * adl.size))
+    allowed = allowed_alarms(rule, adl.size, adl_hours)
     # the (allowed+1)-th highest ADL score must stay below the threshold
     ceiling = adl[allowed] if allowed < adl.size else 0.0
     return float(min(0.99, max(0.05, np.nextafter(ceiling, 1.0))))
@@ -162,6 +184,8 @@ class Fitted:
     threshold: float
     n_rows: int
     n_pos: int
+    inner_scores: np.ndarray  # out-of-fold max score per trial of `trials` (inner CV)
+    trials: np.ndarray
 
 
 def fit_with_threshold(x: np.ndarray, trial: np.ndarray, data: Data,
@@ -175,9 +199,9 @@ def fit_with_threshold(x: np.ndarray, trial: np.ndarray, data: Data,
     y2, used2 = _labels(xs, ts, data.is_fall, oof1)
     oof2 = _oof(xs, y2, used2, groups)
     scores = trial_max(oof2, ts, data.n_trials)[trials]
-    threshold = choose_threshold(scores, data.is_fall[trials])
+    threshold = choose_threshold(scores, data.is_fall[trials], adl_hours(data, trials))
     model = _new_model().fit(xs[used2], y2[used2])
-    return Fitted(model, threshold, int(used2.sum()), int(y2.sum()))
+    return Fitted(model, threshold, int(used2.sum()), int(y2.sum()), scores, trials)
 
 
 def sklearn_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -193,9 +217,10 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data) -> dict[str, An
 
     all_trials = np.arange(data.n_trials)
     detected = np.zeros(data.n_trials, dtype=bool)
+    by_rule = {rule: np.zeros(data.n_trials, dtype=bool) for rule in RULES_COMPARED}
+    rule_thresholds: dict[str, list[float]] = {rule: [] for rule in RULES_COMPARED}
     fold_of = np.zeros(data.n_trials, dtype=np.int64)
-    adl_alarms = 0
-    across_joins = 0
+    stream = {"raw": [0, 0], "blended": [0, 0]}  # alarms, alarms with a join in the window
     folds: list[dict[str, Any]] = []
     splitter = GroupKFold(n_splits=OUTER_FOLDS)
     for k, (trn, val) in enumerate(splitter.split(all_trials, groups=data.subject)):
@@ -205,19 +230,23 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data) -> dict[str, An
             det = FallDetector(scorer, confirm_s=0.0, threshold=fitted.threshold)
             detected[i] = first_fall_s(stream_trial(det, data.trial(i))) is not None
             fold_of[i] = k
-        # all held-out daily-activity trials back to back, one detector, one clock
-        adl = [i for i in val if not data.is_fall[i]]
-        det = FallDetector(scorer, confirm_s=0.0, threshold=fitted.threshold)
-        t0 = 0.0
-        for i in adl:
-            found = stream_trial(det, data.trial(i), t0=t0)
-            for f in found:
-                if f.action == "raise" and f.type == "fall":
-                    adl_alarms += 1
-                    # the window (PRE_S + POST_S before detection) reaches the previous trial
-                    window_start = f.at - ft.PRE_S - ft.POST_S - fall_detect.CLUSTER_S
-                    across_joins += int(window_start < t0 and t0 > 0.0)
-            t0 += data.trial(i).shape[0] / ft.FS_HZ
+        # other threshold rules, for the card: the highest score of each held-out trial (a
+        # never-firing detector scores every candidate; a trial is detected at threshold t
+        # exactly when one of its candidates scores >= t)
+        best = held_out_max_scores(scorer, data, val)
+        for rule in RULES_COMPARED:
+            th = choose_threshold(fitted.inner_scores, data.is_fall[fitted.trials],
+                                  adl_hours(data, fitted.trials), rule)
+            rule_thresholds[rule].append(round(th, 4))
+            by_rule[rule][val] = best[val] >= th
+        # all held-out daily-activity trials back to back, one detector, one clock: raw
+        # (recordings butted together) and with a short transition between recordings
+        adl = [data.trial(i) for i in val if not data.is_fall[i]]
+        for name in ("raw", "blended"):
+            det = FallDetector(scorer, confirm_s=0.0, threshold=fitted.threshold)
+            alarms, joins = stream_day(det, adl, blend_s=0.0 if name == "raw" else BLEND_S)
+            stream[name][0] += alarms
+            stream[name][1] += joins
         held = sorted({str(s) for s in data.subject[val]})
         folds.append({"fold": k, "held_out": held, "threshold": round(fitted.threshold, 4)})
         _LOGGER.info("fold %d: held out %s, threshold %.4f", k, held, fitted.threshold)
@@ -226,14 +255,70 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data) -> dict[str, An
         "folds": folds,
         "groups": group_metrics(detected, data),
         "adl_stream": {
-            "hours": round(hours, 2),
-            "false_alarms": adl_alarms,
-            "false_alarms_per_24h": round(adl_alarms / hours * 24.0, 2),
-            "false_alarms_with_window_across_a_trial_join": across_joins,
+            name: {
+                "hours": round(hours, 2),
+                "blend_s": 0.0 if name == "raw" else BLEND_S,
+                "false_alarms": alarms,
+                "false_alarms_per_24h": round(alarms / hours * 24.0, 2),
+                "false_alarms_with_window_across_a_trial_join": joins,
+            }
+            for name, (alarms, joins) in stream.items()
         },
+        "threshold_rules": [
+            {
+                "rule": rule,
+                "shipped_rule": rule == SHIPPED_RULE,
+                "fold_thresholds": rule_thresholds[rule],
+                "groups": group_metrics(by_rule[rule], data),
+            }
+            for rule in RULES_COMPARED
+        ],
         "missed_falls": _count(data.activity[data.is_fall & ~detected]),
         "false_alarm_trials": _count(data.activity[~data.is_fall & detected]),
     }
+
+
+def held_out_max_scores(scorer: Callable[[np.ndarray], np.ndarray], data: Data,
+                        trials: np.ndarray) -> np.ndarray:
+    """Highest classifier score of each given trial through a never-firing detector."""
+    best = np.zeros(data.n_trials)
+    current = [0]
+
+    def recording(rows: np.ndarray) -> np.ndarray:
+        out = scorer(rows)
+        best[current[0]] = max(best[current[0]], float(np.max(out)))
+        return out
+
+    for i in trials:
+        current[0] = int(i)
+        stream_trial(FallDetector(recording, confirm_s=0.0, threshold=2.0), data.trial(i))
+    return best
+
+
+def stream_day(detector: FallDetector, trials: list[np.ndarray],
+               blend_s: float) -> tuple[int, int]:
+    """Stream recordings back to back on one clock; (fall alarms, alarms whose window holds a
+    join). With `blend_s` > 0 each join is a straight-line transition of that long from the
+    last sample of one recording to the first of the next (a wearer moves from one activity
+    to the next; butted recordings would teleport the sensor)."""
+    found: list[Finding] = []
+    joins: list[float] = []  # event time where one recording ends and the next part starts
+    t0 = 0.0
+    blend_n = round(blend_s * ft.FS_HZ)
+    for k, samples in enumerate(trials):
+        if k > 0:
+            joins.append(t0)
+            if blend_n > 0:
+                w = (np.arange(1, blend_n + 1) / (blend_n + 1))[:, None]
+                bridge = np.rint((1.0 - w) * trials[k - 1][-1] + w * samples[0])
+                found += stream_trial(detector, bridge.astype(samples.dtype), t0=t0)
+                t0 += blend_n / ft.FS_HZ
+        found += stream_trial(detector, samples, t0=t0)
+        t0 += samples.shape[0] / ft.FS_HZ
+    alarms = [f for f in found if f.action == "raise" and f.type == "fall"]
+    span = ft.PRE_S + ft.POST_S + fall_detect.CLUSTER_S  # detection time minus window start
+    across = sum(any(f.at - span < j <= f.at for j in joins) for f in alarms)
+    return len(alarms), across
 
 
 def _count(values: np.ndarray) -> dict[str, int]:
@@ -322,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     data = load(args.data)
-    x, trial = candidates(data)
-    _LOGGER.info("%d candidate windows from %d trials", x.shape[0], data.n_trials)
+    x, trial, gated = candidates(data)
+    _LOGGER.info("%d candidate windows from %d trials (%d gated: lying before)",
+                 x.shape[0], data.n_trials, int(gated.sum()))
     cv = None if args.skip_cv else cross_validate(x, trial, data)
     shipped = fit_with_threshold(x, trial, data, np.arange(data.n_trials))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -331,7 +417,7 @@ def _train(args: argparse.Namespace) -> int:
     export_onnx(shipped.model, onnx_path)
     write_vectors(shipped, x, args.vectors)
     card = make_card(args, data, x, trial, shipped=shipped, cv=cv, onnx_path=onnx_path,
-                     seconds=time.monotonic() - started)
+                     seconds=time.monotonic() - started, gated=gated)
     (args.out / f"{MODEL_NAME}.card.json").write_text(
         json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (args.out / f"{MODEL_NAME}.card.md").write_text(card_markdown(card), encoding="utf-8")
@@ -340,13 +426,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def adl_hours(data: Data) -> float:
-    return float(np.diff(data.offsets)[~data.is_fall].sum()) / ft.FS_HZ / 3600.0
+def adl_hours(data: Data, trials: np.ndarray | None = None) -> float:
+    """Hours of daily-activity recordings (of the given trials, default all)."""
+    n = np.diff(data.offsets)
+    adl = ~data.is_fall
+    if trials is not None:
+        keep = np.zeros(data.n_trials, dtype=bool)
+        keep[trials] = True
+        adl &= keep
+    return float(n[adl].sum()) / ft.FS_HZ / 3600.0
+
+
+RULE_WORDS = {
+    "per_24h": f"<= {MAX_FA_PER_24H:g} per 24 h of their recordings (the goal; 0 of ~9 h)",
+    "0.1%": "<= 0.1 % of them",
+    "0.25%": "<= 0.25 % of them (first pass)",
+}
 
 
 def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, trial: np.ndarray, *,
               shipped: Fitted, cv: dict[str, Any] | None, onnx_path: Path,
-              seconds: float) -> dict[str, Any]:
+              seconds: float, gated: np.ndarray) -> dict[str, Any]:
     import skl2onnx
     import sklearn
 
@@ -361,6 +461,8 @@ def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, trial: np.nda
         "threshold": round(shipped.threshold, 6),
         "window": {"fs_hz": ft.FS_HZ, "pre_s": ft.PRE_S, "post_s": ft.POST_S},
         "trigger": {"magnitude_g": fall_detect.TRIGGER_G, "cluster_s": fall_detect.CLUSTER_S},
+        "gate": {"lying_before_deg": ft.LYING_BEFORE_DEG,
+                 "rule": "min tilt of half-second mean gravity over -4 s .. -1 s"},
         "classifier": {"type": "HistGradientBoostingClassifier", "params": HGB_PARAMS},
         "data": {
             "file": Path(args.data).name,
@@ -370,6 +472,8 @@ def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, trial: np.nda
             "fall_trials": int(data.is_fall.sum()),
             "adl_trials": int((~data.is_fall).sum()),
             "candidate_windows": int(x.shape[0]),
+            "gated_windows": int(gated.sum()),
+            "gated_windows_in_fall_trials": int(gated[data.is_fall].sum()),
             "adl_windows_per_hour": round(
                 float(np.sum(~data.is_fall[trial])) / adl_hours(data), 1),
             "training_rows": shipped.n_rows,
@@ -378,8 +482,8 @@ def make_card(args: argparse.Namespace, data: Data, x: np.ndarray, trial: np.nda
         "split": {
             "outer": f"GroupKFold({OUTER_FOLDS}) by subject",
             "inner": f"GroupKFold({INNER_FOLDS}) by subject, inside each outer training part",
-            "threshold_rule": f"lowest score with <= {TARGET_FA_TRIAL_RATE:.2%} of inner "
-                              "out-of-fold ADL trials alarmed",
+            "threshold_rule": f"lowest score with at most {MAX_FA_PER_24H:g} inner out-of-fold "
+                              "ADL trial alarmed per 24 h of their recordings (the goal)",
         },
         "cross_validation": cv,
         "command": "python -m models.train_fall --data ../shared/data/falls/sisfall_dev_50hz.npz",
@@ -408,6 +512,13 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"- Trigger: acceleration magnitude above {card['trigger']['magnitude_g']} g; crossings "
         f"within {card['trigger']['cluster_s']} s form one candidate at its highest sample.",
+        "  A candidate whose wearer was lying all through -4 s .. -1 s (every half-second",
+        f"  mean tilted >= {card['gate']['lying_before_deg']} deg from upright) is dropped: "
+        "a fall starts standing or sitting",
+        f"  ({card['data']['gated_windows']} candidate windows of the data dropped, "
+        f"{card['data']['gated_windows_in_fall_trials']} of them in fall trials).",
+        "  A fall out of bed starts lying too; SisFall has none, and this gate would drop it:",
+        "  the wearer's long press (sos) and the inactivity detector remain for that case.",
         "  Every fall in the data peaks above 1.59 g; sitting, standing and lying stay below",
         "  1.4 g, so the classifier only sees impact-like moments "
         f"({card['data']['adl_windows_per_hour']} windows per hour of the daily-activity",
@@ -448,18 +559,56 @@ def card_markdown(card: dict[str, Any]) -> str:
                 f"| {name} | {g['fall_trials']} | {_pct(g['sensitivity'])} | {g['adl_trials']} "
                 f"| {g['false_alarm_trials']} | {_pct(g['specificity'])} |"
             )
-        s = cv["adl_stream"]
+        raw, fair = cv["adl_stream"]["raw"], cv["adl_stream"]["blended"]
         lines += [
             "",
-            f"- All daily-activity trials streamed back to back ({s['hours']} h): "
-            f"{s['false_alarms']} false alarms = **{s['false_alarms_per_24h']} per 24 h** "
-            f"({s['false_alarms_with_window_across_a_trial_join']} of them with a window that "
-            "spans the join of two recordings, a discontinuity real wear does not have).",
+            f"All daily-activity trials of the held-out subjects streamed back to back "
+            f"({raw['hours']} h of recordings, one detector per fold, one clock):",
+            "",
+            "| stream | false alarms | per 24 h | alarms whose window holds a join |",
+            "|---|---|---|---|",
+            f"| fair: {fair['blend_s']} s straight transition between recordings | "
+            f"{fair['false_alarms']} | **{fair['false_alarms_per_24h']}** | "
+            f"{fair['false_alarms_with_window_across_a_trial_join']} |",
+            f"| raw: recordings butted together | {raw['false_alarms']} | "
+            f"{raw['false_alarms_per_24h']} | "
+            f"{raw['false_alarms_with_window_across_a_trial_join']} |",
+            "",
+            "- Why two figures: butted recordings teleport the sensor between the last sample",
+            "  of one activity and the first of the next (lying on a bed, then jogging), a step",
+            "  no wearer makes. The fair stream replaces each join by a 1 s straight-line",
+            "  transition between those two samples (it never crosses the trigger, so it adds no",
+            "  candidate of its own); it still butts unrelated activities, so a window can span",
+            "  two recordings. The per-24 h figures divide by the recordings' hours only.",
+            "- Not restarting the detector at joins: a restart would hide exactly the windows",
+            "  that span two activities, which the live stream does have.",
             f"- Missed falls by activity: {cv['missed_falls']}.",
             f"- False-alarm trials by activity: {cv['false_alarm_trials']}.",
             "- Elderly falls come from one subject (SE06), the only elderly subject who fell in",
             "  this split: the elderly sensitivity rests on 75 trials of one person.",
             f"- Per-fold thresholds: {[f['threshold'] for f in cv['folds']]}.",
+            "",
+            "Threshold rules compared (nested, per trial; the shipped rule is marked):",
+            "",
+            "| inner out-of-fold ADL trials allowed above it | sensitivity all / young / elderly | "
+            "specificity all | false-alarm trials |",
+            "|---|---|---|---|",
+            *[
+                f"| {RULE_WORDS[r['rule']]}{' (shipped)' if r['shipped_rule'] else ''}"
+                f" | {_pct(r['groups']['all']['sensitivity'])} / "
+                f"{_pct(r['groups']['young']['sensitivity'])} / "
+                f"{_pct(r['groups']['elderly']['sensitivity'])} | "
+                f"{_pct(r['groups']['all']['specificity'])} | "
+                f"{r['groups']['all']['false_alarm_trials']} |"
+                for r in cv["threshold_rules"]
+            ],
+            "",
+            "The shipped rule is the goal itself. The other two are reported because they",
+            "were compared on these same nested results (a small selection on them): they",
+            "detect more elderly falls (SE06) at the price of ADL trials alarmed, that is more",
+            "false alarms per 24 h than the goal allows. Switching is `SHIPPED_RULE`.",
+            "",
+            *history_lines(),
             "",
             "## Against the goals (issue 3)",
             "",
@@ -467,9 +616,16 @@ def card_markdown(card: dict[str, Any]) -> str:
             "",
             "How honest these figures are: models, labels and thresholds are nested as above.",
             "The design itself (trigger level, window lengths, feature list, the two-round",
-            "labels, the classifier settings) was chosen while looking at plain 7-fold",
-            "subject-wise cross-validation on this same split, so the figures may be a little",
-            "optimistic; the held-out subjects kept outside this folder are the real test.",
+            "labels, the classifier settings, the lying-before gate and its 70 deg level, for",
+            "which 60 deg was tried as well, and the threshold rule among the three above) was",
+            "chosen while looking at subject-wise cross-validation on this same split, so the",
+            "figures may be optimistic; the held-out subjects kept outside this folder are the",
+            "real test. Per trial, the elderly figure rests on one subject (SE06). The",
+            f"per-24 h figures count few alarms in {cv['adl_stream']['raw']['hours']} h: one "
+            f"alarm is {24.0 / cv['adl_stream']['raw']['hours']:.1f} per 24 h, and none seen "
+            "still allows, at 95 %",
+            f"confidence, up to 3 in that time ({72.0 / cv['adl_stream']['raw']['hours']:.1f} "
+            "per 24 h): these data cannot show <= 1 per 24 h.",
             "",
         ]
     lines += [
@@ -486,7 +642,8 @@ def card_markdown(card: dict[str, Any]) -> str:
 def goal_lines(cv: dict[str, Any]) -> list[str]:
     """Each goal of the issue with the cross-validated figure and whether it is met."""
     g = cv["groups"]
-    fa = cv["adl_stream"]["false_alarms_per_24h"]
+    fa = cv["adl_stream"]["blended"]["false_alarms_per_24h"]
+    fa_raw = cv["adl_stream"]["raw"]["false_alarms_per_24h"]
 
     def verdict(v: float | None, goal: float) -> str:
         return "met" if v is not None and v >= goal else "NOT met"
@@ -497,9 +654,34 @@ def goal_lines(cv: dict[str, Any]) -> list[str]:
         out.append(f"- {label}: all {_pct(g['all'][key])} ({verdict(g['all'][key], goal)}), "
                    f"young {_pct(g['young'][key])} ({verdict(g['young'][key], goal)}), "
                    f"elderly {_pct(g['elderly'][key])} ({verdict(g['elderly'][key], goal)})")
-    out.append(f"- false alarms <= 1 per 24 h of daily activity: {fa} "
-               f"({'met' if fa <= 1.0 else 'NOT met'})")
+    out.append(f"- false alarms <= 1 per 24 h of daily activity: fair stream {fa} "
+               f"({'met' if fa <= 1.0 else 'NOT met'}), raw stream {fa_raw} "
+               f"({'met' if fa_raw <= 1.0 else 'NOT met'})")
     return out
+
+
+def history_lines() -> list[str]:
+    """The first pass's figures (17 features, no lying gate), for the record."""
+    return [
+        "## Before and after (same nested protocol, same data)",
+        "",
+        "First pass (17 features, no lying-before gate, early stopping on a 10 % row split):",
+        "sensitivity young 99.11 %, elderly 93.33 %, all 98.81 %; specificity young 99.79 %,",
+        "elderly 99.83 %, all 99.80 %; back-to-back raw stream 9 false alarms in 10.85 h =",
+        "19.91 per 24 h (5 of them at joins). The fair stream did not exist then.",
+        "",
+        "This model: the table above. What changed and why:",
+        "",
+        "- Lying-before gate (`models.features.lying_before`): the top false alarms were D14",
+        "  (rolling from the back to the side, 2-3 g peaks) with the wearer lying before and",
+        "  after. A fall from standing or sitting cannot start lying, so such a window is",
+        "  dropped before the classifier, in training and in the gateway alike.",
+        "- 11 more features: the least tilt over the pre-impact span, the final posture, the",
+        "  velocity along the gravity direction before the impact, the longest low-g run, the",
+        "  longest stillness after, and the unit gravity direction before and after.",
+        "- Fixed 300 boosting rounds instead of early stopping on a random 10 % of rows (rows",
+        "  of one subject on both sides of that split).",
+    ]
 
 
 def _pct(v: float | None) -> str:

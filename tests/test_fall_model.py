@@ -110,3 +110,29 @@ def test_feature_module_is_pure_numpy() -> None:
     calls = {n.func.id for n in ast.walk(tree)
              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert not calls & {"open", "print", "input", "exec", "eval"}
+
+
+def test_fair_day_stream_bridges_joins_without_candidates() -> None:
+    """The card's fair back-to-back stream: a 1 s straight transition between recordings adds
+    no candidate (a straight line between two vectors never exceeds the longer one)."""
+    from edge.detect.fall import FallDetector
+    from models.train_fall import BLEND_S, stream_day
+
+    lying = np.tile(np.array([[0, 0, 1000]], dtype=np.int16), (300, 1))
+    upright = np.tile(np.array([[0, -1000, 0]], dtype=np.int16), (300, 1))
+    counted: list[int] = []
+
+    def scorer(rows: np.ndarray) -> np.ndarray:
+        counted.append(rows.shape[0])
+        return np.ones(rows.shape[0])
+
+    for blend in (0.0, BLEND_S):
+        det = FallDetector(scorer, confirm_s=0.0, threshold=0.5)
+        assert stream_day(det, [lying, upright, lying], blend_s=blend) == (0, 0)
+        assert det.scored_windows + det.gated_windows == 0
+    # a real impact right after a join is counted, and flagged as spanning it
+    bump = upright.copy()
+    bump[60:63] = [0, -3000, 0]
+    det = FallDetector(scorer, confirm_s=0.0, threshold=0.5)
+    assert stream_day(det, [upright, bump], blend_s=BLEND_S) == (1, 1)
+    assert counted == [1]

@@ -4,8 +4,10 @@ Design (the model card explains the choice):
 1. A cheap trigger: the acceleration magnitude crosses `TRIGGER_G`. Crossings within
    `CLUSTER_S` of the first form one cluster; its largest sample is the candidate peak.
 2. When `POST_S` seconds after the peak have arrived, the window around it goes through
-   `models.features.window_features` and the classifier (ONNX in production). A score at or
-   above the threshold is a detected fall.
+   `models.features.window_features`. A window whose wearer was lying all through the
+   posture span before the peak (`models.features.lying_before`: rolling over in bed) is
+   dropped; the others go to the classifier (ONNX in production). A score at or above the
+   threshold is a detected fall.
 3. A detected fall opens a confirmation window (`confirm_s`, per home): a short press of the
    wearable's button ("I'm fine") cancels it; otherwise, when the window ends, a critical
    `fall` finding is raised with evidence. A fall is never downgraded, whatever happens next.
@@ -93,6 +95,7 @@ class FallDetector:
         self.room = room
         self.offline_after_s = offline_after_s
         self.scored_windows = 0  # candidates that reached the classifier (for the bench)
+        self.gated_windows = 0  # candidates not scored: the wearer was lying before
         self._last_frame_at: float | None = None
         self._offline = False
         self._pending: _PendingFall | None = None
@@ -302,6 +305,9 @@ class FallDetector:
                 continue
             window = self._window(peak)
             row = ft.window_features(window)
+            if ft.lying_before(row):  # already lying before the impact: not a fall from up
+                self.gated_windows += 1
+                continue
             score = float(np.asarray(self.model(row[None, :])).reshape(-1)[0])
             self.scored_windows += 1
             if score < self.threshold:
