@@ -16,7 +16,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -184,16 +184,23 @@ class SimDriver:
         self.step(until)
 
 
-def _print_alert(payload: Mapping[str, Any], new: bool) -> None:
-    if not new:
-        return
-    ev = payload.get("evidence") or {}
-    room = f" ({payload['room']})" if payload.get("room") else ""
-    print(
-        f"[hub] {payload['at']}  {payload['type']:<20} {payload['severity']:<8} "
-        f"{payload['state']:<12}{room} {ev}",
-        flush=True,
-    )
+def alert_printer(tz: ZoneInfo) -> Callable[[Mapping[str, Any], bool], None]:
+    """Print each alert state the hub receives, with the home's local time."""
+    from edge.events import parse_iso_utc
+
+    def show(payload: Mapping[str, Any], new: bool) -> None:
+        if not new:
+            return
+        at = datetime.fromtimestamp(parse_iso_utc(payload["at"]), tz).strftime("%a %H:%M")
+        ev = payload.get("evidence") or {}
+        room = f" ({payload['room']})" if payload.get("room") else ""
+        print(
+            f"[hub] {at}  {payload['type']:<20} {payload['severity']:<8} "
+            f"{payload['state']:<12}{room} {ev}",
+            flush=True,
+        )
+
+    return show
 
 
 async def run_demo(args: Any) -> int:
@@ -242,7 +249,9 @@ async def run_demo(args: Any) -> int:
         )
         gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)
 
-        hub = HubReceiver(hub_url, SqliteHubStore(Path(storage) / "hub.db"), on_alert=_print_alert)
+        hub = HubReceiver(
+            hub_url, SqliteHubStore(Path(storage) / "hub.db"), on_alert=alert_printer(tz)
+        )
         hub.start()
         stack.callback(hub.stop)
         console = None
