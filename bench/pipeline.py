@@ -60,6 +60,7 @@ def stream(n: int) -> list[tuple[str, bytes]]:
     out: list[tuple[str, bytes]] = []
     for i in range(n):
         k, turn = i % 3, i // 3
+        body: dict[str, Any]
         if k == 0:
             body = {"occupancy": turn % 2 == 0, "battery": 90, "linkquality": 80}
             out.append(("zigbee2mqtt/kitchen_motion", json.dumps(body).encode()))
@@ -100,7 +101,7 @@ class Timed:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self.cond:
-            self.got.append((time.monotonic(), msg.topic, msg.payload))
+            self.got.append((time.monotonic(), msg.topic, bytes(msg.payload)))
             self.cond.notify_all()
 
     def wait_for(self, pred: Callable[[list[tuple[float, str, bytes]]], bool]) -> None:
