@@ -81,7 +81,6 @@ class HomeCore:
         self._streams: dict[str, Any] = {}
         self._last_heartbeat: dict[str, float] = {}
         self._make_wearables()
-        self.book_changed = False
 
     def _make_routine(self, model: Any) -> None:
         from edge.detect.routine import RoutineDetector
@@ -223,7 +222,6 @@ class HomeCore:
 
     def _note(self, alerts: list[Alert]) -> None:
         if alerts:
-            self.book_changed = True
             self.state.note_alerts(alerts, self.book.open_alerts())
 
     def sensor_health(self, now: float) -> dict[str, int]:

@@ -132,9 +132,6 @@ class Pipeline:
                     self.uplink.wake()
                 if self.on_outputs is not None:
                     self.on_outputs(out)
-        if self.core.book_changed:
-            self.core.book_changed = False
-            self.save_docs(only=("alert_book",))
         self.core.state.outbox = self.outbox.counts()
         self.core.state.storage_health = "error" if self._unsaved else self.outbox.health()
         return saved

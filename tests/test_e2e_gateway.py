@@ -149,12 +149,18 @@ def test_nothing_lost_across_sigkills_and_a_hub_outage(
     gw.provision(n_sos=n)
     gw.start()
     kills = 0
+    restarts: list[threading.Timer] = []
     for i in range(n):
         sos_press(local_broker.port, i)
         if kill_while_arriving and i in (70, 140):
+            for timer in restarts:
+                timer.join()  # the previous restart has happened: kill that process
             gw.kill()  # events keep arriving while the gateway is dead
             kills += 1
-            threading.Timer(0.3, gw.start, kwargs={"wait_ready": False}).start()
+            restarts.append(threading.Timer(0.3, gw.start, kwargs={"wait_ready": False}))
+            restarts[-1].start()
+    for timer in restarts:
+        timer.join()
     if not kill_while_arriving:
         time.sleep(1.0)
         for _ in range(2):
