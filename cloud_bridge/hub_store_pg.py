@@ -1,8 +1,8 @@
 """The hub store on PostgreSQL, for hubs whose receivers run on several machines.
 
 The same `HubStore` interface and the same dedupe rules as `SqliteHubStore`: an alert state
-is recorded once per (id, state) whatever the broker redelivers, and an alert's state only
-moves forward (`STATE_ORDER`). Both rules are enforced inside PostgreSQL
+is recorded once per (id, state, severity) whatever the broker redelivers, and an alert only
+moves forward: a later state (`STATE_ORDER`) or the same state more severe (an escalation). Both rules are enforced inside PostgreSQL
 (`INSERT ... ON CONFLICT`), so receivers in different processes or machines writing the
 same alert at the same moment cannot break them.
 
@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cloud_bridge.hub_store import STATE_ORDER
+from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,9 +55,10 @@ PG_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS alert_states (
         id TEXT COLLATE "C" NOT NULL,
         state TEXT NOT NULL,
+        severity TEXT NOT NULL,
         at TEXT COLLATE "C" NOT NULL,
         received_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (id, state)
+        PRIMARY KEY (id, state, severity)
     )""",
     """CREATE TABLE IF NOT EXISTS aggregates (
         home_id TEXT COLLATE "C" NOT NULL,
@@ -80,25 +81,34 @@ ALERT_COLUMNS = (
 )
 
 
-def _rank_sql(column: str) -> str:
-    """`CASE column WHEN 'raised' THEN 0 ... END`, made from STATE_ORDER."""
-    whens = " ".join(f"WHEN '{state}' THEN {rank}" for state, rank in STATE_ORDER.items())
+def _rank_sql(column: str, order: Mapping[str, int] = STATE_ORDER) -> str:
+    """`CASE column WHEN 'raised' THEN 0 ... END`, made from STATE_ORDER (or another order)."""
+    whens = " ".join(f"WHEN '{value}' THEN {rank}" for value, rank in order.items())
     return f"(CASE {column} {whens} END)"
 
 
+def _moves_forward_sql() -> str:
+    """A later state, or the same state raised to a higher severity (an escalation)."""
+    new, old = _rank_sql("EXCLUDED.state"), _rank_sql("alerts.state")
+    new_sev = _rank_sql("EXCLUDED.severity", SEVERITY_ORDER)
+    old_sev = _rank_sql("alerts.severity", SEVERITY_ORDER)
+    return f"({new} > {old} OR ({new} = {old} AND {new_sev} > {old_sev}))"
+
+
 # One statement, so one round trip and one implicit transaction: log the state once per
-# (id, state), and insert the alert or move its state forward, never backward. Both parts
+# (id, state, severity), and insert the alert or move it forward, never backward. Both parts
 # see the same snapshot; the result says whether this state was new.
 RECORD_ALERT = (
-    "WITH logged AS (INSERT INTO alert_states (id, state, at, received_at)"
-    " VALUES (%(id)s, %(state)s, %(at)s, %(received_at)s) ON CONFLICT DO NOTHING"
+    "WITH logged AS (INSERT INTO alert_states (id, state, severity, at, received_at)"
+    " VALUES (%(id)s, %(state)s, %(severity)s, %(at)s, %(received_at)s)"
+    " ON CONFLICT DO NOTHING"
     " RETURNING 1),"
     " upserted AS (INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at,"
     " room, device_id, evidence) VALUES (%(id)s, %(home_id)s, %(type)s, %(severity)s,"
     " %(state)s, %(raised_at)s, %(at)s, %(room)s, %(device_id)s, %(evidence)s)"
     " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at,"
     " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence"
-    f" WHERE {_rank_sql('EXCLUDED.state')} > {_rank_sql('alerts.state')}"
+    f" WHERE {_moves_forward_sql()}"
     " RETURNING 1)"
     " SELECT (SELECT count(*) FROM logged) AS new, (SELECT count(*) FROM upserted) AS moved"
 )

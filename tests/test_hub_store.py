@@ -137,6 +137,20 @@ def test_state_only_moves_forward(store: HubStore) -> None:
     assert store.record_alert(alert(2, "raised"), T0 + 400) is False
 
 
+def test_an_escalation_is_recorded_and_never_undone(store: HubStore) -> None:
+    """The gateway raises a growing silence again, more severe, under the same id."""
+    first = {**alert(7), "severity": "warning"}
+    worse = {**alert(7, at_s=3600), "severity": "critical"}
+    assert store.record_alert(first, T0) is True
+    assert store.record_alert(worse, T0 + 3600) is True
+    assert store.record_alert(worse, T0 + 3601) is False  # redelivered: once
+    assert store.record_alert(first, T0 + 3602) is False  # a late copy: no downgrade
+    got = store.alert(first["id"])
+    assert got is not None
+    assert (got["state"], got["severity"], got["at"]) == ("raised", "critical", worse["at"])
+    assert store.state_count() == 2
+
+
 def test_a_later_state_arriving_first_keeps_its_place(store: HubStore) -> None:
     """Two receivers may store a home's `resolved` before its `raised`."""
     assert store.record_alert(alert(3, "cancelled", at_s=30), T0)
