@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.decode.policy import ChangeFilter, WarnLimiter
-from edge.events import Event, EventKind, Role, Value
+from edge.events import Event, EventKind, Role, RoomKind, Value
 from edge.home import Device, HomeProfile
 
 _LOGGER = logging.getLogger(__name__)
@@ -177,6 +177,13 @@ class Z2mCounters:
     unknown: dict[str, int] = field(default_factory=dict)  # friendly name -> messages
 
 
+def _heartbeat(device: Device, room_kind: RoomKind | None, at: float) -> Event:
+    """The device spoke, with nothing new to say: sensor health wants to know."""
+    return Event(
+        device.id, EventKind.HEARTBEAT, None, at, SOURCE, device.room, room_kind, device.role
+    )
+
+
 class Zigbee2MqttDecoder:
     """Decodes the messages of one home's Zigbee2MQTT, with the registry's devices."""
 
@@ -298,18 +305,7 @@ class Zigbee2MqttDecoder:
             )
         if not events and not retained and not problems:
             # Nothing new, but the device spoke: sensor health wants to know.
-            events.append(
-                Event(
-                    device.id,
-                    EventKind.HEARTBEAT,
-                    None,
-                    at,
-                    SOURCE,
-                    device.room,
-                    room_kind,
-                    device.role,
-                )
-            )
+            events.append(_heartbeat(device, room_kind, at))
         return Z2mResult(events=tuple(events), bad=bool(problems))
 
     def _availability(self, name: str, payload: bytes, at: float) -> Z2mResult:
@@ -331,19 +327,7 @@ class Zigbee2MqttDecoder:
         online = state == "online"
         events: tuple[Event, ...] = ()
         if online:
-            room_kind = self._profile.room_kind(device.room)
-            events = (
-                Event(
-                    device.id,
-                    EventKind.HEARTBEAT,
-                    None,
-                    at,
-                    SOURCE,
-                    device.room,
-                    room_kind,
-                    device.role,
-                ),
-            )
+            events = (_heartbeat(device, self._profile.room_kind(device.room), at),)
         return Z2mResult(events=events, availability=(device.id, online))
 
     def _bridge(self, sub: str, payload: bytes, at: float) -> Z2mResult:
