@@ -16,6 +16,15 @@ from tests.support import Collector, Mosquitto, publish
 pytestmark = pytest.mark.broker
 
 
+def assert_retained_offline(hub_broker: Mosquitto, home_id: str) -> None:
+    """The gateway's retained status on the hub broker says it is offline."""
+    last = Collector(hub_broker.port, f"veille/v1/{home_id}/status")
+    _t, payload, retained = last.get()
+    last.close()
+    assert retained
+    assert json.loads(payload)["online"] is False
+
+
 def test_zigbee_button_press_becomes_sos_alert_at_hub_within_a_second(
     tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
 ) -> None:
@@ -50,11 +59,7 @@ def test_zigbee_button_press_becomes_sos_alert_at_hub_within_a_second(
     topics = {t for t, _p, _r in seen.drain(1.0)}
     seen.close()
     assert topics == {"veille/v1/h-e2e-1/status"}
-    last = Collector(hub_broker.port, "veille/v1/h-e2e-1/status")
-    _t, payload, retained = last.get()
-    last.close()
-    assert retained
-    assert json.loads(payload)["online"] is False
+    assert_retained_offline(hub_broker, "h-e2e-1")
 
 
 def test_only_contract_topics_reach_the_hub(
@@ -228,12 +233,7 @@ def test_demo_two_days_on_two_mosquittos(
     assert {"sos", "night_exit", "fall"} <= raised
     assert len(leaves["aggregate/hourly"]) >= 40
     assert len(leaves["aggregate/daily"]) >= 1
-    # the retained status ends offline
-    last = Collector(hub_broker.port, "veille/v1/demo-home/status")
-    _t, payload, retained = last.get()
-    last.close()
-    assert retained
-    assert json.loads(payload)["online"] is False
+    assert_retained_offline(hub_broker, "demo-home")  # the clean stop said so
 
 
 def test_storage_files_are_private_to_the_service_user(
