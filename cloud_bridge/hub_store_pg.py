@@ -2,9 +2,9 @@
 
 The same `HubStore` interface and the same dedupe rules as `SqliteHubStore`: an alert state
 is recorded once per (id, state, severity) whatever the broker redelivers, and an alert only
-moves forward: a later state (`STATE_ORDER`) or the same state more severe (an escalation). Both rules are enforced inside PostgreSQL
-(`INSERT ... ON CONFLICT`), so receivers in different processes or machines writing the
-same alert at the same moment cannot break them.
+moves forward: a later state (`STATE_ORDER`) or the same state more severe (an escalation).
+Both rules are enforced inside PostgreSQL (`INSERT ... ON CONFLICT`), so receivers in
+different processes or machines writing the same alert at the same moment cannot break them.
 
 Threads: each thread that calls the store gets its own connection (paho's network thread,
 the console's event loop); a connection lost with the server (a restart, a failover) is

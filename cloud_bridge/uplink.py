@@ -23,12 +23,14 @@ from cloud_bridge.contract import (
     status_topic,
     validate_message,
 )
+from edge.errors import StorageError
 
 _LOGGER = logging.getLogger(__name__)
 
 INFLIGHT_WINDOW = 100
 STATUS_INTERVAL_S = 300.0
 STOP_FLUSH_S = 3.0
+ACK_RETRY_S = 1.0  # a delete of delivered rows that failed (disk full) is tried again
 
 
 class OutboxLike(Protocol):
@@ -142,10 +144,22 @@ class Uplink:
         self._acked.append(seq)
 
     def _flush_acks(self) -> None:
-        """Delete every PUBACKed row in one transaction (one fsync, not one per message)."""
-        seqs, self._acked = self._acked, []
-        self.outbox.ack_many(seqs, self._now())
-        self.delivered += len(seqs)
+        """Delete every PUBACKed row in one transaction (one fsync, not one per message).
+
+        If the delete fails (a full disk: even a delete needs room in the WAL), the rows
+        stay listed as delivered, so they are not sent again, and the delete is retried.
+        """
+        if not self._acked:
+            return
+        try:
+            self.outbox.ack_many(self._acked, self._now())
+        except StorageError as exc:
+            _LOGGER.error("uplink: %d delivered rows not deleted yet: %s", len(self._acked), exc)
+            assert self._loop is not None
+            self._loop.call_later(ACK_RETRY_S, self._flush_acks)
+            return
+        self.delivered += len(self._acked)
+        self._acked = []
         self._wake.set()
 
     def publish_status(self, online: bool = True) -> mqtt.MQTTMessageInfo | None:

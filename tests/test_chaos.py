@@ -641,6 +641,12 @@ def test_disk_full_keeps_alerts_drops_oldest_aggregates_and_says_warning(
             # subscribed before the gateway's reconnect backoff (>= 0.5 s) runs out
             collector = Collector(hub.port, "veille/v1/h-chaos-4/#")
             run.wait_drained(60)
+            # alerts the full disk refused wait in memory and are stored once there is room
+            deadline = time.monotonic() + 30
+            while run.gateway.pipeline._unsaved and time.monotonic() < deadline:
+                time.sleep(0.1)
+            run.wait_drained(60)
+            raised = run.raised_ids()  # every alert, stored at once or after the refusal
             got += [(t, p) for t, p, _r in collector.drain(1.0) if not t.endswith("/status")]
             collector.close()
             after = wait_health(url, {"hub": True})
