@@ -177,19 +177,28 @@ class Uplink:
         return self.link.client.publish(status_topic(self.home_id), encode(payload), 1, retain=True)
 
     def _fill_window(self) -> int:
+        """Publish outbox rows up to the in-flight window; returns how many went out."""
         free = self.window - len(self._inflight)
-        if free <= 0:
+        if free <= 0 or not self.link.connected.is_set():
             return 0
         # not again: what is in flight, what was PUBACKed but not yet deleted, what was refused
         busy = set(self._inflight.values()) | set(self._acked) | self.refused
-        batch = self.outbox.next_batch(free, exclude=busy)
-        for item in batch:
+        sent = 0
+        for item in self.outbox.next_batch(free, exclude=busy):
             info = self.link.client.publish(item.topic, item.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                # the link just dropped: wait for the reconnect instead of spinning (paho
+                # would also queue every retried copy and send them all once back)
                 _LOGGER.debug("uplink: publish failed rc=%s; waiting for reconnect", info.rc)
+                if self.link.connected.is_set():  # not a lost link: try again in a second
+                    assert self._loop is not None
+                    self._loop.call_later(1.0, self._wake.set)
+                else:
+                    self._up.clear()
                 break
             self._inflight[info.mid] = item.seq
-        return len(batch)
+            sent += 1
+        return sent
 
     async def run(self) -> None:
         """Connect and drain until cancelled."""
@@ -200,7 +209,8 @@ class Uplink:
                 await self._up.wait()
                 self._wake.clear()
                 sent = self._fill_window()
-                if sent == 0:
+                await asyncio.sleep(0)  # never starve the loop, whatever the outbox holds
+                if sent == 0 and self._up.is_set():
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                     # that arrives as the event is set, and the uplink would never stop
                     try:

@@ -108,24 +108,27 @@ class Pipeline:
         """Write outputs durably (one transaction), update state, wake the uplink.
 
         If the storage refuses even an alert (disk full beyond what dropping aggregates
-        frees), the outputs stay in memory and are tried again at every commit, the health
-        says `error`, and False tells the caller not to acknowledge the inputs: the local
-        broker keeps them. The gateway keeps running rather than crash-looping.
+        frees), the alerts stay in memory and are tried again at every commit (the batch's
+        aggregates are dropped, as the disk budget drops them), the health says `error`,
+        and False tells the caller not to acknowledge the inputs: the local broker keeps
+        them. The gateway keeps running rather than crash-looping.
         """
         if self._unsaved:
-            out = Outputs(
-                self._unsaved.alerts + out.alerts, self._unsaved.aggregates + out.aggregates
-            )
+            out = Outputs(self._unsaved.alerts + out.alerts, out.aggregates)
             self._unsaved = Outputs()
         saved = True
         if out:
             try:
                 self._write(out)
             except StorageError as exc:
+                # the outbox already dropped this batch's aggregates (counted as dropped,
+                # as the disk budget does); the alerts are kept here and tried again
                 _LOGGER.error(
                     "cannot store %d alert(s) yet, kept in memory: %s", len(out.alerts), exc
                 )
-                self._unsaved = out
+                self._unsaved = Outputs(alerts=out.alerts)
+                if self.on_outputs is not None and out.aggregates:
+                    self.on_outputs(Outputs(aggregates=out.aggregates))
                 saved = False
             else:
                 if self.uplink is not None:
