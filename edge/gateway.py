@@ -115,7 +115,6 @@ class Gateway:
         )
         self.pipeline.uplink = self.uplink
         self.url: str | None = None
-        self.ble_sources: list[AsyncIterator[Any]] = []
 
     def apply_profile(self, profile: Any) -> None:
         """The installer pages changed the home (already saved in the registry)."""

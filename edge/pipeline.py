@@ -189,15 +189,14 @@ class Pipeline:
             await asyncio.sleep(PERSIST_S)
             self.save_docs()
 
-    def save_docs(self, only: tuple[str, ...] | None = None) -> None:
+    def save_docs(self) -> None:
         if self.registry is None:
             return
         for name, doc in self.core.docs().items():
-            if only is None or name in only:
-                try:
-                    self.registry.put_doc(name, doc)
-                except OSError as exc:
-                    _LOGGER.error("cannot save %s to the registry: %s", name, exc)
+            try:
+                self.registry.put_doc(name, doc)
+            except OSError as exc:
+                _LOGGER.error("cannot save %s to the registry: %s", name, exc)
 
     async def run(self, *sources: AsyncIterator[Any]) -> None:
         """Run until cancelled; learned state is saved on the way out."""
