@@ -98,6 +98,18 @@ def backoff_delay(
     return ceiling / 2.0 + rand() * ceiling / 2.0
 
 
+def write_on_network_thread(client: mqtt.Client) -> None:
+    """Make the thread running `client.loop()` the only one that writes to the socket.
+
+    Without `loop_start()`, paho writes a queued packet (publish, ack, disconnect) at once
+    from the calling thread, concurrently with our network thread's `loop()`; the two can
+    send one packet twice and drop the next one (a PUBACK lost this way makes the broker
+    deliver the message again). With a socket-write callback registered, paho only queues
+    the packet and wakes `select()`, and the network thread writes it.
+    """
+    client.on_socket_register_write = lambda _client, _userdata, _sock: None
+
+
 def session_properties(expiry_s: int) -> Properties:
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = expiry_s
@@ -144,6 +156,7 @@ class MqttLink:
             clean_session=None if v5 else clean_start,
             manual_ack=manual_ack,
         )
+        write_on_network_thread(client)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         creds = credentials or Credentials()

@@ -31,7 +31,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud_bridge.broker import BrokerUrl, backoff_delay, parse_broker_url
+from cloud_bridge.broker import (
+    BrokerUrl,
+    backoff_delay,
+    parse_broker_url,
+    write_on_network_thread,
+)
 from edge.clock import Clock, GatewayClock
 from edge.errors import ConfigError, VeilleError
 
@@ -115,6 +120,7 @@ class Zigbee2MqttAdapter:
             clean_session=None if v5 else False,  # 3.1.1: a persistent session too
             manual_ack=True,
         )
+        write_on_network_thread(client)
         if self.broker.username is not None:
             client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.tls:
