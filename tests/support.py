@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -24,15 +25,35 @@ from paho.mqtt.properties import Properties
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 by default), so
+# an outgoing connection cannot take a port between the moment we pick it and a server's bind
+# (a restarted Mosquitto keeps its port). Ports already handed out are not handed out again.
+_LISTEN_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    rng = random.Random()
+    while True:
+        port = rng.choice(_LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(
+    port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server for 127.0.0.1:{port} exited with {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.02)
@@ -74,7 +95,7 @@ class Mosquitto:
         conf.write_text(self.conf_text())
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log)
-        wait_port(self.port)
+        wait_port(self.port, proc=self.proc)
         return self
 
     def stop(self) -> None:
