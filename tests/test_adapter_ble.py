@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -21,11 +20,7 @@ from bluetooth_data_tools import parse_advertisement_data_bytes
 
 from edge.adapters.ble import BleScanner, _bleak_scanner
 from edge.decode.bthome import BthomeDecoder
-from edge.events import Role
-from edge.home import Device, HomeProfile, Room, RoomKind
-
-VECTORS = Path(__file__).parent / "vectors" / "ble"
-ROOMS = tuple(Room(k.value, k) for k in RoomKind)
+from tests.test_decode_bthome import VECTORS, profile_of
 
 
 class FakeScanner:
@@ -67,22 +62,7 @@ def test_recorded_adverts_flow_through_scanner_and_decoder() -> None:
 async def _recorded_adverts_flow() -> None:
     adverts = recorded()
     devices = {d["address"]: d for d, _ in adverts}
-    profile = HomeProfile(
-        id="h-0001",
-        rooms=ROOMS,
-        devices=tuple(
-            Device(
-                d["id"],
-                "bthome",
-                d["address"],
-                d["room"],
-                Role(d["role"]),
-                "",
-                d.get("bindkey", ""),
-            )
-            for d in devices.values()
-        ),
-    )
+    profile = profile_of(*devices.values())
     decoder = BthomeDecoder(profile)
     async with BleScanner(scanner_factory=FakeScanner, adapter="hci1") as scanner:
         fake = FakeScanner.instances[-1]
