@@ -59,6 +59,23 @@ CREATE TABLE IF NOT EXISTS statuses (
 """
 
 
+def alerts_query(
+    columns: str, open_only: bool, home_id: str | None, placeholder: str
+) -> tuple[str, list[Any]]:
+    """The alert listing's SQL and arguments; `placeholder` is the driver's (`?` or `%s`)."""
+    sql = f"SELECT {columns} FROM alerts"
+    where: list[str] = []
+    args: list[Any] = []
+    if open_only:
+        where.append("state IN ('raised', 'acknowledged')")
+    if home_id:
+        where.append(f"home_id = {placeholder}")
+        args.append(home_id)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY raised_at DESC", args
+
+
 class HubStore(Protocol):
     """What the hub needs from a store (SQLite here; PostgreSQL across machines)."""
 
@@ -171,16 +188,7 @@ class SqliteHubStore:
             )
 
     def alerts(self, open_only: bool = False, home_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM alerts"
-        where, args = [], []
-        if open_only:
-            where.append("state IN ('raised', 'acknowledged')")
-        if home_id:
-            where.append("home_id = ?")
-            args.append(home_id)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY raised_at DESC"
+        sql, args = alerts_query("*", open_only, home_id, "?")
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [_alert_dict(r) for r in rows]

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER
+from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER, alerts_query
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -247,17 +247,7 @@ class PostgresHubStore:
     # -- reads ---------------------------------------------------------------------------------
 
     def alerts(self, open_only: bool = False, home_id: str | None = None) -> list[dict[str, Any]]:
-        sql = f"SELECT {ALERT_COLUMNS} FROM alerts"
-        where: list[str] = []
-        args: list[Any] = []
-        if open_only:
-            where.append("state IN ('raised', 'acknowledged')")
-        if home_id:
-            where.append("home_id = %s")
-            args.append(home_id)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY raised_at DESC"
+        sql, args = alerts_query(ALERT_COLUMNS, open_only, home_id, "%s")
         rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
         return [_alert_dict(r) for r in rows]
 
