@@ -12,10 +12,11 @@ import pytest
 from cloud_bridge.contract import validate_daily
 from edge.detect.inactivity import MINUTE_S, RoutineModel, time_bin
 from edge.detect.routine import RoutineDetector
-from edge.eval_inactivity import raised, replay
+from edge.eval_inactivity import answer_until, raised, replay
 from edge.events import (
     Aggregate,
     AlertType,
+    CheckIn,
     Emission,
     Event,
     EventKind,
@@ -136,7 +137,9 @@ def test_an_ordinary_day_after_learning_raises_nothing(learned_model: dict) -> N
     assert findings(out) == []
 
 
-def test_injected_silence_raises_at_the_learned_limit(learned_model: dict) -> None:
+def test_injected_silence_asks_first_then_raises_when_nobody_answers(
+    learned_model: dict,
+) -> None:
     det = restore(learned_model)
     day = day_events(LEARN_DAYS, random.Random(3))
     cut = T0 + LEARN_DAYS * DAY + 10 * H  # mid-morning in the sitting room, then nothing
@@ -144,18 +147,37 @@ def test_injected_silence_raises_at_the_learned_limit(learned_model: dict) -> No
     last = kept[-1]
     assert last.room == "living"
     out = replay(det, kept, cut + 12 * H, start=T0 + LEARN_DAYS * DAY)
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
     alert = first_raise(out, INACTIVITY_TYPES)
+    assert asks
     assert alert is not None
+    bin_ = time_bin(last.at - T0 - 8 * DAY)
+    limits = det.model.limits
+    checkin = limits.checkin_s["living"][bin_]
+    assert checkin < limits.silence_s["living"][bin_]  # asked well before the staff limit
+    assert last.at + checkin <= asks[0].at <= last.at + checkin + 60
     assert alert.type is AlertType.INACTIVITY
-    expected = last.at + det.model.limits.silence_s["living"][time_bin(last.at - T0 - 8 * DAY)]
-    assert expected - 1 <= alert.at <= expected + 60  # the one-minute tick after the limit
-    assert alert.at - last.at < 2 * H  # far sooner than a 12-hour rule
-    assert alert.severity is Severity.WARNING
-    assert alert.evidence["context"] == "living"
-    assert alert.evidence["usual_max_min"] >= 10
-    # severity rises with the excess, on the same alert key
-    later = [f for f in findings(out) if f.key == alert.key]
-    assert [f.severity for f in later] == [Severity.WARNING, Severity.HIGH, Severity.CRITICAL]
+    answer_s = Thresholds().checkin_answer_min * MINUTE_S
+    assert asks[0].at + answer_s <= alert.at <= asks[0].at + answer_s + 60
+    assert alert.evidence["check_in"] == "unanswered"
+    assert alert.severity is Severity.HIGH
+
+
+def test_an_answered_check_in_raises_nothing(learned_model: dict) -> None:
+    det = restore(learned_model)
+    day = day_events(LEARN_DAYS, random.Random(3))
+    cut = T0 + LEARN_DAYS * DAY + 10 * H
+    kept = [e for e in day if e.at <= cut]
+    # the resident answers each check-in half a minute on, and makes no other sign for 3 h
+    out = replay(det, kept, cut + 3 * H, start=T0 + LEARN_DAYS * DAY, answer=answer_until())
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
+    answers = [e for e in out if isinstance(e, CheckIn) and e.action == "answered"]
+    assert asks
+    assert len(answers) == len(asks)
+    assert findings(out) == []
+    early = [a for a in asks if a.evidence["reason"] == "silence"]
+    assert len(early) == Thresholds().checkin_max_per_day  # then only before a staff alert
+    assert all(a.evidence["reason"] == "inactivity" for a in asks[len(early) :])
 
 
 def test_activity_resolves_the_inactivity_alert(learned_model: dict) -> None:
@@ -238,7 +260,9 @@ def test_bathroom_stay_far_longer_than_usual(learned_model: dict) -> None:
     alert = first_raise(out, {AlertType.BATHROOM_LONG})
     assert alert is not None
     limit = det.model.limits.bathroom_s
-    assert start + 9 * H + limit <= alert.at <= start + 9 * H + limit + 60
+    answer_s = Thresholds().checkin_answer_min * MINUTE_S  # moving: only the button answers
+    assert start + 9 * H + limit + answer_s <= alert.at <= start + 9 * H + limit + answer_s + 60
+    assert alert.evidence["check_in"] == "unanswered"
     assert limit <= 90 * MINUTE_S
     assert first_raise(out, {AlertType.INACTIVITY}) is None  # the resident is moving
 
@@ -272,9 +296,11 @@ def test_clock_stepped_back_by_hours_raises_nothing_and_keeps_watch(learned_mode
     out += replay(det, [], jumped + 6 * H, start=jumped)
     alert = first_raise(out, {AlertType.INACTIVITY})
     assert alert is not None
-    limit = det.model.limits.silence_s["living"][time_bin(kept[-1].at - start)]
+    # asked at the check-in limit, then the answer window: both kept their true length
+    limit = det.model.limits.checkin_s["living"][time_bin(kept[-1].at - start)]
+    limit += Thresholds().checkin_answer_min * MINUTE_S
     silence_at_alert = (alert.at - jumped) + (10 * H + 600 - (kept[-1].at - start))
-    assert limit - 1 <= silence_at_alert <= limit + 61
+    assert limit - 1 <= silence_at_alert <= limit + 121
 
 
 def test_clock_jumps_during_an_ordinary_day_raise_nothing(learned_model: dict) -> None:
@@ -404,9 +430,14 @@ def test_a_morning_rest_silence_waits_for_the_getting_up_deadline(learned_model:
     deadline = start + det.model.limits.get_up_deadline_s
     early = [f for f in raised(out) if f.at < deadline]
     assert early == [], "a bedroom silence before the usual getting up is still the night"
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
+    assert [a for a in asks if a.at < deadline] == [], "no check-in in bed at night"
+    assert asks
+    assert deadline <= asks[0].at <= deadline + 60  # the deadline asks first
     morning = first_raise(out, {AlertType.NO_MORNING_ACTIVITY})
     assert morning is not None
-    assert deadline <= morning.at <= deadline + 60
+    answer_s = Thresholds().checkin_answer_min * MINUTE_S
+    assert deadline + answer_s <= morning.at <= deadline + answer_s + 60
 
 
 def test_learned_limits_stay_under_the_cap_and_the_rule_is_inspectable(

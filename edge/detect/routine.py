@@ -27,10 +27,12 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 
+from edge.detect.checkin import CheckInGate, CheckInPolicy
 from edge.detect.inactivity import (
     DAY_S,
     HOUR_S,
     MINUTE_S,
+    OFF_FURNITURE,
     OUT,
     REST_CONTEXTS,
     DayRecord,
@@ -121,6 +123,7 @@ class RoutineDetector:
         self._bath = BathroomWatch()
         self._night_exit = NightExitWatch(tz)
         self._morning = MorningWatch()
+        self._gate = CheckInGate(CheckInPolicy.from_thresholds(thresholds), tz)
         # the current silence
         self._last: float | None = None
         self._last_room: str | None = None
@@ -132,6 +135,12 @@ class RoutineDetector:
         self._sil_usual: float | None = None
         self._sil_key: str | None = None
         self._sil_sev: Severity | None = None
+        self._sil_checkin = 0.0  # the early check-in limit of the current silence
+        # where the current silence began: a check-in button press restarts the timer above
+        # but not the silence the routine learns (its length is the resident's, not ours)
+        self._span_start: float | None = None
+        self._span_date = ""
+        self._span_bin = 0
 
     @property
     def model(self) -> RoutineModel:
@@ -145,6 +154,20 @@ class RoutineDetector:
     def away(self) -> bool:
         """Whether the resident is taken to be out of home (left by the entrance door)."""
         return self._last is not None and self._ctx == OUT
+
+    @property
+    def context(self) -> str:
+        """The context the current silence began in (`bed`, `kitchen`, `out`, ...)."""
+        return self._ctx
+
+    @property
+    def checkin_pending(self) -> bool:
+        """Whether a check-in is waiting for the resident's answer."""
+        return self._gate.pending is not None
+
+    def check_ins(self, date: str) -> int:
+        """Check-ins asked on a local date (`YYYY-MM-DD`)."""
+        return self._gate.asked(date)
 
     @property
     def last_sign(self) -> float | None:
@@ -167,6 +190,9 @@ class RoutineDetector:
 
     def advance(self, now: float) -> list[Emission]:
         """Let time run to `now` (event time in replays): timers, day closes, findings."""
+        return self._gate.filter(self._advance(now), now, self._date)
+
+    def _advance(self, now: float) -> list[Emission]:
         if self._now is None:
             self._now = self._first_seen = now
             self._set_day(now)
@@ -180,6 +206,10 @@ class RoutineDetector:
             out.extend(self._close_day())
         self._now = now
         lim = self._model.limits
+        expired, early = self._gate.expire(now)
+        out.extend(expired)
+        if early:
+            out.extend(self._raise_inactivity(now, Severity.HIGH, unanswered=True))
         out.extend(self._check_silence(now))
         room = self._last_room if self._bath.last == self._last else None
         out.extend(self._bath.check(now, lim, room))
@@ -206,6 +236,8 @@ class RoutineDetector:
         assert self._now is not None
         self._now += step
         self._last = None if self._last is None else self._last + step
+        self._span_start = None if self._span_start is None else self._span_start + step
+        self._gate.shift(step)
         self._where.shift(step)
         self._bath.shift(step)
         self._log.shift(step)
@@ -218,17 +250,41 @@ class RoutineDetector:
 
     def feed(self, event: Event) -> list[Emission]:
         """Take one event; returns findings it raises or resolves (and any day closed first)."""
+        at = event.at if self._now is None else max(event.at, self._now)
+        if event.role is Role.CHECKIN_BUTTON:
+            return self._gate.filter(self._button(event), at, self._date)
+        return self._gate.filter(self._feed(event), at, self._date)
+
+    def _button(self, event: Event) -> list[Emission]:
+        """The "ça va" button: the resident answers; where they were, they still are."""
+        out = self._advance(event.at)
+        assert self._now is not None
+        at = self._now
+        out.extend(self._gate.answer(at, by_button=True))
+        self._gate.new_silence()
+        if self._last is None:
+            return out
+        out.extend(self._resolve_silence(at))
+        self._last = at
+        self._sil_tod = self._tod(at)
+        self._sil_bin = time_bin(self._sil_tod)
+        self._sil_limit, self._sil_usual, self._sil_checkin = self._limit()
+        return out
+
+    def _feed(self, event: Event) -> list[Emission]:
         if event.kind not in SIGN_KINDS and not (
             event.kind is EventKind.POWER and is_activity(event)
         ):
-            return self.advance(event.at) if self._now is None or event.at > self._now else []
-        out = self.advance(event.at)
+            return self._advance(event.at) if self._now is None or event.at > self._now else []
+        out = self._advance(event.at)
         assert self._now is not None
         at = max(event.at, self._now) if self._now - event.at <= BACKWARD_TOLERANCE_S else self._now
         room = event.room or "?"
         kind = event.room_kind or self._rooms.get(room, RoomKind.OTHER)
         role = event.role
         where = self._where
+        out.extend(self._gate.answer(at, by_button=False))
+        self._gate.new_silence()
         out.extend(self._end_silence(at))
         self._count(event, room, kind)
         if role is Role.DOOR_ENTRANCE:
@@ -270,14 +326,15 @@ class RoutineDetector:
 
     # ---------------------------------------------------------------- silence
 
-    def _limit(self) -> tuple[float, float | None]:
-        """The limit and usual longest for the current silence (its context and start)."""
+    def _limit(self) -> tuple[float, float | None, float]:
+        """The limit, usual longest and early check-in limit for the current silence."""
         tod_s = self._sil_tod
         limits = self._model.limits
         if self._ctx == OUT:
-            return limits.out_s, None
+            return limits.out_s, None, limits.out_s
         limit = limits.silence_s[self._ctx][self._sil_bin]
         usual = limits.usual_s[self._ctx][self._sil_bin]
+        checkin = limits.checkin_s[self._ctx][self._sil_bin]
         if self._where.visit_departure_at is not None and self._ctx == RoomKind.ENTRANCE.value:
             limit = max(limit, VISIT_DEPARTURE_LIMIT_S)
         if (
@@ -287,7 +344,7 @@ class RoutineDetector:
         ):
             # the night going on: the getting-up deadline judges it first
             limit = max(limit, limits.get_up_deadline_s - tod_s + REST_AFTER_DEADLINE_S)
-        return limit, usual
+        return limit, usual, min(checkin, limit)
 
     def _start_silence(self, at: float, room: str, kind: RoomKind, role: Role | None) -> None:
         self._ctx = self._where.context(kind, role, at, self._ctx)
@@ -296,29 +353,37 @@ class RoutineDetector:
         self._sil_date = self._date
         self._sil_tod = self._tod(at)
         self._sil_bin = time_bin(self._sil_tod)
-        self._sil_limit, self._sil_usual = self._limit()
+        self._sil_limit, self._sil_usual, self._sil_checkin = self._limit()
         self._sil_key = None
         self._sil_sev = None
+        self._span_start = at
+        self._span_date = self._date
+        self._span_bin = self._sil_bin
 
     def _end_silence(self, at: float) -> list[Emission]:
-        if self._last is None:
+        if self._last is None or self._span_start is None:
             return []
-        gap = at - self._last
+        gap = at - self._span_start
         learn = gap
         if self._sil_sev is not None:
             learn = min(gap, ALARMED_LEARN_FACTOR * self._sil_limit)
-        record = self._records.get(self._sil_date)
+        record = self._records.get(self._span_date)
         if record is not None:
-            record.note_silence(self._ctx, self._sil_bin, learn)
+            record.note_silence(self._ctx, self._span_bin, learn)
             lim = self._model.limits
             if self._ctx == OUT and is_night(
-                self._sil_bin * 1800.0, lim.night_start_s / HOUR_S, lim.night_end_s / HOUR_S
+                self._span_bin * 1800.0, lim.night_start_s / HOUR_S, lim.night_end_s / HOUR_S
             ):
                 record.night_out_max_s = max(record.night_out_max_s, learn)
         if gap >= 60.0 or self._ctx == OUT:
-            self._log.silences.append((self._last, at, self._ctx))
-        if self._sil_key is None or self._sil_sev is None:
+            self._log.silences.append((self._span_start, at, self._ctx))
+        return self._resolve_silence(at)
+
+    def _resolve_silence(self, at: float) -> list[Emission]:
+        """The open inactivity alert of the current silence, if any, is resolved."""
+        if self._last is None or self._sil_key is None or self._sil_sev is None:
             return []
+        gap = at - self._last
         finding = Finding(
             key=self._sil_key,
             type=AlertType.INACTIVITY,
@@ -336,12 +401,53 @@ class RoutineDetector:
         if self._last is None:
             return []
         silence = now - self._last
+        if self._early_check_in_due(now, silence):
+            return [
+                self._gate.ask(
+                    now,
+                    self._date,
+                    self._last_room,
+                    {
+                        "reason": "silence",
+                        "inactive_min": round(silence / MINUTE_S),
+                        "limit_min": round(self._sil_checkin / MINUTE_S),
+                        "context": self._ctx,
+                        "off_furniture": self._ctx in OFF_FURNITURE,
+                    },
+                    early=True,
+                )
+            ]
         excess = silence - self._sil_limit
         if excess <= 0:
             return []
-        sev = severity(excess, self._sil_limit)
+        return self._raise_inactivity(now, severity(excess, self._sil_limit))
+
+    def _early_check_in_due(self, now: float, silence: float) -> bool:
+        if (
+            self._sil_key is not None
+            or self._gate.pending is not None
+            or self._gate.unanswered
+            or not self._model.learned
+            or silence <= self._sil_checkin
+            or silence >= self._sil_limit
+        ):
+            return False
+        lim = self._model.limits
+        started_at_night = is_night(
+            self._span_bin * 1800.0, lim.night_start_s / HOUR_S, lim.night_end_s / HOUR_S
+        )
+        return self._gate.policy.early_allowed(
+            self._ctx, started_at_night, self._tod(now), self._gate.asked(self._date)
+        )
+
+    def _raise_inactivity(
+        self, now: float, sev: Severity, *, unanswered: bool = False
+    ) -> list[Emission]:
+        if self._last is None:
+            return []
         if self._sil_sev is not None and SEVERITY_RANK[sev] >= SEVERITY_RANK[self._sil_sev]:
             return []
+        silence = now - self._last
         if self._sil_key is None:
             self._sil_key = f"inactivity:{int(self._last)}"
         self._sil_sev = sev
@@ -352,6 +458,11 @@ class RoutineDetector:
             "since": local_hhmm(self._last, self._tz),
             "learning": not self._model.learned,
         }
+        if unanswered:
+            evidence["check_in"] = "unanswered"
+            evidence["check_in_limit_min"] = round(self._sil_checkin / MINUTE_S)
+        if self._ctx in OFF_FURNITURE:
+            evidence["off_furniture"] = True
         if self._sil_usual is not None:
             evidence["usual_max_min"] = round(self._sil_usual / MINUTE_S)
         if self._ctx == OUT:
@@ -395,10 +506,13 @@ class RoutineDetector:
         # next day
         log.rooms = {}
         log.prune(end - LOG_KEEP_S)
-        for key in [k for k in self._records if k not in (self._sil_date, date)]:
+        for key in [k for k in self._records if k not in (self._span_date, date)]:
             del self._records[key]
+        for day in [d for d in self._gate.counts if d < date]:
+            del self._gate.counts[day]
         self._set_day(end)
         if self._last is not None and self._sil_key is None and self._ctx != OUT:
             # the current silence is now judged against the refreshed limits
-            self._sil_limit, self._sil_usual = self._limit()
+            self._sil_limit, self._sil_usual, self._sil_checkin = self._limit()
+        body = {**body, "check_ins": self._gate.asked(date)}
         return [Aggregate("daily", start, end, body)]
