@@ -251,7 +251,7 @@ class RoutineDetector:
     def feed(self, event: Event) -> list[Emission]:
         """Take one event; returns findings it raises or resolves (and any day closed first)."""
         at = event.at if self._now is None else max(event.at, self._now)
-        if event.role is Role.CHECKIN_BUTTON:
+        if event.role is Role.CHECKIN_BUTTON and event.kind is EventKind.ACTION:
             return self._gate.filter(self._button(event), at, self._date)
         return self._gate.filter(self._feed(event), at, self._date)
 
@@ -272,9 +272,10 @@ class RoutineDetector:
         return out
 
     def _feed(self, event: Event) -> list[Emission]:
-        if event.kind not in SIGN_KINDS and not (
-            event.kind is EventKind.POWER and is_activity(event)
-        ):
+        if event.role is Role.CHECKIN_BUTTON or (
+            event.kind not in SIGN_KINDS
+            and not (event.kind is EventKind.POWER and is_activity(event))
+        ):  # not a sign of life (the check-in button's battery or heartbeat neither)
             return self._advance(event.at) if self._now is None or event.at > self._now else []
         out = self._advance(event.at)
         assert self._now is not None
