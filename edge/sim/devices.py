@@ -271,7 +271,7 @@ SIREN_MODEL = ZigbeeModel(
     "Smart siren",
     "WarningDevice",
     "HEIMAN",
-    True,
+    False,  # mains powered
     (
         {
             "access": 2,
@@ -297,7 +297,7 @@ SIREN_MODEL = ZigbeeModel(
             "property": "warning",
             "type": "composite",
         },
-        _BATTERY,
+        _DEVICE_TEMP,
         _LQI,
     ),
     {},
