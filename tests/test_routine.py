@@ -447,3 +447,97 @@ def test_learned_limits_stay_under_the_cap_and_the_rule_is_inspectable(
     for row in learned_model["limits_min"]["silence_by_half_hour"].values():
         assert max(row) <= 11.5 * 60
         assert min(row) >= 45
+
+
+# ---- check-ins ---------------------------------------------------------------------------
+def mat(t: float, on: bool) -> Event:
+    return Event("bed-mat", EventKind.PRESENCE, on, t, "sim", "bedroom", RoomKind.BEDROOM, Role.BED)
+
+
+def mat_day(day: int, rng: random.Random, get_up_h: float = 7.0) -> list[Event]:
+    """An ordinary day in a home with a bed mat: the night is one long silence in bed."""
+    d0 = T0 + day * DAY
+    ev = [e for e in day_events(day, rng) if e.room != "bedroom"]
+    ev = [e for e in ev if not (d0 <= e.at < d0 + get_up_h * H)]
+    ev += [mat(d0 + get_up_h * H - 60, False), motion("bedroom", d0 + get_up_h * H - 30)]
+    ev += [motion("bedroom", d0 + 23 * H - 120), mat(d0 + 23 * H, True)]
+    ev += [motion("bathroom", d0 + get_up_h * H + 60)]
+    return sorted(ev, key=lambda e: e.at)
+
+
+def asks_of(emissions: Iterable[Emission]) -> list[CheckIn]:
+    return [e for e in emissions if isinstance(e, CheckIn) and e.action == "ask"]
+
+
+@pytest.fixture(scope="module")
+def mat_model() -> dict:
+    det = RoutineDetector(ROOMS, dt.UTC, Thresholds())
+    rng = random.Random(5)
+    events = [e for d in range(LEARN_DAYS) for e in mat_day(d, rng)]
+    replay(det, events, T0 + LEARN_DAYS * DAY, answer=answer_until())
+    return det.model.to_dict()
+
+
+def test_no_check_in_in_bed_at_night(mat_model: dict) -> None:
+    det = restore(mat_model)
+    assert det.model.learned
+    start = T0 + LEARN_DAYS * DAY
+    rng = random.Random(11)
+    # a night in bed from 23:00 to 07:30 (later than ever seen, before the deadline)
+    assert det.model.limits.get_up_deadline_s > 7.5 * H
+    days = mat_day(LEARN_DAYS, rng) + mat_day(LEARN_DAYS + 1, rng, get_up_h=7.5)
+    out = replay(det, days, start + DAY + 9 * H, start=start, answer=answer_until())
+    night = [a for a in asks_of(out) if start + 23 * H <= a.at < start + DAY + 7.5 * H]
+    assert night == []
+    assert findings(out) == []
+    # the same bed silence by day (a nap from 14:00): an early check-in is allowed
+    nap = [e for e in mat_day(LEARN_DAYS + 2, rng) if e.at < start + 2 * DAY + 14 * H]
+    nap.append(mat(start + 2 * DAY + 14 * H, True))
+    out = replay(det, nap, start + 2 * DAY + 20 * H, start=start + DAY + 9 * H)
+    assert asks_of(out), "a nap that lasts is asked about"
+
+
+def test_quiet_hours_and_the_daily_maximum_hold_early_check_ins_back(
+    learned_model: dict,
+) -> None:
+    th = Thresholds(checkin_quiet_from_h=9.0, checkin_quiet_to_h=16.0)
+    det = RoutineDetector(ROOMS, dt.UTC, th, RoutineModel.from_dict(learned_model, th))
+    start = T0 + LEARN_DAYS * DAY
+    kept = [e for e in day_events(LEARN_DAYS, random.Random(3)) if e.at <= start + 10 * H]
+    out = replay(det, kept, start + 13 * H, start=start)
+    asks = asks_of(out)
+    assert asks
+    assert all(a.evidence["reason"] == "inactivity" for a in asks)  # only before an alert
+    limit = det.model.limits.silence_s["living"][time_bin(kept[-1].at - start)]
+    assert asks[0].at >= kept[-1].at + limit
+
+
+def test_the_check_in_limits_survive_a_restart(learned_model: dict) -> None:
+    doc = json.loads(json.dumps(learned_model))
+    a, b = restore(doc), learned_detector()
+    assert a.model.limits.checkin_s == b.model.limits.checkin_s
+    assert a.model.limits.checkin_scale == b.model.limits.checkin_scale is not None
+    assert doc["limits_min"]["check_in_by_half_hour"]["living"][20] < (
+        doc["limits_min"]["silence_by_half_hour"]["living"][20]
+    )
+    start = T0 + LEARN_DAYS * DAY
+    kept = [e for e in day_events(LEARN_DAYS, random.Random(3)) if e.at <= start + 10 * H]
+    asked = [asks_of(replay(d, kept, start + 13 * H, start=start)) for d in (a, b)]
+    assert asked[0]
+    assert [(x.at, x.evidence) for x in asked[0]] == [(x.at, x.evidence) for x in asked[1]]
+
+
+def test_the_day_s_check_ins_go_into_the_daily_summary(learned_model: dict) -> None:
+    det = restore(learned_model)
+    start = T0 + LEARN_DAYS * DAY
+    kept = [e for e in day_events(LEARN_DAYS, random.Random(3)) if e.at <= start + 10 * H]
+    later = [e for e in day_events(LEARN_DAYS + 1, random.Random(4))]
+    out = replay(det, kept + later, start + DAY + H, start=start, answer=answer_until())
+    asked = len(asks_of([e for e in out if getattr(e, "at", 0) < start + DAY]))
+    daily = [e for e in out if isinstance(e, Aggregate) and e.period == "daily"]
+    assert asked >= 1
+    assert daily[0].body["check_ins"] == asked
+    validate_daily(daily[0].to_wire("h-0001") | {"sensor_health": _HEALTH})
+
+
+_HEALTH = {"devices": 1, "offline": 0, "low_battery": 0, "unknown_devices": 0}

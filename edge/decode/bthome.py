@@ -95,7 +95,7 @@ ROLE_KINDS: Mapping[Role, Mapping[EventKind, EventKind]] = {
 _REPEAT_MARKERS = ("older packet", "same as the previous service data")
 _NO_KEY_MARKER = "Encryption key not set"
 _TRUNCATED_MARKERS = ("Truncated", "Invalid payload data length", "Invalid data length")
-_UNKNOWN_OBJECT_MARKER = "UNKNOWN dataobject"
+_UNKNOWN_OBJECT_MARKERS = ("UNKNOWN dataobject", "Invalid Object ID")
 _POSTFIX = re.compile(r"^(?P<base>.+?)_(?P<n>\d+)$")
 
 
@@ -281,7 +281,7 @@ class BthomeDecoder:
         ]
         if truncated:
             return "truncated", truncated[0]
-        if not decoded and any(_UNKNOWN_OBJECT_MARKER in note for note in notes):
+        if not decoded and any(m in note for note in notes for m in _UNKNOWN_OBJECT_MARKERS):
             return "format", "object ids bthome-ble does not read (newer BTHome firmware?)"
         if decoded or any(m in note for note in notes for m in _REPEAT_MARKERS):
             return None
