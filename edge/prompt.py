@@ -10,6 +10,7 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def speaker_argv(command: str, text: str = CHECKIN_SENTENCE_FR) -> list[str] | N
     parts = command.split()
     if not parts or shutil.which(parts[0]) is None:
         return None
-    if parts[0].startswith("espeak") and "-v" not in parts:
+    if Path(parts[0]).name.startswith("espeak") and "-v" not in parts:
         parts += ["-v", "fr"]
     return [*parts, text]
 

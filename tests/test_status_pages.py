@@ -256,3 +256,18 @@ def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) 
     assert "cannot serve as prompt" in html.unescape(resp.text)
     assert str(registry.profile().device("new-pir").role) == "motion"
     registry.close()
+
+
+def test_check_in_and_water_leak_evidence_in_plain_french() -> None:
+    evidence = {
+        "inactive_min": 58,
+        "check_in": "unanswered",
+        "check_in_at": "14:09",
+        "off_furniture": True,
+    }
+    assert i18n.evidence_words(evidence, "fr") == (
+        "aucun mouvement depuis 58 min, la personne n'a pas répondu à la question « ça va ? », "
+        "question posée à 14:09, hors du lit et du fauteuil"
+    )
+    assert i18n.alert_name("water_leak", "fr") == "Fuite d'eau"
+    assert i18n.evidence_words({"wet": True}, "en") == "sensor wet"
