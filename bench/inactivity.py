@@ -9,9 +9,10 @@ after it is asked (`edge.eval_inactivity.answer_until`):
   does with a history file), then monitors the report days, adapting as it goes.
 * **validation (rolling origin)** on the earlier days only: for each k from
   `FOLD_FIRST_DAY`, learn on days 1..k and monitor day k+1. Each candidate rule
-  (`CANDIDATES`: the staff limits' `LimitParams` and the early check-ins' daily budget) is
+  (`CANDIDATES`: the early check-ins' daily budget and the morning check-in's margin) is
   scored on these folds; the rule kept is the one with no staff alert on the folds, at most
-  `GOALS["checkins_per_day"]`, then the shortest median delays. The production default
+  `CHECKIN_HEADROOM` x `GOALS["checkins_per_day"]` check-ins a day, no miss, then the
+  shortest median delays (day, night beyond the floor, off furniture). The production default
   (`DEFAULT_PARAMS`) must be that rule: the bench says so if it is not. The folds' points
   are the trade-off plot (check-ins a day against median delay), `reports/inactivity.svg`.
 
@@ -87,10 +88,14 @@ GOALS = {
 }
 # The previous rule (no check-ins: every early check-in limit at the staff limit), for
 # comparison on the same days.
-NO_CHECKINS = dataclasses.replace(DEFAULT_PARAMS, checkin_budget_per_day=-1.0)
+NO_CHECKINS = dataclasses.replace(
+    DEFAULT_PARAMS, checkin_budget_per_day=-1.0, morning_checkin_margin_s=-1.0
+)
 CANDIDATES: tuple[LimitParams, ...] = tuple(
-    dataclasses.replace(DEFAULT_PARAMS, checkin_budget_per_day=b, get_up_margin_s=g * MINUTE_S)
-    for b, g in itertools.product((0.3, 0.5, 0.8, 1.2), (45, 60))
+    dataclasses.replace(
+        DEFAULT_PARAMS, checkin_budget_per_day=b, morning_checkin_margin_s=m * MINUTE_S
+    )
+    for b, m in itertools.product((0.5, 0.8, 1.2), (-1, 0, 30, 60))
 )
 
 
@@ -275,9 +280,16 @@ def report(homes: dict[str, list[Event]], params: LimitParams) -> dict[str, Any]
     return {"homes": per, "total": _figures("ALL", parts)}
 
 
+# Unseen days bring a little more than the folds show: a rule must keep this much below the
+# check-in goal on the folds.
+CHECKIN_HEADROOM = 0.9
+
+
 def _score(fig: dict[str, Any]) -> tuple[float, ...]:
-    """Fewest staff alerts, check-ins within the goal, no misses, then the shortest delays."""
-    over = max(0.0, (fig["checkins_per_day"] or 0.0) - GOALS["checkins_per_day"])
+    """Fewest staff alerts, check-ins within the goal (with headroom), no misses, then the
+    shortest delays."""
+    room = CHECKIN_HEADROOM * GOALS["checkins_per_day"]
+    over = max(0.0, (fig["checkins_per_day"] or 0.0) - room)
     misses = fig["anywhere"]["routine"]["misses"]
     meds = (
         fig["day"]["routine"]["median_min"],
@@ -348,10 +360,9 @@ def _fmt(s: dict[str, Any]) -> str:
 
 
 def _rule(p: dict[str, Any]) -> str:
-    return (
-        f"check-ins {p['checkin_budget_per_day']:.1f}/day in sample,"
-        f" up +{p['get_up_margin_min']:.0f} min"
-    )
+    morning = p["morning_checkin_margin_min"]
+    asked = "no morning ask" if morning < 0 else f"morning ask +{morning:.0f} min"
+    return f"check-ins {p['checkin_budget_per_day']:.1f}/day in sample, {asked}"
 
 
 def print_table(result: dict[str, Any]) -> None:

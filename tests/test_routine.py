@@ -422,22 +422,45 @@ def test_entrance_only_signs_while_out_keep_the_resident_out(learned_model: dict
     assert not det.away
 
 
-def test_a_morning_rest_silence_waits_for_the_getting_up_deadline(learned_model: dict) -> None:
+def test_a_morning_rest_silence_is_asked_about_then_raises_no_morning_activity(
+    learned_model: dict,
+) -> None:
     det = restore(learned_model)
     start = T0 + LEARN_DAYS * DAY
     night = [e for e in day_events(LEARN_DAYS, random.Random(43)) if e.at <= start + 5 * H]
     out = replay(det, night, start + 20 * H, start=start)
-    deadline = start + det.model.limits.get_up_deadline_s
-    early = [f for f in raised(out) if f.at < deadline]
+    limits = det.model.limits
+    assert limits.morning_checkin_s is not None
+    assert limits.usual_get_up_s is not None
+    asked_at = start + limits.morning_checkin_s  # well after the usual getting up
+    assert limits.morning_checkin_s == limits.usual_get_up_s + 30 * MINUTE_S
+    assert limits.morning_checkin_s < limits.get_up_deadline_s
+    early = [f for f in raised(out) if f.at < asked_at]
     assert early == [], "a bedroom silence before the usual getting up is still the night"
     asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
-    assert [a for a in asks if a.at < deadline] == [], "no check-in in bed at night"
+    assert [a for a in asks if a.at < asked_at] == [], "no check-in in bed at night"
     assert asks
-    assert deadline <= asks[0].at <= deadline + 60  # the deadline asks first
+    assert asked_at <= asks[0].at <= asked_at + 60
+    assert asks[0].evidence["reason"] == "morning"
     morning = first_raise(out, {AlertType.NO_MORNING_ACTIVITY})
     assert morning is not None
     answer_s = Thresholds().checkin_answer_min * MINUTE_S
-    assert deadline + answer_s <= morning.at <= deadline + answer_s + 60
+    assert asks[0].at + answer_s <= morning.at <= asks[0].at + answer_s + 60
+    assert morning.evidence["check_in"] == "unanswered"
+    assert len([f for f in raised(out) if f.type is AlertType.NO_MORNING_ACTIVITY]) == 1
+
+
+def test_a_morning_check_in_answered_is_the_morning_s_answer(learned_model: dict) -> None:
+    det = restore(learned_model)
+    start = T0 + LEARN_DAYS * DAY
+    night = [e for e in day_events(LEARN_DAYS, random.Random(43)) if e.at <= start + 5 * H]
+    out = replay(det, night, start + 12 * H, start=start, answer=answer_until())
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
+    assert asks
+    assert asks[0].evidence["reason"] == "morning"
+    assert first_raise(out, {AlertType.NO_MORNING_ACTIVITY}) is None  # not at the deadline
+    morning_asks = [a for a in asks if a.evidence["reason"] in ("morning", "no_morning_activity")]
+    assert len(morning_asks) == 1
 
 
 def test_learned_limits_stay_under_the_cap_and_the_rule_is_inspectable(
@@ -483,12 +506,13 @@ def test_no_check_in_in_bed_at_night(mat_model: dict) -> None:
     assert det.model.learned
     start = T0 + LEARN_DAYS * DAY
     rng = random.Random(11)
-    # a night in bed from 23:00 to 07:30 (later than ever seen, before the deadline)
-    assert det.model.limits.get_up_deadline_s > 7.5 * H
-    days = mat_day(LEARN_DAYS, rng) + mat_day(LEARN_DAYS + 1, rng, get_up_h=7.5)
+    # a night in bed from 23:00 to 07:24 (later than ever seen, before the morning check-in)
+    morning = det.model.limits.morning_checkin_s
+    assert morning is not None
+    assert morning > 7.4 * H
+    days = mat_day(LEARN_DAYS, rng) + mat_day(LEARN_DAYS + 1, rng, get_up_h=7.4)
     out = replay(det, days, start + DAY + 9 * H, start=start, answer=answer_until())
-    night = [a for a in asks_of(out) if start + 23 * H <= a.at < start + DAY + 7.5 * H]
-    assert night == []
+    assert [a for a in asks_of(out) if start + 23 * H <= a.at < start + DAY + 9 * H] == []
     assert findings(out) == []
     # the same bed silence by day (a nap from 14:00): an early check-in is allowed
     nap = [e for e in mat_day(LEARN_DAYS + 2, rng) if e.at < start + 2 * DAY + 14 * H]

@@ -87,6 +87,7 @@ class _Pending:
     asked_at: float
     early: bool
     by_sign: bool
+    reason: str = ""
     held: dict[str, Finding] = field(default_factory=dict)
 
 
@@ -119,7 +120,7 @@ class CheckInGate:
         by_sign: bool = True,
     ) -> CheckIn:
         key = f"check_in:{int(at)}"
-        self.pending = _Pending(key, at, early, by_sign)
+        self.pending = _Pending(key, at, early, by_sign, str(evidence.get("reason", "")))
         self.counts[date] = self.counts.get(date, 0) + 1
         return CheckIn(key, at, "ask", room, evidence)
 
@@ -136,16 +137,17 @@ class CheckInGate:
         self._dropped.update(p.held)
         return [CheckIn(p.key, at, "answered", evidence={"after_s": round(at - p.asked_at)})]
 
-    def expire(self, now: float) -> tuple[list[Emission], bool]:
-        """The answer window ran out: the check-in and what it held; True for an early one."""
+    def expire(self, now: float) -> tuple[list[Emission], str | None]:
+        """The answer window ran out: the check-in and what it held, and for an early one
+        the reason it was asked (the detector raises its own alert for it)."""
         p = self.pending
         if p is None or now - p.asked_at < self.policy.answer_s:
-            return [], False
+            return [], None
         self.pending = None
         self.unanswered = True
         out: list[Emission] = [CheckIn(p.key, now, "unanswered")]
         out.extend(self._released(p.held.values(), p.asked_at, now))
-        return out, p.early and not p.held
+        return out, p.reason if p.early and not p.held else None
 
     def _released(self, findings: Iterable[Finding], asked_at: float, now: float) -> list[Emission]:
         stamp = local_hhmm(asked_at, self._tz)

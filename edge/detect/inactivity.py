@@ -159,7 +159,10 @@ class LimitParams:
     get_up_margin_s: float = 45 * MINUTE_S
     get_up_spread_factor: float = 1.0
     # early check-ins a day the learned check-in limits aim at on the kept days
-    checkin_budget_per_day: float = 0.8
+    checkin_budget_per_day: float = 0.5
+    # still in bed this long after the usual (median) getting up: asked, before the deadline;
+    # negative: no morning check-in
+    morning_checkin_margin_s: float = 30 * MINUTE_S
 
     def margin_s(self, usual_s: float) -> float:
         return self.margin_min_s + self.margin_fraction * usual_s
@@ -173,6 +176,7 @@ class LimitParams:
             "get_up_margin_min": self.get_up_margin_s / MINUTE_S,
             "get_up_spread_factor": self.get_up_spread_factor,
             "checkin_budget_per_day": self.checkin_budget_per_day,
+            "morning_checkin_margin_min": self.morning_checkin_margin_s / MINUTE_S,
         }
 
 
@@ -241,6 +245,7 @@ class Limits:
     bathroom_s: float
     bath_usual_s: float | None
     get_up_deadline_s: float  # seconds after local midnight
+    morning_checkin_s: float | None  # still resting then: asked (None: no morning check-in)
     usual_get_up_s: float | None
     night_start_s: float
     night_end_s: float
@@ -330,6 +335,14 @@ class RoutineModel:
             spread = statistics.pstdev(get_ups) * MINUTE_S
             deadline = max(get_ups) * MINUTE_S + p.get_up_margin_s + p.get_up_spread_factor * spread
             deadline = min(deadline, DAY_S - MINUTE_S)
+        morning_checkin = None
+        if (
+            learned
+            and usual_get_up is not None
+            and len(get_ups) >= MIN_COMPARE_DAYS
+            and p.morning_checkin_margin_s >= 0
+        ):
+            morning_checkin = min(deadline, usual_get_up + p.morning_checkin_margin_s)
         night_start = th.night_start_h * HOUR_S
         night_end = th.night_end_h * HOUR_S
         night_exit = th.night_exit_return_min * MINUTE_S
@@ -364,6 +377,7 @@ class RoutineModel:
             bathroom_s=bathroom_s,
             bath_usual_s=bath_usual,
             get_up_deadline_s=deadline,
+            morning_checkin_s=morning_checkin,
             usual_get_up_s=usual_get_up,
             night_start_s=night_start,
             night_end_s=night_end,
@@ -496,6 +510,7 @@ class RoutineModel:
                 "out_of_home": round(lim.out_s / MINUTE_S),
                 "bathroom_stay": round(lim.bathroom_s / MINUTE_S),
                 "get_up_deadline": _hhmm(lim.get_up_deadline_s),
+                "morning_check_in": hhmm(lim.morning_checkin_s),
                 "night": [_hhmm(lim.night_start_s), _hhmm(lim.night_end_s)],
                 "night_exit_return": round(lim.night_exit_s / MINUTE_S),
                 "neighbour_rooms": sorted(lim.near_pairs),

@@ -37,6 +37,7 @@ from edge.detect.inactivity import (
     REST_CONTEXTS,
     DayRecord,
     RoutineModel,
+    hhmm,
     is_night,
     time_bin,
 )
@@ -73,6 +74,7 @@ SIGN_KINDS = frozenset(
         EventKind.VIBRATION,
     }
 )
+MORNING = "morning"  # the reason of a morning check-in
 BACKWARD_TOLERANCE_S = 120.0  # a step back larger than this is a clock jump
 # The door closing during a visit: the resident may have left with the visitor, or stayed
 # behind alone; the silence that follows gets at least this long before an alert.
@@ -124,6 +126,7 @@ class RoutineDetector:
         self._night_exit = NightExitWatch(tz)
         self._morning = MorningWatch()
         self._gate = CheckInGate(CheckInPolicy.from_thresholds(thresholds), tz)
+        self._morning_asked: set[str] = set()  # local dates of a morning check-in
         # the current silence
         self._last: float | None = None
         self._last_room: str | None = None
@@ -208,9 +211,21 @@ class RoutineDetector:
         lim = self._model.limits
         expired, early = self._gate.expire(now)
         out.extend(expired)
-        if early:
+        if early == MORNING:
+            out.append(
+                self._morning.raise_now(
+                    now,
+                    self._date,
+                    lim,
+                    last_sign=self._last,
+                    room=self._last_room,
+                    extra={"check_in": "unanswered"},
+                )
+            )
+        elif early is not None:
             out.extend(self._raise_inactivity(now, Severity.HIGH, unanswered=True))
         out.extend(self._check_silence(now))
+        out.extend(self._morning_check_in(now))
         room = self._last_room if self._bath.last == self._last else None
         out.extend(self._bath.check(now, lim, room))
         left = self._where.leaving_at if self._ctx == OUT else None
@@ -260,6 +275,8 @@ class RoutineDetector:
         out = self._advance(event.at)
         assert self._now is not None
         at = self._now
+        if self._gate.pending is not None and self._gate.pending.reason == MORNING:
+            self._morning.checked.add(self._date)  # awake and well: the deadline is answered
         out.extend(self._gate.answer(at, by_button=True))
         self._gate.new_silence()
         if self._last is None:
@@ -423,6 +440,36 @@ class RoutineDetector:
             return []
         return self._raise_inactivity(now, severity(excess, self._sil_limit))
 
+    def _morning_check_in(self, now: float) -> list[Emission]:
+        """Still resting well after the usual getting up: asked before the deadline comes."""
+        lim = self._model.limits
+        tod = self._tod(now)
+        if (
+            lim.morning_checkin_s is None
+            or self._last is None
+            or not lim.morning_checkin_s <= tod < lim.get_up_deadline_s
+            or self._date in self._morning.checked
+            or self._date in self._morning_asked
+            or self._ctx not in REST_CONTEXTS
+            or self._morning.is_up(bool(self._where.bed_on))
+            or self._gate.pending is not None
+            or self._gate.unanswered
+            or self._sil_key is not None
+            or self._first_seen > self._day_start + MORNING_FROM_S
+        ):
+            return []
+        policy = self._gate.policy
+        if policy.quiet(tod) or self._gate.asked(self._date) >= policy.max_per_day:
+            return []
+        self._morning_asked.add(self._date)
+        evidence: dict[str, object] = {
+            "reason": MORNING,
+            "inactive_min": round((now - self._last) / MINUTE_S),
+            "usual_get_up": hhmm(lim.usual_get_up_s),
+            "context": self._ctx,
+        }
+        return [self._gate.ask(now, self._date, self._last_room, evidence, early=True)]
+
     def _early_check_in_due(self, now: float, silence: float) -> bool:
         if (
             self._sil_key is not None
@@ -511,6 +558,7 @@ class RoutineDetector:
             del self._records[key]
         for day in [d for d in self._gate.counts if d < date]:
             del self._gate.counts[day]
+        self._morning_asked = {d for d in self._morning_asked if d >= date}
         self._set_day(end)
         if self._last is not None and self._sil_key is None and self._ctx != OUT:
             # the current silence is now judged against the refreshed limits
