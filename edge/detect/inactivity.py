@@ -18,7 +18,15 @@ longest usual silence for that context starting within +/- 3 h of that time of d
 half of what any context at home shows then), plus 45 min and 20 %, capped at 11.5 h
 (`LimitParams`, chosen by rolling-origin validation in `bench.inactivity`). Until
 `learning_days` days have been seen, conservative fixed limits apply
-(`default_silence_limit_s`).
+(`default_silence_limit_s`), and no early check-in is asked.
+
+Silences off furniture (`OFF_FURNITURE`: the kitchen, bathroom and hall, no mat pressed) are
+what a long lie looks like: they learn from their own silences (and each other's), never
+pulled up by the chair's and the bed's, and their staff limit is capped at 110 min. The early
+check-in limits (`checkin_s`) are tighter: off furniture 1.5 x usual + 10 min (20 to 60 min);
+elsewhere scale x usual + 15 min, the scale learned per home so that the kept days would have
+seen about `checkin_budget_per_day` early check-ins; and a morning check-in comes
+`morning_checkin_margin_s` after the usual getting up (`morning_checkin_s`).
 
 Measured alternatives that did not do better on the validation folds (same false-alarm
 budget): narrower windows (+/- 1-2 h), smaller margins, a Gaussian limit on the daily maxima

@@ -2,7 +2,9 @@
 
 `RoutineDetector.feed(event)` and `advance(now)` return `Finding`s (`inactivity`,
 `no_morning_activity`, `bathroom_long`, `night_exit`; each resolved when the resident shows
-life again) and, at each local midnight, the daily summary `Aggregate`.
+life again), `CheckIn`s (the resident asked first, `edge.detect.checkin`: every
+inactivity-type finding waits behind one) and, at each local midnight, the daily summary
+`Aggregate` (with the day's `check_ins`).
 
 How it reads the home:
 * every state change of a motion, presence, door, flush, switch or appliance sensor is a
@@ -16,6 +18,11 @@ How it reads the home:
   departure that never ends is; a rest (bed, bedroom) silence that starts in the morning
   before the usual getting-up deadline is the night going on: the morning watch judges it
   first (`edge.detect.watches`);
+* an early check-in is asked when a silence passes the tighter learned check-in limit, and a
+  morning one when the resident still rests well after the usual getting up; a press of the
+  `checkin_button` answers and restarts the timer (the resident is where they were), any
+  other sign ends the silence; a silence off furniture (last sign in the kitchen, bathroom or
+  hall, no mat pressed) has limits of its own (`OFF_FURNITURE`);
 * time going backwards (a wall clock stepped by NTP reaching the detector) shifts every
   anchor by the step, so no silence is lengthened or shortened by it; time going forwards is
   real elapsed time (the production clock is monotonic-anchored, see `edge.clock`).
@@ -162,15 +169,6 @@ class RoutineDetector:
     def context(self) -> str:
         """The context the current silence began in (`bed`, `kitchen`, `out`, ...)."""
         return self._ctx
-
-    @property
-    def checkin_pending(self) -> bool:
-        """Whether a check-in is waiting for the resident's answer."""
-        return self._gate.pending is not None
-
-    def check_ins(self, date: str) -> int:
-        """Check-ins asked on a local date (`YYYY-MM-DD`)."""
-        return self._gate.asked(date)
 
     @property
     def last_sign(self) -> float | None:
