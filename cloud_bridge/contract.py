@@ -18,6 +18,7 @@ summary of the day; times of day as local "HH:MM", null when not observed)
     get_up, bed_time, time_in_bed_min, night_bathroom_visits, time_out_min
     compare         {metric: {"usual": float | null, "z": float | null}}: how each metric
                     compares with the resident's learned usual (z-score; null while learning)
+    check_ins       int, optional: how many times that day the gateway asked the resident
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ ALERT_TYPES = frozenset(
         "bathroom_long",
         "no_morning_activity",
         "temperature",
+        "water_leak",
         "sensor_offline",
         "low_battery",
     }
@@ -222,6 +224,7 @@ def validate_daily(payload: Mapping[str, Any]) -> Mapping[str, Any]:
         value = payload.get(key)
         _require(value is None or (_is_number(value) and value >= 0), f"{key} must be >= 0")
     _require(_is_count(payload.get("night_bathroom_visits")), "night_bathroom_visits count")
+    _require(_is_count(payload.get("check_ins", 0)), "check_ins must be a count")
     compare = payload.get("compare", {})
     _require(isinstance(compare, dict), "compare must be an object")
     for metric, cmp in compare.items():

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     ei.add_argument("--history", type=Path, required=True)
     ei.add_argument("--monitor", type=Path, required=True)
     ei.add_argument("--until")
+    ei.add_argument(
+        "--unresponsive-from", help="the simulated resident answers no check-in from then"
+    )
     ei.add_argument("--json", action="store_true", required=True)
 
     pki = sub.add_parser("pki", help="a test CA and certificates for tests and pilots")

@@ -45,6 +45,7 @@ _SECTION_KEYS: dict[str, frozenset[str]] = {
     "hub": _BROKER_KEYS,
     "storage": frozenset({"dir"}),
     "http": frozenset({"listen"}),
+    "speaker": frozenset({"command"}),  # optional: check-ins spoken (e.g. "espeak-ng")
 }
 _REQUIRED = ("home", "local", "hub", "storage")
 _LISTEN_RE = re.compile(
@@ -85,6 +86,7 @@ class GatewayConfig:
     storage_dir: Path
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    speaker: str = ""  # text-to-speech command for check-ins; "" = none
     source: Path | None = None  # the file it was loaded from
 
     # flat names, as `edge.gateway` reads them
@@ -178,6 +180,9 @@ def parse_gateway_config(
     match = _LISTEN_RE.match(listen) if isinstance(listen, str) else None
     if match is None or not 1 <= int(match.group("port")) <= 65535:
         fail(f"listen {listen!r} must be HOST:PORT (port 1-65535)", "http", "listen")
+    speaker = data.get("speaker", {}).get("command", "")
+    if not isinstance(speaker, str):
+        fail("speaker command must be a string", "speaker", "command")
     return GatewayConfig(
         home_id=home_id,
         local=_broker(data["local"], "local", base, fail),
@@ -185,6 +190,7 @@ def parse_gateway_config(
         storage_dir=_path(storage, base),
         http_host=match.group("v6") or match.group("host"),
         http_port=int(match.group("port")),
+        speaker=speaker.strip(),
         source=path,
     )
 

@@ -18,6 +18,7 @@ from edge.events import (
     AccelFrame,
     Aggregate,
     Alert,
+    CheckIn,
     Emission,
     Event,
     EventKind,
@@ -34,8 +35,11 @@ WEARABLE_HEARTBEAT_S = 10.0
 
 @dataclass
 class Outputs:
+    """What goes upstream (alerts, aggregates) and what stays home (check-ins to prompt)."""
+
     alerts: list[Alert] = field(default_factory=list)
     aggregates: list[Aggregate] = field(default_factory=list)
+    check_ins: list[CheckIn] = field(default_factory=list)  # never sent to the hub
 
     def __bool__(self) -> bool:
         return bool(self.alerts or self.aggregates)
@@ -43,6 +47,7 @@ class Outputs:
     def extend(self, other: Outputs) -> None:
         self.alerts.extend(other.alerts)
         self.aggregates.extend(other.aggregates)
+        self.check_ins.extend(other.check_ins)
 
 
 class HomeCore:
@@ -213,6 +218,9 @@ class HomeCore:
         for item in emissions:
             if isinstance(item, Finding):
                 out.alerts.extend(self.book.apply(item))
+            elif isinstance(item, CheckIn):
+                out.check_ins.append(item)
+                self.state.note_check_in(item)
             else:
                 out.aggregates.append(item)
                 if item.period == "daily":
@@ -223,6 +231,14 @@ class HomeCore:
     def _note(self, alerts: list[Alert]) -> None:
         if alerts:
             self.state.note_alerts(alerts, self.book.open_alerts())
+
+    def prompt_commands(self, check_in: CheckIn) -> list[tuple[str, bytes]]:
+        """Zigbee2MQTT `set` commands that make the home's prompt devices ask (or stop)."""
+        from edge.decode.zigbee2mqtt import prompt_commands
+
+        return prompt_commands(
+            self.profile, self.zigbee.capabilities, stop=check_in.action != "ask"
+        )
 
     def sensor_health(self, now: float) -> dict[str, int]:
         return {**self.rules.health(now), "unknown_devices": len(self.state.unknown)}

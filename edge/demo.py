@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 import logging
 import signal
 import socket
@@ -34,6 +35,7 @@ from edge.pipeline import BleAdvert, WearableBytes
 _LOGGER = logging.getLogger(__name__)
 
 DRIVE_STEP_S = 0.02  # real seconds between simulator steps
+MIN_TICK_S = 0.05  # real seconds: the fastest the demo ticks the detectors
 DRAIN_TIMEOUT_S = 60.0  # real seconds to wait for the outbox to drain at the end
 HISTORY_DAYS = 14  # simulated days of routine used to seed the learned model
 SAMPLES_PER_FRAME = 25
@@ -98,16 +100,16 @@ def sim_start(tz: ZoneInfo) -> float:
 
 
 def seed_routine(profile: Any, start: float, seed: int, tz: ZoneInfo) -> dict[str, Any]:
-    """Learn the resident's routine from simulated past days (no week-long wait in a demo)."""
+    """Learn the resident's routine from simulated past days (no week-long wait in a demo);
+    the resident answered every check-in of those days."""
     from edge.detect.routine import RoutineDetector
+    from edge.eval_inactivity import answer_until, replay
     from edge.sim import history_events
 
     rooms = {r.name: r.kind for r in profile.rooms}
     detector = RoutineDetector(rooms, tz, profile.thresholds)
-    for event in history_events(profile, start, HISTORY_DAYS, seed, tz):
-        detector.advance(event.at)
-        detector.feed(event)
-    detector.advance(start)
+    events = history_events(profile, start, HISTORY_DAYS, seed, tz)
+    replay(detector, events, start, answer=answer_until())
     return dict(detector.model.to_dict())
 
 
@@ -115,14 +117,21 @@ class SimDriver:
     """Moves the simulated home forward with the clock and delivers what its sensors send."""
 
     def __init__(
-        self, sim: Any, clock: SpeedClock, local: MqttLink, wearable_id: str | None, seed: int
+        self,
+        sim: Any,
+        clock: SpeedClock,
+        local: MqttLink | None,
+        wearable_id: str | None,
+        seed: int,
     ):
         self.sim = sim
         self.clock = clock
         self.local = local
         self.wearable_id = wearable_id
         self.seed = seed
+        self.sim_tz = getattr(sim, "_tz", None)
         self.radio: asyncio.Queue[Any] = asyncio.Queue()
+        self.prompts: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()  # `set` commands
         self._frames: list[tuple[float, int, bytes]] = []
         self._traces: dict[tuple[str, int], Any] = {}
         self._last_sample = np.array([0, -1000, 0], dtype=np.int16)  # upright, at rest
@@ -162,11 +171,37 @@ class SimDriver:
             self._n += 1
             heapq.heappush(self._frames, (at + (k + 1) * SAMPLES_PER_FRAME / 50, self._n, frame))
 
+    def on_set(self, loop: asyncio.AbstractEventLoop, msg: Any) -> None:
+        """The gateway drove a device (paho's thread): hand it to the simulation."""
+        item = (str(msg.topic), bytes(msg.payload))
+        loop.call_soon_threadsafe(self.prompts.put_nowait, item)
+
+    def _prompted(self, now: float) -> None:
+        """A prompt device sounds: show it; the resident answers when able to."""
+        from edge.decode.zigbee2mqtt import PROMPT_STOP
+
+        stops = {json.dumps(v, separators=(",", ":")).encode() for v in PROMPT_STOP.values()}
+        while not self.prompts.empty():
+            topic, payload = self.prompts.get_nowait()
+            stamp = datetime.fromtimestamp(now, self.sim_tz).strftime("%a %H:%M")
+            device = topic.removeprefix("zigbee2mqtt/").removesuffix("/set")
+            if payload in stops:
+                print(f"[home] {stamp}  check-in over: {device} stops", flush=True)
+                continue
+            answer = self.sim.answer_check_in(now)
+            said = "the resident answers" if answer is not None else "nobody answers"
+            print(
+                f"[home] {stamp}  check-in: {device} asks the resident "
+                f"{payload.decode(errors='replace')} ({said})",
+                flush=True,
+            )
+
     def step(self, now: float) -> None:
         from edge.sim import BleOut, WearableOut, Z2MOut
 
+        self._prompted(now)
         for out in self.sim.until(now):
-            if isinstance(out, Z2MOut):
+            if isinstance(out, Z2MOut) and self.local is not None:
                 self.local.client.publish(out.topic, out.payload, qos=1)
                 self.published += 1
             elif isinstance(out, BleOut):
@@ -248,6 +283,8 @@ async def run_demo(args: Any) -> int:
             ble=False,
         )
         gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)
+        # about a simulated minute between detector ticks (a check-in's answer window is 10)
+        gateway.pipeline.tick_s = max(MIN_TICK_S, min(gateway.pipeline.tick_s, 60.0 / args.speed))
 
         hub = HubReceiver(
             hub_url, SqliteHubStore(Path(storage) / "hub.db"), on_alert=alert_printer(tz)
@@ -262,7 +299,21 @@ async def run_demo(args: Any) -> int:
             console = await start_console(hub, f"{host}:0", None, staff_password=DEMO_STAFF_SECRET)
             stack.push_async_callback(console.stop)
 
-        zigbee = MqttLink(local, f"zigbee2mqtt-sim-{home_id}", name="zigbee2mqtt-sim")
+        sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
+        wearable = next((d.id for d in profile.devices if d.role.value == "wearable"), None)
+        driver = SimDriver(sim, clock, None, wearable, args.seed)
+
+        def watch_sets() -> None:  # what the gateway drives, as Zigbee2MQTT would see it
+            zigbee.client.subscribe("zigbee2mqtt/+/set", qos=1)
+
+        zigbee = MqttLink(
+            local,
+            f"zigbee2mqtt-sim-{home_id}",
+            name="zigbee2mqtt-sim",
+            on_connect=watch_sets,
+            on_message=lambda msg: driver.on_set(loop, msg),
+        )
+        driver.local = zigbee
         zigbee.start()
         stack.callback(zigbee.stop)
         if not await asyncio.to_thread(zigbee.connected.wait, 10):
@@ -272,9 +323,6 @@ async def run_demo(args: Any) -> int:
         )
         zigbee.client.publish("zigbee2mqtt/bridge/state", b'{"state":"online"}', 1, retain=True)
 
-        sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
-        wearable = next((d.id for d in profile.devices if d.role.value == "wearable"), None)
-        driver = SimDriver(sim, clock, zigbee, wearable, args.seed)
         end = start + args.duration if args.duration else None
 
         gw_task = asyncio.create_task(gateway.run(stop, (driver.radio_source(),)), name="gateway")

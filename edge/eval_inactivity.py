@@ -1,9 +1,15 @@
-"""`veille eval-inactivity --history H --monitor M [--until T] --json` (DESIGN.md section 4).
+"""`veille eval-inactivity --history H --monitor M [--until T] [--unresponsive-from T] --json`.
 
 Learns the resident's routine from H (its events replayed through the production
 `RoutineDetector`; nothing is printed for H), then replays M through the same detector on
 event time, advancing time in `STEP_S` steps between events and on to `--until` (default:
-the last event of M) as a silent home would, and prints one JSON line per alert raised.
+the last event of M) as a silent home would, and prints one JSON line per alert raised
+(DESIGN.md section 4).
+
+Where the detector asks the resident first (a check-in, local, never sent to the hub), one
+line `{"type": "check_in", "raised_at", "answered", "evidence"}`. The simulated resident
+answers every check-in `ANSWER_AFTER_S` later with a press of a `checkin_button`, except
+those raised at or after `--unresponsive-from` (and, in H, answers them all).
 
 Times are the files' `epoch_s` (the home's local clock read as if UTC), so the detector runs
 with tz=UTC and `raised_at` is printed on that same basis with a `Z`.
@@ -13,15 +19,27 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import heapq
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from edge.detect.routine import RoutineDetector
 from edge.errors import VeilleError
-from edge.events import Emission, Event, Finding, iso_utc, parse_iso_utc
+from edge.events import (
+    CheckIn,
+    Emission,
+    Event,
+    EventKind,
+    Finding,
+    Role,
+    iso_utc,
+    parse_iso_utc,
+)
 from edge.home import Thresholds
 from edge.replay import load_events, rooms_of
 
@@ -29,6 +47,24 @@ _LOGGER = logging.getLogger(__name__)
 
 STEP_S = 60.0  # event-time step between checks, like the gateway's one-minute tick
 CONTINUITY_S = 86400.0  # a monitor file starting within a day of the history continues it
+ANSWER_AFTER_S = 30.0  # the simulated resident presses "ça va" this long after being asked
+ANSWER_DEVICE = "checkin-button"
+
+Answerer = Callable[[CheckIn], float | None]  # a check-in asked -> when it is answered
+
+
+def answer_until(unresponsive_from: float = math.inf) -> Answerer:
+    """A resident who answers every check-in asked before `unresponsive_from`."""
+
+    def when(ask: CheckIn) -> float | None:
+        return ask.at + ANSWER_AFTER_S if ask.at < unresponsive_from else None
+
+    return when
+
+
+def button_press(at: float) -> Event:
+    """The simulated resident's answer: a press of the check-in button."""
+    return Event(ANSWER_DEVICE, EventKind.ACTION, "single", at, "replay", role=Role.CHECKIN_BUTTON)
 
 
 def replay(
@@ -40,33 +76,57 @@ def replay(
     step_s: float = STEP_S,
     checkpoints: Iterable[float] = (),
     on_checkpoint: Callable[[float], None] | None = None,
+    answer: Answerer | None = None,
 ) -> list[Emission]:
     """Feed `events` in order and advance time every `step_s` up to `until`.
 
     At each checkpoint time (ascending) `on_checkpoint(t)` is called once every event at or
-    before `t` has been fed and time has been advanced to `t`.
+    before `t` has been fed and time has been advanced to `t`. With `answer`, each check-in
+    the detector asks is answered by a button press at the time `answer` gives (None: never).
     """
     out: list[Emission] = []
+    answers: list[float] = []
     marks = sorted(checkpoints)
     m = 0
     i = 0
     n = len(events)
+
+    def take(emissions: list[Emission]) -> None:
+        out.extend(emissions)
+        if answer is None:
+            return
+        for e in emissions:
+            if isinstance(e, CheckIn) and e.action == "ask":
+                when = answer(e)
+                if when is not None:
+                    heapq.heappush(answers, when)
+
+    def feed_to(limit: float) -> None:
+        nonlocal i
+        while True:
+            t_ev = events[i].at if i < n else math.inf
+            t_ans = answers[0] if answers else math.inf
+            if min(t_ev, t_ans) > limit:
+                return
+            if t_ans < t_ev:
+                heapq.heappop(answers)
+                take(detector.feed(button_press(t_ans)))
+            else:
+                take(detector.feed(events[i]))
+                i += 1
+
     t = start if start is not None else (events[0].at if events else until)
     while True:
         target = min(t, until)
         while m < len(marks) and marks[m] <= target:
             mark = marks[m]
-            while i < n and events[i].at <= mark:
-                out.extend(detector.feed(events[i]))
-                i += 1
-            out.extend(detector.advance(mark))
+            feed_to(mark)
+            take(detector.advance(mark))
             if on_checkpoint is not None:
                 on_checkpoint(mark)
             m += 1
-        while i < n and events[i].at <= target:
-            out.extend(detector.feed(events[i]))
-            i += 1
-        out.extend(detector.advance(target))
+        feed_to(target)
+        take(detector.advance(target))
         if target >= until:
             break
         t = target + step_s
@@ -74,11 +134,12 @@ def replay(
 
 
 def learn(events: Sequence[Event], thresholds: Thresholds | None = None) -> RoutineDetector:
-    """A detector that has lived through `events` (its learned model included)."""
+    """A detector that has lived through `events` (its learned model included), every
+    check-in answered."""
     th = thresholds or Thresholds()
     detector = RoutineDetector(rooms_of(events), dt.UTC, th)
-    for ev in events:
-        detector.feed(ev)
+    if events:
+        replay(detector, events, events[-1].at, answer=answer_until())
     return detector
 
 
@@ -93,10 +154,27 @@ def raised(emissions: Iterable[Emission]) -> list[Finding]:
     return out
 
 
+def check_ins(emissions: Iterable[Emission]) -> list[tuple[CheckIn, bool]]:
+    """Every check-in asked, with whether it was answered."""
+    asked: dict[str, CheckIn] = {}
+    answered: dict[str, bool] = {}
+    for e in emissions:
+        if not isinstance(e, CheckIn):
+            continue
+        if e.action == "ask":
+            asked[e.key] = e
+        else:
+            answered[e.key] = e.action == "answered"
+    return [(ask, answered.get(key, False)) for key, ask in asked.items()]
+
+
 def evaluate(
-    history: Sequence[Event], monitor: Sequence[Event], until: float | None = None
-) -> list[Finding]:
-    """The alerts the production detectors raise on `monitor` after learning `history`."""
+    history: Sequence[Event],
+    monitor: Sequence[Event],
+    until: float | None = None,
+    unresponsive_from: float = math.inf,
+) -> list[dict[str, Any]]:
+    """The lines `veille eval-inactivity` prints: alerts raised and check-ins, in time order."""
     th = Thresholds()
     detector = learn(history, th)
     if not monitor and until is None:
@@ -111,31 +189,55 @@ def evaluate(
         start = first
     else:
         start = last_h
-    emissions = replay(detector, monitor, end, start=start)
-    return [f for f in raised(emissions) if f.at >= first]
+    emissions = replay(detector, monitor, end, start=start, answer=answer_until(unresponsive_from))
+    lines: list[tuple[float, dict[str, Any]]] = []
+    for f in raised(emissions):
+        if f.at >= first:
+            lines.append(
+                (
+                    f.at,
+                    {
+                        "type": str(f.type),
+                        "raised_at": iso_utc(f.at),
+                        "severity": str(f.severity),
+                        "evidence": dict(f.evidence),
+                    },
+                )
+            )
+    for ask, ok in check_ins(emissions):
+        if ask.at >= first:
+            line = {
+                "type": "check_in",
+                "raised_at": iso_utc(ask.at),
+                "answered": ok,
+                "evidence": dict(ask.evidence),
+            }
+            lines.append((ask.at, line))
+    lines.sort(key=lambda tl: tl[0])
+    return [line for _, line in lines]
+
+
+def _time_arg(name: str, text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return parse_iso_utc(text)
+    except ValueError as exc:
+        raise VeilleError(f"{name} {text!r}: {exc}") from exc
 
 
 def main(args: argparse.Namespace) -> int:
-    """CLI entry point: print one JSON line per alert raised on the monitor events."""
+    """CLI entry point: print one JSON line per alert raised and per check-in."""
     history = load_events(Path(args.history))
     monitor = load_events(Path(args.monitor))
-    until = None
-    if getattr(args, "until", None):
-        try:
-            until = parse_iso_utc(args.until)
-        except ValueError as exc:
-            raise VeilleError(f"--until {args.until!r}: {exc}") from exc
+    until = _time_arg("--until", getattr(args, "until", None))
+    unresponsive = _time_arg("--unresponsive-from", getattr(args, "unresponsive_from", None))
     if not history:
         raise VeilleError(f"{args.history}: no usable events to learn from")
     if not monitor and until is None:
         raise VeilleError(f"{args.monitor}: no usable events and no --until")
-    for finding in evaluate(history, monitor, until):
-        line = {
-            "type": str(finding.type),
-            "raised_at": iso_utc(finding.at),
-            "severity": str(finding.severity),
-            "evidence": dict(finding.evidence),
-        }
+    lines = evaluate(history, monitor, until, math.inf if unresponsive is None else unresponsive)
+    for line in lines:
         sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
     sys.stdout.flush()
     return 0

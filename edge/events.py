@@ -57,6 +57,8 @@ class Role(StrEnum):
     POWER = "power"  # an appliance plug: kettle, TV, ...
     TOILET_FLUSH = "toilet_flush"
     LIGHT_SWITCH = "light_switch"
+    CHECKIN_BUTTON = "checkin_button"  # "ça va": the resident answers a check-in
+    PROMPT = "prompt"  # a siren, chime or light that asks the resident (a check-in)
 
 
 class RoomKind(StrEnum):
@@ -76,6 +78,7 @@ class AlertType(StrEnum):
     BATHROOM_LONG = "bathroom_long"
     NO_MORNING_ACTIVITY = "no_morning_activity"
     TEMPERATURE = "temperature"
+    WATER_LEAK = "water_leak"
     SENSOR_OFFLINE = "sensor_offline"
     LOW_BATTERY = "low_battery"
 
@@ -221,7 +224,23 @@ class Aggregate:
         }
 
 
-Emission = Finding | Aggregate
+@dataclass(frozen=True, slots=True)
+class CheckIn:
+    """The gateway asking the resident whether all is well: local only, never sent upstream.
+
+    `ask` starts one (the prompt devices sound); `answered` (a `checkin_button` press or any
+    sign of life) ends it quietly; `unanswered` ends it when the answer window ran out, and
+    the staff alert it stood in front of follows.
+    """
+
+    key: str
+    at: float
+    action: Literal["ask", "answered", "unanswered"]
+    room: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+Emission = Finding | Aggregate | CheckIn
 
 
 def iso_utc(t: float) -> str:

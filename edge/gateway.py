@@ -42,6 +42,7 @@ class GatewaySettings:
     hub_credentials: Credentials = field(default_factory=Credentials)
     http: str | None = None
     ble: bool = True  # scan BLE and connect wearables (off in the demo: it feeds the radio)
+    speaker: str = ""  # a text-to-speech command for check-ins (e.g. espeak-ng); "" = none
 
 
 def load_fall_model() -> Any:
@@ -114,12 +115,30 @@ class Gateway:
             on_ack=self.pipeline.ack_from_hub,
         )
         self.pipeline.uplink = self.uplink
+        self.pipeline.prompter = self._prompt
+        self.local_adapter: Any = None
+        self._prompts: set[asyncio.Task[None]] = set()
         self.url: str | None = None
 
     def apply_profile(self, profile: Any) -> None:
         """The installer pages changed the home (already saved in the registry)."""
         self.profile = profile
         self.core.apply_profile(profile)
+
+    def _prompt(self, check_ins: list[Any]) -> None:
+        """Ask the resident (or stop asking): the prompt devices, and the speaker if any."""
+        from edge.prompt import say, send_prompts
+
+        for check_in in check_ins:
+            _LOGGER.info("check-in %s: %s", check_in.action, check_in.key)
+            commands = self.core.prompt_commands(check_in)
+            jobs = [send_prompts(self.local_adapter, commands)]
+            if check_in.action == "ask" and self.settings.speaker:
+                jobs.append(say(self.settings.speaker))
+            for job in jobs:
+                task = asyncio.get_running_loop().create_task(job, name="check-in prompt")
+                self._prompts.add(task)
+                task.add_done_callback(self._prompts.discard)
 
     def _status(self) -> dict[str, Any]:
         return {
@@ -276,6 +295,7 @@ def settings_from_config(path: Path) -> GatewaySettings:
             password_file=cfg.hub.password_file,
         ),
         http=f"{cfg.http_host}:{cfg.http_port}",
+        speaker=cfg.speaker,
     )
 
 

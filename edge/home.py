@@ -63,6 +63,12 @@ class Thresholds:
     battery_low_pct: float = 15.0
     offline_floor_min: float = 60.0
     learning_days: float = 7.0
+    # check-ins: the gateway asks the resident before an inactivity-type staff alert
+    checkin_answer_min: float = 10.0  # the answer window; no answer -> the staff alert
+    checkin_max_per_day: float = 2.0  # early check-ins a day (off furniture: not limited)
+    checkin_quiet_from_h: float = 0.0  # no early check-in in [from, to) local; equal: none
+    checkin_quiet_to_h: float = 0.0
+    checkin_in_bed_at_night: float = 0.0  # 1: early check-ins in bed at night too
 
 
 @dataclass(frozen=True, slots=True)

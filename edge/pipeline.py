@@ -80,6 +80,8 @@ class Pipeline:
     processed: int = 0
     _unsaved: Outputs = field(default_factory=Outputs)  # refused by a full disk, retried
     wire_offset_s: float = 0.0  # added to times sent upstream after an NTP step (gateway.py)
+    # asks the resident (prompt devices, speaker) for each check-in; never the hub
+    prompter: Callable[[list[Any]], None] | None = None
 
     # --- sources -------------------------------------------------------------------------
     async def pump(self, source: AsyncIterator[Any]) -> None:
@@ -113,6 +115,11 @@ class Pipeline:
         and False tells the caller not to acknowledge the inputs: the local broker keeps
         them. The gateway keeps running rather than crash-looping.
         """
+        if out.check_ins and self.prompter is not None:
+            try:
+                self.prompter(out.check_ins)
+            except Exception:  # a prompt device's trouble must not stop the alerts
+                _LOGGER.exception("cannot prompt the resident for a check-in")
         if self._unsaved:
             out = Outputs(self._unsaved.alerts + out.alerts, out.aggregates)
             self._unsaved = Outputs()

@@ -59,6 +59,7 @@ class HomeState:
     bridge_events: deque[tuple[float, Any]] = field(
         default_factory=lambda: deque(maxlen=BRIDGE_EVENTS)
     )  # (time, BridgeEvent)
+    check_in: Any = None  # the open check-in (edge.events.CheckIn), asked, not yet over
 
     def note_event(self, event: Event) -> None:
         self.events_seen += 1
@@ -91,6 +92,10 @@ class HomeState:
         dev.last_seen = at
         if rssi is not None:
             dev.rssi = rssi
+
+    def note_check_in(self, check_in: Any) -> None:
+        """A check-in asked or ended (`edge.events.CheckIn`): the page shows the open one."""
+        self.check_in = check_in if check_in.action == "ask" else None
 
     def note_alerts(self, alerts: list[Alert], open_alerts: list[Alert]) -> None:
         self.recent_alerts.extend(alerts)

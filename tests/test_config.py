@@ -94,7 +94,19 @@ def test_http_section_is_optional(folder: Path) -> None:
     assert (cfg.http_host, cfg.http_port) == ("127.0.0.1", 8080)
 
 
+def test_speaker_is_optional_and_names_a_command(folder: Path) -> None:
+    assert load_gateway_config(write(folder, EXAMPLE)).speaker == ""
+    cfg = load_gateway_config(write(folder, EXAMPLE + '[speaker]\ncommand = "espeak-ng -s 140"\n'))
+    assert cfg.speaker == "espeak-ng -s 140"
+
+
 BAD = [
+    pytest.param(
+        ("[http]", "[speaker]\ncommand = 3\n[http]"),
+        11,
+        "speaker command must be a string",
+        id="speaker-not-a-string",
+    ),
     pytest.param(('id = "h-0001"', 'id = "H_1"'), 2, "home id 'H_1'", id="bad-home-id"),
     pytest.param(
         ("[http]", "[http]\nport = 8080"), 11, "unknown key 'port' in [http]", id="unknown-key"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from edge.decode.bthome import BthomeDecoder, NearbyDevice
-from edge.events import Event, EventKind, Role, RoomKind
+from edge.events import AlertType, Event, EventKind, Role, RoomKind
 from edge.home import Device, HomeProfile, Room
 
 VECTORS = Path(__file__).parent / "vectors" / "ble"
@@ -136,3 +136,37 @@ def test_multi_button_device_names_the_button() -> None:
     # Two button objects (0x3A twice): first none, second double press.
     result = decoder.decode(dev["address"], {UUID_V2: bytes.fromhex("403a003a02")}, -60, 1.0)
     assert [e.value for e in result.events if e.kind is EventKind.ACTION] == ["button_2_double"]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({UUID_V2: "40fe01"}, "object ids bthome-ble does not read"),
+        ({"0000fe95-0000-1000-8000-00805f9b34fb": "3020aa01"}, "no decoder here reads"),
+    ],
+)
+def test_an_unreadable_ble_format_gets_one_clear_line(
+    data: dict[str, str], words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dev = {"id": "b", "address": "3C:2E:F5:00:00:5D", "role": "temperature", "room": "living"}
+    decoder = BthomeDecoder(profile_of(dev))
+    raw = {uuid: bytes.fromhex(hexdata) for uuid, hexdata in data.items()}
+    for at in (1.0, 2.0, 3.0):  # the device keeps sending it: still one line
+        assert decoder.decode(dev["address"], raw, -60, at).bad
+    lines = [r.getMessage() for r in warnings(caplog)]
+    assert len(lines) == 1
+    assert words in lines[0]
+    assert dev["address"] in lines[0]
+
+
+def test_a_held_bthome_button_is_an_sos_hold() -> None:
+    from edge.detect.rules import RuleDetector
+
+    dev = {"id": "sos-1", "address": "3C:2E:F5:00:00:3A", "role": "sos_button", "room": "living"}
+    profile = profile_of(dev)
+    decoder, rules = BthomeDecoder(profile), RuleDetector(profile)
+    events = decoder.decode(dev["address"], {UUID_V2: bytes.fromhex("403afe")}, -60, 5.0).events
+    found = [f for e in events for f in rules.feed(e)]
+    assert [(f.type, f.action, f.evidence) for f in found] == [
+        (AlertType.SOS, "raise", {"button": "hold"})
+    ]

@@ -197,3 +197,49 @@ def test_profile_update_takes_new_devices() -> None:
     )
     events = decoder.decode("zigbee2mqtt/hall", b'{"occupancy": true}', 2.0).events
     assert [(e.device_id, e.room_kind) for e in events] == [("pir", RoomKind.ENTRANCE)]
+
+
+# ---- prompt devices: what the gateway sends them, from their exposes ----------------------
+def _prompt_profile() -> HomeProfile:
+    return profile_of(
+        [
+            {"id": f"p-{n}", "address": f"0x0{n}", "room": "living", "role": "prompt",
+             "friendly_name": name}
+            for n, name in enumerate(("siren", "bulb", "plug", "unknown", "sensor"))
+        ]
+    )  # fmt: skip
+
+
+def test_prompt_commands_follow_each_device_s_exposes(caplog: pytest.LogCaptureFixture) -> None:
+    from edge.decode.zigbee2mqtt import prompt_commands
+
+    caps = {
+        "siren": frozenset({"warning", "mode", "level", "strobe", "duration", "battery"}),
+        "bulb": frozenset({"state", "brightness", "effect"}),
+        "plug": frozenset({"state", "power"}),
+        "sensor": frozenset({"temperature", "humidity"}),
+    }
+    ask = dict(prompt_commands(_prompt_profile(), caps))
+    assert {k: json.loads(v) for k, v in ask.items()} == {
+        "zigbee2mqtt/siren/set": {
+            "warning": {"mode": "emergency", "level": "low", "strobe": True, "duration": 10}
+        },
+        "zigbee2mqtt/bulb/set": {"effect": "blink"},
+        "zigbee2mqtt/plug/set": {"state": "ON"},
+        "zigbee2mqtt/unknown/set": {"state": "ON"},  # exposes not known yet
+    }
+    assert "sensor" in " ".join(r.getMessage() for r in warnings(caplog))
+    stop = dict(prompt_commands(_prompt_profile(), caps, stop=True))
+    assert {k: json.loads(v) for k, v in stop.items()} == {
+        "zigbee2mqtt/siren/set": {"warning": {"mode": "stop"}},
+        "zigbee2mqtt/bulb/set": {"effect": "finish_effect"},
+        "zigbee2mqtt/plug/set": {"state": "OFF"},
+        "zigbee2mqtt/unknown/set": {"state": "OFF"},
+    }
+
+
+def test_our_own_set_commands_are_not_read_back_as_device_state() -> None:
+    decoder = Zigbee2MqttDecoder(_prompt_profile())
+    result = decoder.decode("zigbee2mqtt/siren/set", b'{"warning":{"mode":"stop"}}', 1.0)
+    assert result.events == ()
+    assert not result.bad

@@ -59,31 +59,60 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def test_an_ordinary_day_prints_nothing(files: dict[str, Path]) -> None:
-    done = _run("--history", str(files["history"]), "--monitor", str(files["day"]), "--json")
+def _lines(done: subprocess.CompletedProcess[str]) -> list[dict]:
     assert done.returncode == 0, done.stderr
-    assert done.stdout == ""
+    return [json.loads(x) for x in done.stdout.splitlines()]
 
 
-def test_a_home_gone_silent_raises_inactivity(files: dict[str, Path]) -> None:
+def test_an_ordinary_day_raises_no_alert_and_every_check_in_is_answered(
+    files: dict[str, Path],
+) -> None:
+    lines = _lines(
+        _run("--history", str(files["history"]), "--monitor", str(files["day"]), "--json")
+    )
+    assert [x for x in lines if x["type"] != "check_in"] == []
+    assert all(x["answered"] for x in lines)
+    assert len(lines) <= 3  # at most the daily maximum and a few off furniture
+
+
+def test_a_home_gone_silent_asks_first_then_raises_inactivity(files: dict[str, Path]) -> None:
     until = "2011-06-23T22:00:00Z"
-    done = _run(
-        "--history", str(files["history"]), "--monitor", str(files["cut"]), "--until", until,
-        "--json",
+    lines = _lines(
+        _run(
+            "--history", str(files["history"]), "--monitor", str(files["cut"]), "--until", until,
+            "--unresponsive-from", "2011-06-23T10:16:00Z", "--json",
+        )
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    lines = [json.loads(x) for x in done.stdout.splitlines()]
-    assert lines, "no alert for a home silent from 10:16 to 22:00"
-    first = lines[0]
+    assert lines, "nothing for a home silent from 10:16 to 22:00"
+    ask, first = lines[0], lines[1]
+    assert ask["type"] == "check_in"
+    assert ask["answered"] is False
     assert set(first) >= {"type", "raised_at", "evidence"}
     assert first["type"] in {"inactivity", "no_morning_activity", "bathroom_long"}
     assert first["raised_at"].endswith("Z")
+    asked = parse_iso_utc(ask["raised_at"])
     last_event = parse_iso_utc(_last_timestamp(files["cut"]) + "Z")
     raised = parse_iso_utc(first["raised_at"])
-    assert last_event < raised <= last_event + 6 * 3600  # far sooner than a 12-hour rule
-    assert raised <= parse_iso_utc(until)
-    assert first["evidence"]["inactive_min"] >= 45
+    assert last_event < asked
+    assert asked + 600 <= raised <= asked + 660  # the answer window, then the next tick
+    assert raised <= last_event + 2 * 3600  # the last sign was in the bathroom: off furniture
+    assert first["evidence"]["check_in"] == "unanswered"
     assert len({(x["type"], x["raised_at"]) for x in lines}) == len(lines)
+
+
+def test_a_resident_who_answers_is_asked_but_staff_are_not_told_at_once(
+    files: dict[str, Path],
+) -> None:
+    until = "2011-06-23T13:00:00Z"
+    args = ("--history", str(files["history"]), "--monitor", str(files["cut"]), "--until", until)
+    answered = _lines(_run(*args, "--json"))
+    silent = _lines(_run(*args, "--unresponsive-from", "2011-06-23T10:16:00Z", "--json"))
+    assert answered[0]["type"] == "check_in"
+    assert answered[0]["answered"] is True
+    assert answered[0]["raised_at"] == silent[0]["raised_at"]  # the same first question
+    first_alert = next(x for x in silent if x["type"] != "check_in")
+    later = [x for x in answered if x["type"] != "check_in"]
+    assert all(x["raised_at"] > first_alert["raised_at"] for x in later)
 
 
 def _last_timestamp(path: Path) -> str:

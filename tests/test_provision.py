@@ -301,7 +301,7 @@ def test_the_shipped_example_files_are_valid(tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parents[1] / "firmware_configs" / "veille"
     out = veille("provision", "import", examples / "home.toml", "--storage", tmp_path / "s")
     assert out.returncode == 0, out.stderr
-    assert "11 devices" in out.stdout
+    assert "13 devices" in out.stdout
     # the example names production paths: the same file with them under tmp_path
     text = (examples / "gateway.toml").read_text()
     for prefix in ("/etc/veille/", "/var/lib/veille/tls/", "/var/lib/veille"):

@@ -12,10 +12,11 @@ import pytest
 from cloud_bridge.contract import validate_daily
 from edge.detect.inactivity import MINUTE_S, RoutineModel, time_bin
 from edge.detect.routine import RoutineDetector
-from edge.eval_inactivity import raised, replay
+from edge.eval_inactivity import answer_until, raised, replay
 from edge.events import (
     Aggregate,
     AlertType,
+    CheckIn,
     Emission,
     Event,
     EventKind,
@@ -136,7 +137,9 @@ def test_an_ordinary_day_after_learning_raises_nothing(learned_model: dict) -> N
     assert findings(out) == []
 
 
-def test_injected_silence_raises_at_the_learned_limit(learned_model: dict) -> None:
+def test_injected_silence_asks_first_then_raises_when_nobody_answers(
+    learned_model: dict,
+) -> None:
     det = restore(learned_model)
     day = day_events(LEARN_DAYS, random.Random(3))
     cut = T0 + LEARN_DAYS * DAY + 10 * H  # mid-morning in the sitting room, then nothing
@@ -144,18 +147,37 @@ def test_injected_silence_raises_at_the_learned_limit(learned_model: dict) -> No
     last = kept[-1]
     assert last.room == "living"
     out = replay(det, kept, cut + 12 * H, start=T0 + LEARN_DAYS * DAY)
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
     alert = first_raise(out, INACTIVITY_TYPES)
+    assert asks
     assert alert is not None
+    bin_ = time_bin(last.at - T0 - 8 * DAY)
+    limits = det.model.limits
+    checkin = limits.checkin_s["living"][bin_]
+    assert checkin < limits.silence_s["living"][bin_]  # asked well before the staff limit
+    assert last.at + checkin <= asks[0].at <= last.at + checkin + 60
     assert alert.type is AlertType.INACTIVITY
-    expected = last.at + det.model.limits.silence_s["living"][time_bin(last.at - T0 - 8 * DAY)]
-    assert expected - 1 <= alert.at <= expected + 60  # the one-minute tick after the limit
-    assert alert.at - last.at < 2 * H  # far sooner than a 12-hour rule
-    assert alert.severity is Severity.WARNING
-    assert alert.evidence["context"] == "living"
-    assert alert.evidence["usual_max_min"] >= 10
-    # severity rises with the excess, on the same alert key
-    later = [f for f in findings(out) if f.key == alert.key]
-    assert [f.severity for f in later] == [Severity.WARNING, Severity.HIGH, Severity.CRITICAL]
+    answer_s = Thresholds().checkin_answer_min * MINUTE_S
+    assert asks[0].at + answer_s <= alert.at <= asks[0].at + answer_s + 60
+    assert alert.evidence["check_in"] == "unanswered"
+    assert alert.severity is Severity.HIGH
+
+
+def test_an_answered_check_in_raises_nothing(learned_model: dict) -> None:
+    det = restore(learned_model)
+    day = day_events(LEARN_DAYS, random.Random(3))
+    cut = T0 + LEARN_DAYS * DAY + 10 * H
+    kept = [e for e in day if e.at <= cut]
+    # the resident answers each check-in half a minute on, and makes no other sign for 3 h
+    out = replay(det, kept, cut + 3 * H, start=T0 + LEARN_DAYS * DAY, answer=answer_until())
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
+    answers = [e for e in out if isinstance(e, CheckIn) and e.action == "answered"]
+    assert asks
+    assert len(answers) == len(asks)
+    assert findings(out) == []
+    early = [a for a in asks if a.evidence["reason"] == "silence"]
+    assert len(early) == Thresholds().checkin_max_per_day  # then only before a staff alert
+    assert all(a.evidence["reason"] == "inactivity" for a in asks[len(early) :])
 
 
 def test_activity_resolves_the_inactivity_alert(learned_model: dict) -> None:
@@ -238,7 +260,9 @@ def test_bathroom_stay_far_longer_than_usual(learned_model: dict) -> None:
     alert = first_raise(out, {AlertType.BATHROOM_LONG})
     assert alert is not None
     limit = det.model.limits.bathroom_s
-    assert start + 9 * H + limit <= alert.at <= start + 9 * H + limit + 60
+    answer_s = Thresholds().checkin_answer_min * MINUTE_S  # moving: only the button answers
+    assert start + 9 * H + limit + answer_s <= alert.at <= start + 9 * H + limit + answer_s + 60
+    assert alert.evidence["check_in"] == "unanswered"
     assert limit <= 90 * MINUTE_S
     assert first_raise(out, {AlertType.INACTIVITY}) is None  # the resident is moving
 
@@ -272,9 +296,11 @@ def test_clock_stepped_back_by_hours_raises_nothing_and_keeps_watch(learned_mode
     out += replay(det, [], jumped + 6 * H, start=jumped)
     alert = first_raise(out, {AlertType.INACTIVITY})
     assert alert is not None
-    limit = det.model.limits.silence_s["living"][time_bin(kept[-1].at - start)]
+    # asked at the check-in limit, then the answer window: both kept their true length
+    limit = det.model.limits.checkin_s["living"][time_bin(kept[-1].at - start)]
+    limit += Thresholds().checkin_answer_min * MINUTE_S
     silence_at_alert = (alert.at - jumped) + (10 * H + 600 - (kept[-1].at - start))
-    assert limit - 1 <= silence_at_alert <= limit + 61
+    assert limit - 1 <= silence_at_alert <= limit + 121
 
 
 def test_clock_jumps_during_an_ordinary_day_raise_nothing(learned_model: dict) -> None:
@@ -396,17 +422,45 @@ def test_entrance_only_signs_while_out_keep_the_resident_out(learned_model: dict
     assert not det.away
 
 
-def test_a_morning_rest_silence_waits_for_the_getting_up_deadline(learned_model: dict) -> None:
+def test_a_morning_rest_silence_is_asked_about_then_raises_no_morning_activity(
+    learned_model: dict,
+) -> None:
     det = restore(learned_model)
     start = T0 + LEARN_DAYS * DAY
     night = [e for e in day_events(LEARN_DAYS, random.Random(43)) if e.at <= start + 5 * H]
     out = replay(det, night, start + 20 * H, start=start)
-    deadline = start + det.model.limits.get_up_deadline_s
-    early = [f for f in raised(out) if f.at < deadline]
+    limits = det.model.limits
+    assert limits.morning_checkin_s is not None
+    assert limits.usual_get_up_s is not None
+    asked_at = start + limits.morning_checkin_s  # well after the usual getting up
+    assert limits.morning_checkin_s == limits.usual_get_up_s + 30 * MINUTE_S
+    assert limits.morning_checkin_s < limits.get_up_deadline_s
+    early = [f for f in raised(out) if f.at < asked_at]
     assert early == [], "a bedroom silence before the usual getting up is still the night"
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
+    assert [a for a in asks if a.at < asked_at] == [], "no check-in in bed at night"
+    assert asks
+    assert asked_at <= asks[0].at <= asked_at + 60
+    assert asks[0].evidence["reason"] == "morning"
     morning = first_raise(out, {AlertType.NO_MORNING_ACTIVITY})
     assert morning is not None
-    assert deadline <= morning.at <= deadline + 60
+    answer_s = Thresholds().checkin_answer_min * MINUTE_S
+    assert asks[0].at + answer_s <= morning.at <= asks[0].at + answer_s + 60
+    assert morning.evidence["check_in"] == "unanswered"
+    assert len([f for f in raised(out) if f.type is AlertType.NO_MORNING_ACTIVITY]) == 1
+
+
+def test_a_morning_check_in_answered_is_the_morning_s_answer(learned_model: dict) -> None:
+    det = restore(learned_model)
+    start = T0 + LEARN_DAYS * DAY
+    night = [e for e in day_events(LEARN_DAYS, random.Random(43)) if e.at <= start + 5 * H]
+    out = replay(det, night, start + 12 * H, start=start, answer=answer_until())
+    asks = [e for e in out if isinstance(e, CheckIn) and e.action == "ask"]
+    assert asks
+    assert asks[0].evidence["reason"] == "morning"
+    assert first_raise(out, {AlertType.NO_MORNING_ACTIVITY}) is None  # not at the deadline
+    morning_asks = [a for a in asks if a.evidence["reason"] in ("morning", "no_morning_activity")]
+    assert len(morning_asks) == 1
 
 
 def test_learned_limits_stay_under_the_cap_and_the_rule_is_inspectable(
@@ -416,3 +470,98 @@ def test_learned_limits_stay_under_the_cap_and_the_rule_is_inspectable(
     for row in learned_model["limits_min"]["silence_by_half_hour"].values():
         assert max(row) <= 11.5 * 60
         assert min(row) >= 45
+
+
+# ---- check-ins ---------------------------------------------------------------------------
+def mat(t: float, on: bool) -> Event:
+    return Event("bed-mat", EventKind.PRESENCE, on, t, "sim", "bedroom", RoomKind.BEDROOM, Role.BED)
+
+
+def mat_day(day: int, rng: random.Random, get_up_h: float = 7.0) -> list[Event]:
+    """An ordinary day in a home with a bed mat: the night is one long silence in bed."""
+    d0 = T0 + day * DAY
+    ev = [e for e in day_events(day, rng) if e.room != "bedroom"]
+    ev = [e for e in ev if not (d0 <= e.at < d0 + get_up_h * H)]
+    ev += [mat(d0 + get_up_h * H - 60, False), motion("bedroom", d0 + get_up_h * H - 30)]
+    ev += [motion("bedroom", d0 + 23 * H - 120), mat(d0 + 23 * H, True)]
+    ev += [motion("bathroom", d0 + get_up_h * H + 60)]
+    return sorted(ev, key=lambda e: e.at)
+
+
+def asks_of(emissions: Iterable[Emission]) -> list[CheckIn]:
+    return [e for e in emissions if isinstance(e, CheckIn) and e.action == "ask"]
+
+
+@pytest.fixture(scope="module")
+def mat_model() -> dict:
+    det = RoutineDetector(ROOMS, dt.UTC, Thresholds())
+    rng = random.Random(5)
+    events = [e for d in range(LEARN_DAYS) for e in mat_day(d, rng)]
+    replay(det, events, T0 + LEARN_DAYS * DAY, answer=answer_until())
+    return det.model.to_dict()
+
+
+def test_no_check_in_in_bed_at_night(mat_model: dict) -> None:
+    det = restore(mat_model)
+    assert det.model.learned
+    start = T0 + LEARN_DAYS * DAY
+    rng = random.Random(11)
+    # a night in bed from 23:00 to 07:24 (later than ever seen, before the morning check-in)
+    morning = det.model.limits.morning_checkin_s
+    assert morning is not None
+    assert morning > 7.4 * H
+    days = mat_day(LEARN_DAYS, rng) + mat_day(LEARN_DAYS + 1, rng, get_up_h=7.4)
+    out = replay(det, days, start + DAY + 9 * H, start=start, answer=answer_until())
+    assert [a for a in asks_of(out) if start + 23 * H <= a.at < start + DAY + 9 * H] == []
+    assert findings(out) == []
+    # the same bed silence by day (a nap from 14:00): an early check-in is allowed
+    nap = [e for e in mat_day(LEARN_DAYS + 2, rng) if e.at < start + 2 * DAY + 14 * H]
+    nap.append(mat(start + 2 * DAY + 14 * H, True))
+    out = replay(det, nap, start + 2 * DAY + 20 * H, start=start + DAY + 9 * H)
+    assert asks_of(out), "a nap that lasts is asked about"
+
+
+def test_quiet_hours_and_the_daily_maximum_hold_early_check_ins_back(
+    learned_model: dict,
+) -> None:
+    th = Thresholds(checkin_quiet_from_h=9.0, checkin_quiet_to_h=16.0)
+    det = RoutineDetector(ROOMS, dt.UTC, th, RoutineModel.from_dict(learned_model, th))
+    start = T0 + LEARN_DAYS * DAY
+    kept = [e for e in day_events(LEARN_DAYS, random.Random(3)) if e.at <= start + 10 * H]
+    out = replay(det, kept, start + 13 * H, start=start)
+    asks = asks_of(out)
+    assert asks
+    assert all(a.evidence["reason"] == "inactivity" for a in asks)  # only before an alert
+    limit = det.model.limits.silence_s["living"][time_bin(kept[-1].at - start)]
+    assert asks[0].at >= kept[-1].at + limit
+
+
+def test_the_check_in_limits_survive_a_restart(learned_model: dict) -> None:
+    doc = json.loads(json.dumps(learned_model))
+    a, b = restore(doc), learned_detector()
+    assert a.model.limits.checkin_s == b.model.limits.checkin_s
+    assert a.model.limits.checkin_scale == b.model.limits.checkin_scale is not None
+    assert doc["limits_min"]["check_in_by_half_hour"]["living"][20] < (
+        doc["limits_min"]["silence_by_half_hour"]["living"][20]
+    )
+    start = T0 + LEARN_DAYS * DAY
+    kept = [e for e in day_events(LEARN_DAYS, random.Random(3)) if e.at <= start + 10 * H]
+    asked = [asks_of(replay(d, kept, start + 13 * H, start=start)) for d in (a, b)]
+    assert asked[0]
+    assert [(x.at, x.evidence) for x in asked[0]] == [(x.at, x.evidence) for x in asked[1]]
+
+
+def test_the_day_s_check_ins_go_into_the_daily_summary(learned_model: dict) -> None:
+    det = restore(learned_model)
+    start = T0 + LEARN_DAYS * DAY
+    kept = [e for e in day_events(LEARN_DAYS, random.Random(3)) if e.at <= start + 10 * H]
+    later = [e for e in day_events(LEARN_DAYS + 1, random.Random(4))]
+    out = replay(det, kept + later, start + DAY + H, start=start, answer=answer_until())
+    asked = len(asks_of([e for e in out if getattr(e, "at", 0) < start + DAY]))
+    daily = [e for e in out if isinstance(e, Aggregate) and e.period == "daily"]
+    assert asked >= 1
+    assert daily[0].body["check_ins"] == asked
+    validate_daily(daily[0].to_wire("h-0001") | {"sensor_health": _HEALTH})
+
+
+_HEALTH = {"devices": 1, "offline": 0, "low_battery": 0, "unknown_devices": 0}

@@ -217,7 +217,7 @@ def test_low_battery_with_hysteresis(device: str, severity: Severity) -> None:
             )
 
 
-@pytest.mark.parametrize("value", [True, "low", 150.0, -3.0, float("nan"), None])
+@pytest.mark.parametrize("value", ["low", 150.0, -3.0, float("nan"), None])
 def test_bad_battery_values_are_skipped(value: object, caplog: pytest.LogCaptureFixture) -> None:
     det = started()
     assert keyed(det.feed(ev("th-1", EventKind.BATTERY, value, T0 + 1)), "battery:th-1") == []
@@ -359,3 +359,51 @@ def test_bad_saved_state_is_ignored(state: dict[str, object]) -> None:
     det = RuleDetector(PROFILE, state)
     assert det.usual_interval_s("pir-k") == 3600.0
     assert det.state_dict()["temperature"] == []
+
+
+# ---- water leak, battery_low -------------------------------------------------------------
+LEAK_PROFILE = HomeProfile(
+    id="h-leak",
+    rooms=(Room("kitchen", RoomKind.KITCHEN),),
+    devices=(
+        Device("leak-1", "zigbee2mqtt", "0x10", "kitchen", Role.WATER_LEAK),
+        Device("pir-k", "zigbee2mqtt", "0x02", "kitchen", Role.MOTION),
+    ),
+)
+
+
+def test_a_wet_leak_sensor_raises_water_leak_until_it_dries() -> None:
+    det = RuleDetector(LEAK_PROFILE)
+    det.advance(T0)
+    wet = det.feed(ev("leak-1", EventKind.WATER_LEAK, True, T0 + 10))
+    again = det.feed(ev("leak-1", EventKind.WATER_LEAK, True, T0 + 20))
+    dry = det.feed(ev("leak-1", EventKind.WATER_LEAK, False, T0 + 600))
+    assert [(f.type, f.action, f.severity, f.key) for f in keyed(wet, "water_leak:leak-1")] == [
+        (AlertType.WATER_LEAK, "raise", Severity.HIGH, "water_leak:leak-1")
+    ]
+    assert keyed(again, "water_leak:leak-1") == []
+    assert [f.action for f in keyed(dry, "water_leak:leak-1")] == ["resolve"]
+    assert keyed(wet, "water_leak:leak-1")[0].room == "kitchen"
+
+
+def test_battery_low_flag_from_a_sensor_with_no_percentage() -> None:
+    det = RuleDetector(LEAK_PROFILE)
+    det.advance(T0)
+    assert keyed(det.feed(ev("leak-1", EventKind.BATTERY, False, T0 + 1)), "battery:leak-1") == []
+    low = keyed(det.feed(ev("leak-1", EventKind.BATTERY, True, T0 + 2)), "battery:leak-1")
+    assert [(f.type, f.action, f.evidence) for f in low] == [
+        (AlertType.LOW_BATTERY, "raise", {"battery_low": True})
+    ]
+    assert keyed(det.feed(ev("leak-1", EventKind.BATTERY, True, T0 + 3)), "battery:leak-1") == []
+    ok = keyed(det.feed(ev("leak-1", EventKind.BATTERY, False, T0 + 4)), "battery:leak-1")
+    assert [f.action for f in ok] == ["resolve"]
+
+
+def test_a_percentage_decides_over_the_battery_low_flag() -> None:
+    det = RuleDetector(LEAK_PROFILE)
+    det.advance(T0)
+    det.feed(ev("leak-1", EventKind.BATTERY, 60.0, T0 + 1))
+    # the device's own low flag (its threshold is not ours): the percentage rules
+    assert keyed(det.feed(ev("leak-1", EventKind.BATTERY, True, T0 + 2)), "battery:leak-1") == []
+    low = keyed(det.feed(ev("leak-1", EventKind.BATTERY, 10.0, T0 + 3)), "battery:leak-1")
+    assert [f.action for f in low] == ["raise"]

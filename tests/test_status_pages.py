@@ -189,3 +189,85 @@ def test_editing_refuses_what_import_refuses(tmp_path: Path) -> None:
     th = editing.set_thresholds(profile, {"temp_low_c": "17,5"})
     assert th.thresholds.temp_low_c == 17.5
     registry.close()
+
+
+def test_roles_offered_are_those_the_exposes_can_serve() -> None:
+    motion = frozenset({"occupancy", "illuminance", "battery", "linkquality"})
+    siren = frozenset({"warning", "mode", "level", "battery"})
+    assert editing.roles_for("zigbee2mqtt", motion) == [
+        "motion", "presence", "bed", "chair", "toilet_flush"
+    ]  # fmt: skip
+    assert editing.roles_for("zigbee2mqtt", siren) == ["prompt"]
+    assert "sos_button" in editing.roles_for("zigbee2mqtt", None)  # exposes not known yet
+    assert "wearable" not in editing.roles_for("zigbee2mqtt", None)
+    assert editing.roles_for("wearable", None) == ["wearable"]
+    assert "checkin_button" in editing.roles_for("bthome", None)
+
+
+def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) -> None:
+    registry, core = build(tmp_path)
+    app = create_app(core.state, registry=registry, core=core)
+    client = TestClient(app, base_url="http://testserver")
+    assert login(client, INSTALLER_CODE) == 303
+    token = csrf_of(client, "/installer")
+    exposes = [
+        {"type": "binary", "name": "occupancy", "property": "occupancy", "access": 1},
+        {"type": "numeric", "name": "battery", "property": "battery", "access": 1},
+    ]
+    bridge = [
+        {
+            "ieee_address": "0x00158d000aaa0077",
+            "friendly_name": "new_motion",
+            "type": "EndDevice",
+            "supported": True,
+            "interview_completed": True,
+            "definition": {"model": "RTCGQ11LM", "vendor": "Aqara", "exposes": exposes},
+        }
+    ]
+    core.zigbee_message("zigbee2mqtt/bridge/devices", json.dumps(bridge).encode(), time.time())
+    page = client.get("/installer/zigbee").text
+    offered = page[page.index("new_motion") :]
+    offered = offered[offered.index('name="role"') :]
+    offered = offered[: offered.index("</select>")]
+    assert "<option>motion</option>" in offered
+    assert "sos_button" not in offered
+    assert "prompt" not in offered
+    form = {
+        "csrf": token,
+        "id": "new-pir",
+        "source": "zigbee2mqtt",
+        "address": "0x00158d000aaa0077",
+        "friendly_name": "new_motion",
+        "room": "bedroom",
+        "back": "/installer/zigbee",
+    }
+    resp = client.post("/installer/devices", data={**form, "role": "sos_button"})
+    assert "cannot serve as sos_button" in html.unescape(resp.text)
+    assert registry.profile().device("new-pir") is None
+    resp = client.post(
+        "/installer/devices", data={**form, "role": "motion"}, follow_redirects=False
+    )
+    assert resp.status_code == 303
+    assert registry.profile().device("new-pir") is not None
+    # changing it later to a role it cannot serve is refused too
+    resp = client.post(
+        "/installer/devices/new-pir", data={"csrf": token, "role": "prompt", "room": "bedroom"}
+    )
+    assert "cannot serve as prompt" in html.unescape(resp.text)
+    assert str(registry.profile().device("new-pir").role) == "motion"
+    registry.close()
+
+
+def test_check_in_and_water_leak_evidence_in_plain_french() -> None:
+    evidence = {
+        "inactive_min": 58,
+        "check_in": "unanswered",
+        "check_in_at": "14:09",
+        "off_furniture": True,
+    }
+    assert i18n.evidence_words(evidence, "fr") == (
+        "aucun mouvement depuis 58 min, la personne n'a pas répondu à la question « ça va ? », "
+        "question posée à 14:09, hors du lit et du fauteuil"
+    )
+    assert i18n.alert_name("water_leak", "fr") == "Fuite d'eau"
+    assert i18n.evidence_words({"wet": True}, "en") == "sensor wet"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bthome_ble import BTHomeBluetoothDeviceData, SensorUpdate
+from bthome_ble.event import BUTTON_EVENTS
 from habluetooth import BluetoothServiceInfoBleak
 
 from edge.decode.policy import ChangeFilter, WarnLimiter
@@ -61,6 +62,11 @@ BINARY_KINDS: Mapping[str, EventKind] = {
     "vibration": EventKind.VIBRATION,
 }
 
+# Button event 0xFE: a held press, as buttons met in real homes send it (Shelly BLU); the
+# library's table stops at 0x81 and would drop it silently. Our row, added to its table.
+HELD_EVENT = 0xFE
+BUTTON_EVENTS.setdefault(HELD_EVENT, "hold_press")
+
 # BTHome button event types -> our action names (Zigbee2MQTT's words).
 BUTTON_ACTIONS: Mapping[str, str] = {
     "press": "single",
@@ -89,6 +95,7 @@ ROLE_KINDS: Mapping[Role, Mapping[EventKind, EventKind]] = {
 _REPEAT_MARKERS = ("older packet", "same as the previous service data")
 _NO_KEY_MARKER = "Encryption key not set"
 _TRUNCATED_MARKERS = ("Truncated", "Invalid payload data length", "Invalid data length")
+_UNKNOWN_OBJECT_MARKERS = ("UNKNOWN dataobject", "Invalid Object ID")
 _POSTFIX = re.compile(r"^(?P<base>.+?)_(?P<n>\d+)$")
 
 
@@ -175,7 +182,19 @@ class BthomeDecoder:
         if device is None:
             return self._unknown(mac, name, rssi, at, is_bthome)
         if not is_bthome:
-            _LOGGER.debug("%s: advertisement without BTHome service data", mac)
+            if service_data:
+                self._warn.warn(
+                    mac,
+                    "format",
+                    at,
+                    "ble %s: registered as %s but sends service data %s that no decoder here "
+                    "reads (not BTHome); nothing decoded",
+                    mac,
+                    device.role,
+                    ", ".join(sorted(service_data)),
+                )
+                return BleResult(bad=True)
+            _LOGGER.debug("%s: advertisement without service data", mac)
             return BleResult()
         if any(not v for u, v in service_data.items() if u.lower() in BTHOME_UUIDS):
             self._warn.warn(mac, "truncated", at, "bthome %s: empty service data", mac)
@@ -262,6 +281,8 @@ class BthomeDecoder:
         ]
         if truncated:
             return "truncated", truncated[0]
+        if not decoded and any(m in note for note in notes for m in _UNKNOWN_OBJECT_MARKERS):
+            return "format", "object ids bthome-ble does not read (newer BTHome firmware?)"
         if decoded or any(m in note for note in notes for m in _REPEAT_MARKERS):
             return None
         return "empty", "no measurement in it"

@@ -77,6 +77,18 @@ def _as_on_off(raw: Any) -> bool:
     return raw == "ON"
 
 
+PRESSURE_STATES: Mapping[str, bool] = {"sit": True, "sedentary": True, "none": False}
+
+
+def _as_pressure_state(raw: Any) -> bool:
+    """A bed or seat strap's `pressure_state`: someone sits or lies on it, or nobody."""
+    if raw is None:
+        raise _Skip
+    if not isinstance(raw, str) or raw not in PRESSURE_STATES:
+        raise ValueError(f"expected one of {', '.join(PRESSURE_STATES)}, got {raw!r}")
+    return PRESSURE_STATES[raw]
+
+
 @dataclass(frozen=True, slots=True)
 class Expose:
     """How one Zigbee2MQTT payload property becomes an event."""
@@ -96,6 +108,7 @@ EXPOSES: Mapping[str, Expose] = {
     "humidity": Expose(EventKind.HUMIDITY, _as_float),
     "power": Expose(EventKind.POWER, _as_float),
     "battery": Expose(EventKind.BATTERY, _as_float),
+    "battery_low": Expose(EventKind.BATTERY, _as_bool),  # sensors with no percentage
     "linkquality": Expose(EventKind.LINKQUALITY, _as_float),
 }
 
@@ -105,6 +118,7 @@ _ON_SEAT: Mapping[str, Expose] = {
     "occupancy": Expose(EventKind.PRESENCE, _as_bool),
     "presence": Expose(EventKind.PRESENCE, _as_bool),
     "contact": Expose(EventKind.PRESENCE, _as_bool),
+    "pressure_state": Expose(EventKind.PRESENCE, _as_pressure_state),  # bed straps
 }
 
 ROLE_EXPOSES: Mapping[Role, Mapping[str, Expose]] = {
@@ -470,3 +484,56 @@ def _properties(exposes: Any, depth: int = 0) -> Iterator[str]:
 
 
 _MAX_EXPOSE_DEPTH = 4
+
+
+# How a `prompt` device asks the resident, by what its exposes offer, best first: a siren's
+# `warning` (short, low, with the strobe), a light's `effect`, else a plain `state`.
+PROMPT_ASK: tuple[tuple[str, Mapping[str, Any]], ...] = (
+    ("warning", {"warning": {"mode": "emergency", "level": "low", "strobe": True, "duration": 10}}),
+    ("effect", {"effect": "blink"}),
+    ("state", {"state": "ON"}),
+)
+PROMPT_STOP: Mapping[str, Mapping[str, Any]] = {
+    "warning": {"warning": {"mode": "stop"}},
+    "effect": {"effect": "finish_effect"},
+    "state": {"state": "OFF"},
+}
+
+
+def prompt_commands(
+    profile: HomeProfile,
+    capabilities: Mapping[str, frozenset[str]],
+    *,
+    stop: bool = False,
+    base_topic: str = BASE_TOPIC,
+) -> list[tuple[str, bytes]]:
+    """`(topic, payload)` to publish so each Zigbee `prompt` device asks (or stops asking).
+
+    A device's exposes (from `bridge/devices`) pick the command; one whose exposes are not
+    known yet gets `state`, which nearly every switchable device takes.
+    """
+    out: list[tuple[str, bytes]] = []
+    for dev in profile.devices:
+        if dev.role is not Role.PROMPT or dev.source != SOURCE:
+            continue
+        name = dev.friendly_name or dev.address
+        props = capabilities.get(name) or capabilities.get(dev.address)
+        chosen = next(
+            (
+                (prop, payload)
+                for prop, payload in PROMPT_ASK
+                if (props is None and prop == "state") or (props is not None and prop in props)
+            ),
+            None,
+        )
+        if chosen is None:
+            _LOGGER.warning(
+                "zigbee2mqtt %s: a prompt device with none of %s in its exposes: not driven",
+                name,
+                ", ".join(p for p, _ in PROMPT_ASK),
+            )
+            continue
+        prop, payload = chosen
+        body = PROMPT_STOP[prop] if stop else payload
+        out.append((f"{base_topic}/{name}/set", json.dumps(body, separators=(",", ":")).encode()))
+    return out

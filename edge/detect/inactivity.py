@@ -18,7 +18,15 @@ longest usual silence for that context starting within +/- 3 h of that time of d
 half of what any context at home shows then), plus 45 min and 20 %, capped at 11.5 h
 (`LimitParams`, chosen by rolling-origin validation in `bench.inactivity`). Until
 `learning_days` days have been seen, conservative fixed limits apply
-(`default_silence_limit_s`).
+(`default_silence_limit_s`), and no early check-in is asked.
+
+Silences off furniture (`OFF_FURNITURE`: the kitchen, bathroom and hall, no mat pressed) are
+what a long lie looks like: they learn from their own silences (and each other's), never
+pulled up by the chair's and the bed's, and their staff limit is capped at 110 min. The early
+check-in limits (`checkin_s`) are tighter: off furniture 1.5 x usual + 10 min (20 to 60 min);
+elsewhere scale x usual + 15 min, the scale learned per home so that the kept days would have
+seen about `checkin_budget_per_day` early check-ins; and a morning check-in comes
+`morning_checkin_margin_s` after the usual getting up (`morning_checkin_s`).
 
 Measured alternatives that did not do better on the validation folds (same false-alarm
 budget): narrower windows (+/- 1-2 h), smaller margins, a Gaussian limit on the daily maxima
@@ -80,6 +88,21 @@ CHAIR = "chair"
 CONTEXTS = (BED, CHAIR, "bedroom", "bathroom", "kitchen", "living", "entrance", "other", OUT)
 INSIDE = tuple(c for c in CONTEXTS if c != OUT)
 REST_CONTEXTS = frozenset({BED, "bedroom"})
+# The last sign came from here and no mat is pressed: what a fall looks like. These learn
+# from their own silences (and each other's), never pulled up by the chair's and the bed's.
+OFF_FURNITURE = frozenset({"bathroom", "kitchen", "entrance"})
+OFF_FURNITURE_STAFF_CAP_S = 110 * MINUTE_S  # a long lie off furniture: staff within 2 h
+OFF_FURNITURE_CHECKIN_FLOOR_S = 20 * MINUTE_S
+OFF_FURNITURE_CHECKIN_CAP_S = 60 * MINUTE_S
+OFF_FURNITURE_CHECKIN_FACTOR = 1.5
+OFF_FURNITURE_CHECKIN_MARGIN_S = 10 * MINUTE_S
+# Early check-ins elsewhere: scale * usual longest + margin, at least the floor, at most the
+# staff limit; the scale is learned per home so that the kept days would have seen about
+# `checkin_budget_per_day` early check-ins a day (in sample, so a little fewer than unseen
+# days will bring).
+CHECKIN_FLOOR_S = 30 * MINUTE_S
+CHECKIN_MARGIN_S = 15 * MINUTE_S
+CHECKIN_SCALES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 METRICS = (
     "get_up_min",
@@ -141,8 +164,13 @@ class LimitParams:
     # is short (a resident going from the bathroom to bed unseen by the bedroom sensor).
     pool_weight: float = 0.5
     # getting-up deadline = latest usual getting up + margin + factor * standard deviation
-    get_up_margin_s: float = 60 * MINUTE_S
+    get_up_margin_s: float = 45 * MINUTE_S
     get_up_spread_factor: float = 1.0
+    # early check-ins a day the learned check-in limits aim at on the kept days
+    checkin_budget_per_day: float = 0.5
+    # still in bed this long after the usual (median) getting up: asked, before the deadline;
+    # negative: no morning check-in
+    morning_checkin_margin_s: float = 30 * MINUTE_S
 
     def margin_s(self, usual_s: float) -> float:
         return self.margin_min_s + self.margin_fraction * usual_s
@@ -155,6 +183,8 @@ class LimitParams:
             "pool_weight": self.pool_weight,
             "get_up_margin_min": self.get_up_margin_s / MINUTE_S,
             "get_up_spread_factor": self.get_up_spread_factor,
+            "checkin_budget_per_day": self.checkin_budget_per_day,
+            "morning_checkin_margin_min": self.morning_checkin_margin_s / MINUTE_S,
         }
 
 
@@ -216,11 +246,14 @@ class Limits:
 
     learned: bool
     silence_s: dict[str, list[float]]  # ctx -> per bin
+    checkin_s: dict[str, list[float]]  # ctx -> per bin: the early check-in limit
+    checkin_scale: float | None  # learned; None while learning (no early check-ins)
     usual_s: dict[str, list[float | None]]  # ctx -> per bin, None where defaulted
     out_s: float
     bathroom_s: float
     bath_usual_s: float | None
     get_up_deadline_s: float  # seconds after local midnight
+    morning_checkin_s: float | None  # still resting then: asked (None: no morning check-in)
     usual_get_up_s: float | None
     night_start_s: float
     night_end_s: float
@@ -261,28 +294,37 @@ class RoutineModel:
         p = self.params
         silence: dict[str, list[float]] = {}
         usual: dict[str, list[float | None]] = {}
+        own: dict[str, list[float | None]] = {}  # each context's own, unpooled
         pooled = [self._usual(INSIDE, b) for b in range(N_BINS)]
+        pooled_off = [self._usual(tuple(OFF_FURNITURE), b) for b in range(N_BINS)]
         for ctx in CONTEXTS:
             row: list[float] = []
             urow: list[float | None] = []
+            off = ctx in OFF_FURNITURE
+            orow: list[float | None] = []
             for b in range(N_BINS):
                 tod = (b + 0.5) * BIN_S
                 value = None
                 if ctx != OUT:
                     value = self._usual((ctx,), b)
-                    pool = pooled[b]
+                orow.append(value)
+                if ctx != OUT:
+                    pool = pooled_off[b] if off else pooled[b]
                     if value is None:
                         value = pool
-                    elif pool is not None:
+                    elif pool is not None and not off:
                         value = max(value, p.pool_weight * pool)
                 if not learned or value is None:
-                    row.append(default_silence_limit_s(ctx, tod, th))
+                    limit = default_silence_limit_s(ctx, tod, th)
+                    row.append(min(limit, OFF_FURNITURE_STAFF_CAP_S) if off and learned else limit)
                     urow.append(None)
                 else:
-                    row.append(min(LIMIT_CAP_S, max(LIMIT_FLOOR_S, value + p.margin_s(value))))
+                    limit = min(LIMIT_CAP_S, max(LIMIT_FLOOR_S, value + p.margin_s(value)))
+                    row.append(min(limit, OFF_FURNITURE_STAFF_CAP_S) if off else limit)
                     urow.append(value)
             silence[ctx] = row
             usual[ctx] = urow
+            own[ctx] = [o if o is not None else u for o, u in zip(orow, urow, strict=True)]
         out_all = [v for d in self.days for v in d.silence.get(OUT, {}).values()]
         out_s = DEFAULT_OUT_LIMIT_S
         if learned and out_all:
@@ -301,6 +343,14 @@ class RoutineModel:
             spread = statistics.pstdev(get_ups) * MINUTE_S
             deadline = max(get_ups) * MINUTE_S + p.get_up_margin_s + p.get_up_spread_factor * spread
             deadline = min(deadline, DAY_S - MINUTE_S)
+        morning_checkin = None
+        if (
+            learned
+            and usual_get_up is not None
+            and len(get_ups) >= MIN_COMPARE_DAYS
+            and p.morning_checkin_margin_s >= 0
+        ):
+            morning_checkin = min(deadline, usual_get_up + p.morning_checkin_margin_s)
         night_start = th.night_start_h * HOUR_S
         night_end = th.night_end_h * HOUR_S
         night_exit = th.night_exit_return_min * MINUTE_S
@@ -311,6 +361,14 @@ class RoutineModel:
             outs = [d.night_out_max_s for d in self.days if d.night_out_max_s > 0]
             if outs:
                 night_exit = max(night_exit, max(outs) + NIGHT_EXIT_MARGIN_S)
+        scale, checkin = self._checkin_limits(
+            learned,
+            silence=silence,
+            usual=own,
+            th=th,
+            night_start_s=night_start,
+            night_end_s=night_end,
+        )
         n_days = max(1, len(self.days))
         pair_totals: dict[str, int] = {}
         for d in self.days:
@@ -320,11 +378,14 @@ class RoutineModel:
         return Limits(
             learned=learned,
             silence_s=silence,
+            checkin_s=checkin,
+            checkin_scale=scale,
             usual_s=usual,
             out_s=out_s,
             bathroom_s=bathroom_s,
             bath_usual_s=bath_usual,
             get_up_deadline_s=deadline,
+            morning_checkin_s=morning_checkin,
             usual_get_up_s=usual_get_up,
             night_start_s=night_start,
             night_end_s=night_end,
@@ -332,6 +393,68 @@ class RoutineModel:
             distant_pairs_known=learned,
             near_pairs=near,
         )
+
+    def _checkin_limits(
+        self,
+        learned: bool,
+        *,
+        silence: dict[str, list[float]],
+        usual: dict[str, list[float | None]],
+        th: Thresholds,
+        night_start_s: float,
+        night_end_s: float,
+    ) -> tuple[float | None, dict[str, list[float]]]:
+        """The early check-in limits, and the scale learned for them (see the constants)."""
+        if not learned:
+            return None, {ctx: list(row) for ctx, row in silence.items()}
+        night = [
+            is_night((b + 0.5) * BIN_S, night_start_s / HOUR_S, night_end_s / HOUR_S)
+            for b in range(N_BINS)
+        ]
+
+        def table(scale: float | None) -> dict[str, list[float]]:
+            out: dict[str, list[float]] = {}
+            for ctx, row in silence.items():
+                urow = usual[ctx]
+                cells = []
+                for b, staff in enumerate(row):
+                    u = urow[b]
+                    if ctx == OUT or u is None or (scale is None and ctx not in OFF_FURNITURE):
+                        cells.append(staff)
+                    elif ctx in OFF_FURNITURE:
+                        lim = OFF_FURNITURE_CHECKIN_FACTOR * u + OFF_FURNITURE_CHECKIN_MARGIN_S
+                        lim = min(OFF_FURNITURE_CHECKIN_CAP_S, lim)
+                        cells.append(min(staff, max(OFF_FURNITURE_CHECKIN_FLOOR_S, lim)))
+                    else:
+                        assert scale is not None
+                        cells.append(min(staff, max(CHECKIN_FLOOR_S, scale * u + CHECKIN_MARGIN_S)))
+                out[ctx] = cells
+            return out
+
+        max_day = int(th.checkin_max_per_day)
+        n_days = max(1, len(self.days))
+        chosen: float | None = None  # none fits the budget: early check-ins off furniture only
+        for scale in CHECKIN_SCALES:
+            lim = table(scale)
+            total = 0
+            for day in self.days:
+                capped = off = 0
+                for ctx, cells in day.silence.items():
+                    if ctx == OUT:
+                        continue
+                    for b, v in cells.items():
+                        if ctx in REST_CONTEXTS and night[b]:
+                            continue  # a night's sleep is never asked about early
+                        if v > lim[ctx][b]:
+                            if ctx in OFF_FURNITURE:
+                                off += 1
+                            else:
+                                capped += 1
+                total += off + min(capped, max_day)
+            if total / n_days <= self.params.checkin_budget_per_day:
+                chosen = scale
+                break
+        return chosen, table(chosen)
 
     def _usual(self, ctxs: tuple[str, ...], bin_: int) -> float | None:
         """Longest silence in these contexts starting within the window around `bin_`."""
@@ -386,9 +509,16 @@ class RoutineModel:
                     for ctx, row in lim.silence_s.items()
                     if ctx != OUT  # out of home has one limit of its own, below
                 },
+                "check_in_by_half_hour": {
+                    ctx: [round(v / MINUTE_S) for v in row]
+                    for ctx, row in lim.checkin_s.items()
+                    if ctx != OUT
+                },
+                "check_in_scale": lim.checkin_scale,
                 "out_of_home": round(lim.out_s / MINUTE_S),
                 "bathroom_stay": round(lim.bathroom_s / MINUTE_S),
                 "get_up_deadline": _hhmm(lim.get_up_deadline_s),
+                "morning_check_in": hhmm(lim.morning_checkin_s),
                 "night": [_hhmm(lim.night_start_s), _hhmm(lim.night_end_s)],
                 "night_exit_return": round(lim.night_exit_s / MINUTE_S),
                 "neighbour_rooms": sorted(lim.near_pairs),

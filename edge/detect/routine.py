@@ -2,7 +2,9 @@
 
 `RoutineDetector.feed(event)` and `advance(now)` return `Finding`s (`inactivity`,
 `no_morning_activity`, `bathroom_long`, `night_exit`; each resolved when the resident shows
-life again) and, at each local midnight, the daily summary `Aggregate`.
+life again), `CheckIn`s (the resident asked first, `edge.detect.checkin`: every
+inactivity-type finding waits behind one) and, at each local midnight, the daily summary
+`Aggregate` (with the day's `check_ins`).
 
 How it reads the home:
 * every state change of a motion, presence, door, flush, switch or appliance sensor is a
@@ -16,6 +18,11 @@ How it reads the home:
   departure that never ends is; a rest (bed, bedroom) silence that starts in the morning
   before the usual getting-up deadline is the night going on: the morning watch judges it
   first (`edge.detect.watches`);
+* an early check-in is asked when a silence passes the tighter learned check-in limit, and a
+  morning one when the resident still rests well after the usual getting up; a press of the
+  `checkin_button` answers and restarts the timer (the resident is where they were), any
+  other sign ends the silence; a silence off furniture (last sign in the kitchen, bathroom or
+  hall, no mat pressed) has limits of its own (`OFF_FURNITURE`);
 * time going backwards (a wall clock stepped by NTP reaching the detector) shifts every
   anchor by the step, so no silence is lengthened or shortened by it; time going forwards is
   real elapsed time (the production clock is monotonic-anchored, see `edge.clock`).
@@ -27,14 +34,17 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 
+from edge.detect.checkin import CheckInGate, CheckInPolicy
 from edge.detect.inactivity import (
     DAY_S,
     HOUR_S,
     MINUTE_S,
+    OFF_FURNITURE,
     OUT,
     REST_CONTEXTS,
     DayRecord,
     RoutineModel,
+    hhmm,
     is_night,
     time_bin,
 )
@@ -71,6 +81,7 @@ SIGN_KINDS = frozenset(
         EventKind.VIBRATION,
     }
 )
+MORNING = "morning"  # the reason of a morning check-in
 BACKWARD_TOLERANCE_S = 120.0  # a step back larger than this is a clock jump
 # The door closing during a visit: the resident may have left with the visitor, or stayed
 # behind alone; the silence that follows gets at least this long before an alert.
@@ -121,6 +132,8 @@ class RoutineDetector:
         self._bath = BathroomWatch()
         self._night_exit = NightExitWatch(tz)
         self._morning = MorningWatch()
+        self._gate = CheckInGate(CheckInPolicy.from_thresholds(thresholds), tz)
+        self._morning_asked: set[str] = set()  # local dates of a morning check-in
         # the current silence
         self._last: float | None = None
         self._last_room: str | None = None
@@ -132,6 +145,12 @@ class RoutineDetector:
         self._sil_usual: float | None = None
         self._sil_key: str | None = None
         self._sil_sev: Severity | None = None
+        self._sil_checkin = 0.0  # the early check-in limit of the current silence
+        # where the current silence began: a check-in button press restarts the timer above
+        # but not the silence the routine learns (its length is the resident's, not ours)
+        self._span_start: float | None = None
+        self._span_date = ""
+        self._span_bin = 0
 
     @property
     def model(self) -> RoutineModel:
@@ -145,6 +164,11 @@ class RoutineDetector:
     def away(self) -> bool:
         """Whether the resident is taken to be out of home (left by the entrance door)."""
         return self._last is not None and self._ctx == OUT
+
+    @property
+    def context(self) -> str:
+        """The context the current silence began in (`bed`, `kitchen`, `out`, ...)."""
+        return self._ctx
 
     @property
     def last_sign(self) -> float | None:
@@ -167,6 +191,9 @@ class RoutineDetector:
 
     def advance(self, now: float) -> list[Emission]:
         """Let time run to `now` (event time in replays): timers, day closes, findings."""
+        return self._gate.filter(self._advance(now), now, self._date)
+
+    def _advance(self, now: float) -> list[Emission]:
         if self._now is None:
             self._now = self._first_seen = now
             self._set_day(now)
@@ -180,7 +207,23 @@ class RoutineDetector:
             out.extend(self._close_day())
         self._now = now
         lim = self._model.limits
+        expired, early = self._gate.expire(now)
+        out.extend(expired)
+        if early == MORNING:
+            out.append(
+                self._morning.raise_now(
+                    now,
+                    self._date,
+                    lim,
+                    last_sign=self._last,
+                    room=self._last_room,
+                    extra={"check_in": "unanswered"},
+                )
+            )
+        elif early is not None:
+            out.extend(self._raise_inactivity(now, Severity.HIGH, unanswered=True))
         out.extend(self._check_silence(now))
+        out.extend(self._morning_check_in(now))
         room = self._last_room if self._bath.last == self._last else None
         out.extend(self._bath.check(now, lim, room))
         left = self._where.leaving_at if self._ctx == OUT else None
@@ -206,6 +249,8 @@ class RoutineDetector:
         assert self._now is not None
         self._now += step
         self._last = None if self._last is None else self._last + step
+        self._span_start = None if self._span_start is None else self._span_start + step
+        self._gate.shift(step)
         self._where.shift(step)
         self._bath.shift(step)
         self._log.shift(step)
@@ -218,17 +263,44 @@ class RoutineDetector:
 
     def feed(self, event: Event) -> list[Emission]:
         """Take one event; returns findings it raises or resolves (and any day closed first)."""
-        if event.kind not in SIGN_KINDS and not (
-            event.kind is EventKind.POWER and is_activity(event)
-        ):
-            return self.advance(event.at) if self._now is None or event.at > self._now else []
-        out = self.advance(event.at)
+        at = event.at if self._now is None else max(event.at, self._now)
+        if event.role is Role.CHECKIN_BUTTON and event.kind is EventKind.ACTION:
+            return self._gate.filter(self._button(event), at, self._date)
+        return self._gate.filter(self._feed(event), at, self._date)
+
+    def _button(self, event: Event) -> list[Emission]:
+        """The "ça va" button: the resident answers; where they were, they still are."""
+        out = self._advance(event.at)
+        assert self._now is not None
+        at = self._now
+        if self._gate.pending is not None and self._gate.pending.reason == MORNING:
+            self._morning.checked.add(self._date)  # awake and well: the deadline is answered
+        out.extend(self._gate.answer(at, by_button=True))
+        self._gate.new_silence()
+        if self._last is None:
+            return out
+        out.extend(self._resolve_silence(at))
+        self._last = at
+        self._sil_tod = self._tod(at)
+        self._sil_bin = time_bin(self._sil_tod)
+        self._sil_limit, self._sil_usual, self._sil_checkin = self._limit()
+        return out
+
+    def _feed(self, event: Event) -> list[Emission]:
+        if event.role is Role.CHECKIN_BUTTON or (
+            event.kind not in SIGN_KINDS
+            and not (event.kind is EventKind.POWER and is_activity(event))
+        ):  # not a sign of life (the check-in button's battery or heartbeat neither)
+            return self._advance(event.at) if self._now is None or event.at > self._now else []
+        out = self._advance(event.at)
         assert self._now is not None
         at = max(event.at, self._now) if self._now - event.at <= BACKWARD_TOLERANCE_S else self._now
         room = event.room or "?"
         kind = event.room_kind or self._rooms.get(room, RoomKind.OTHER)
         role = event.role
         where = self._where
+        out.extend(self._gate.answer(at, by_button=False))
+        self._gate.new_silence()
         out.extend(self._end_silence(at))
         self._count(event, room, kind)
         if role is Role.DOOR_ENTRANCE:
@@ -270,14 +342,15 @@ class RoutineDetector:
 
     # ---------------------------------------------------------------- silence
 
-    def _limit(self) -> tuple[float, float | None]:
-        """The limit and usual longest for the current silence (its context and start)."""
+    def _limit(self) -> tuple[float, float | None, float]:
+        """The limit, usual longest and early check-in limit for the current silence."""
         tod_s = self._sil_tod
         limits = self._model.limits
         if self._ctx == OUT:
-            return limits.out_s, None
+            return limits.out_s, None, limits.out_s
         limit = limits.silence_s[self._ctx][self._sil_bin]
         usual = limits.usual_s[self._ctx][self._sil_bin]
+        checkin = limits.checkin_s[self._ctx][self._sil_bin]
         if self._where.visit_departure_at is not None and self._ctx == RoomKind.ENTRANCE.value:
             limit = max(limit, VISIT_DEPARTURE_LIMIT_S)
         if (
@@ -287,7 +360,7 @@ class RoutineDetector:
         ):
             # the night going on: the getting-up deadline judges it first
             limit = max(limit, limits.get_up_deadline_s - tod_s + REST_AFTER_DEADLINE_S)
-        return limit, usual
+        return limit, usual, min(checkin, limit)
 
     def _start_silence(self, at: float, room: str, kind: RoomKind, role: Role | None) -> None:
         self._ctx = self._where.context(kind, role, at, self._ctx)
@@ -296,29 +369,37 @@ class RoutineDetector:
         self._sil_date = self._date
         self._sil_tod = self._tod(at)
         self._sil_bin = time_bin(self._sil_tod)
-        self._sil_limit, self._sil_usual = self._limit()
+        self._sil_limit, self._sil_usual, self._sil_checkin = self._limit()
         self._sil_key = None
         self._sil_sev = None
+        self._span_start = at
+        self._span_date = self._date
+        self._span_bin = self._sil_bin
 
     def _end_silence(self, at: float) -> list[Emission]:
-        if self._last is None:
+        if self._last is None or self._span_start is None:
             return []
-        gap = at - self._last
+        gap = at - self._span_start
         learn = gap
         if self._sil_sev is not None:
             learn = min(gap, ALARMED_LEARN_FACTOR * self._sil_limit)
-        record = self._records.get(self._sil_date)
+        record = self._records.get(self._span_date)
         if record is not None:
-            record.note_silence(self._ctx, self._sil_bin, learn)
+            record.note_silence(self._ctx, self._span_bin, learn)
             lim = self._model.limits
             if self._ctx == OUT and is_night(
-                self._sil_bin * 1800.0, lim.night_start_s / HOUR_S, lim.night_end_s / HOUR_S
+                self._span_bin * 1800.0, lim.night_start_s / HOUR_S, lim.night_end_s / HOUR_S
             ):
                 record.night_out_max_s = max(record.night_out_max_s, learn)
         if gap >= 60.0 or self._ctx == OUT:
-            self._log.silences.append((self._last, at, self._ctx))
-        if self._sil_key is None or self._sil_sev is None:
+            self._log.silences.append((self._span_start, at, self._ctx))
+        return self._resolve_silence(at)
+
+    def _resolve_silence(self, at: float) -> list[Emission]:
+        """The open inactivity alert of the current silence, if any, is resolved."""
+        if self._last is None or self._sil_key is None or self._sil_sev is None:
             return []
+        gap = at - self._last
         finding = Finding(
             key=self._sil_key,
             type=AlertType.INACTIVITY,
@@ -336,12 +417,83 @@ class RoutineDetector:
         if self._last is None:
             return []
         silence = now - self._last
+        if self._early_check_in_due(now, silence):
+            return [
+                self._gate.ask(
+                    now,
+                    self._date,
+                    self._last_room,
+                    {
+                        "reason": "silence",
+                        "inactive_min": round(silence / MINUTE_S),
+                        "limit_min": round(self._sil_checkin / MINUTE_S),
+                        "context": self._ctx,
+                        "off_furniture": self._ctx in OFF_FURNITURE,
+                    },
+                    early=True,
+                )
+            ]
         excess = silence - self._sil_limit
         if excess <= 0:
             return []
-        sev = severity(excess, self._sil_limit)
+        return self._raise_inactivity(now, severity(excess, self._sil_limit))
+
+    def _morning_check_in(self, now: float) -> list[Emission]:
+        """Still resting well after the usual getting up: asked before the deadline comes."""
+        lim = self._model.limits
+        tod = self._tod(now)
+        if (
+            lim.morning_checkin_s is None
+            or self._last is None
+            or not lim.morning_checkin_s <= tod < lim.get_up_deadline_s
+            or self._date in self._morning.checked
+            or self._date in self._morning_asked
+            or self._ctx not in REST_CONTEXTS
+            or self._morning.is_up(bool(self._where.bed_on))
+            or self._gate.pending is not None
+            or self._gate.unanswered
+            or self._sil_key is not None
+            or self._first_seen > self._day_start + MORNING_FROM_S
+        ):
+            return []
+        policy = self._gate.policy
+        if policy.quiet(tod) or self._gate.asked(self._date) >= policy.max_per_day:
+            return []
+        self._morning_asked.add(self._date)
+        evidence: dict[str, object] = {
+            "reason": MORNING,
+            "inactive_min": round((now - self._last) / MINUTE_S),
+            "usual_get_up": hhmm(lim.usual_get_up_s),
+            "context": self._ctx,
+        }
+        return [self._gate.ask(now, self._date, self._last_room, evidence, early=True)]
+
+    def _early_check_in_due(self, now: float, silence: float) -> bool:
+        if (
+            self._sil_key is not None
+            or self._gate.pending is not None
+            or self._gate.unanswered
+            or not self._model.learned
+            or silence <= self._sil_checkin
+            or silence >= self._sil_limit
+        ):
+            return False
+        lim = self._model.limits
+        started_at_night = is_night(
+            self._span_bin * 1800.0, lim.night_start_s / HOUR_S, lim.night_end_s / HOUR_S
+        )
+        return self._gate.policy.early_allowed(
+            self._ctx, started_at_night, self._tod(now), self._gate.asked(self._date)
+        )
+
+    def _raise_inactivity(
+        self, now: float, sev: Severity, *, unanswered: bool = False
+    ) -> list[Emission]:
+        if self._last is None:
+            return []
         if self._sil_sev is not None and SEVERITY_RANK[sev] >= SEVERITY_RANK[self._sil_sev]:
             return []
+        silence = now - self._last
         if self._sil_key is None:
             self._sil_key = f"inactivity:{int(self._last)}"
         self._sil_sev = sev
@@ -352,6 +504,11 @@ class RoutineDetector:
             "since": local_hhmm(self._last, self._tz),
             "learning": not self._model.learned,
         }
+        if unanswered:
+            evidence["check_in"] = "unanswered"
+            evidence["check_in_limit_min"] = round(self._sil_checkin / MINUTE_S)
+        if self._ctx in OFF_FURNITURE:
+            evidence["off_furniture"] = True
         if self._sil_usual is not None:
             evidence["usual_max_min"] = round(self._sil_usual / MINUTE_S)
         if self._ctx == OUT:
@@ -395,10 +552,14 @@ class RoutineDetector:
         # next day
         log.rooms = {}
         log.prune(end - LOG_KEEP_S)
-        for key in [k for k in self._records if k not in (self._sil_date, date)]:
+        for key in [k for k in self._records if k not in (self._span_date, date)]:
             del self._records[key]
+        for day in [d for d in self._gate.counts if d < date]:
+            del self._gate.counts[day]
+        self._morning_asked = {d for d in self._morning_asked if d >= date}
         self._set_day(end)
         if self._last is not None and self._sil_key is None and self._ctx != OUT:
             # the current silence is now judged against the refreshed limits
-            self._sil_limit, self._sil_usual = self._limit()
+            self._sil_limit, self._sil_usual, self._sil_checkin = self._limit()
+        body = {**body, "check_ins": self._gate.asked(date)}
         return [Aggregate("daily", start, end, body)]

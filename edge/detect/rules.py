@@ -51,6 +51,7 @@ DEVICE_ALERTS: Mapping[str, AlertType] = {
     "sos": AlertType.SOS,
     "offline": AlertType.SENSOR_OFFLINE,
     "battery": AlertType.LOW_BATTERY,
+    "water_leak": AlertType.WATER_LEAK,
 }
 Action = Literal["raise", "resolve"]
 
@@ -128,6 +129,7 @@ class _DeviceState:
     battery: float | None = None
     offline: bool = False  # an offline finding is open
     low_battery: bool = False  # a battery finding is open
+    leaking: bool = False  # a water_leak finding is open
 
 
 @dataclass(slots=True)
@@ -171,6 +173,8 @@ class RuleDetector:
             out += self._battery(st, event)
         elif event.kind is EventKind.TEMPERATURE:
             out += self._temperature(st, event)
+        elif event.kind is EventKind.WATER_LEAK:
+            out += self._water_leak(st, event)
         return out
 
     def advance(self, now: float) -> list[Finding]:
@@ -256,7 +260,17 @@ class RuleDetector:
 
     # ---- battery --------------------------------------------------------------------------
 
+    def _water_leak(self, st: _DeviceState, event: Event) -> list[Finding]:
+        """A leak sensor wet: an alert until it dries."""
+        if not isinstance(event.value, bool) or event.value == st.leaking:
+            return []
+        st.leaking = event.value
+        action: Action = "raise" if event.value else "resolve"
+        return [self._finding(st, "water_leak", action, event.at, {"wet": event.value})]
+
     def _battery(self, st: _DeviceState, event: Event) -> list[Finding]:
+        if isinstance(event.value, bool):  # `battery_low` from a sensor with no percentage
+            return self._battery_flag(st, event)
         pct = _number(event.value)
         if pct is None or not 0 <= pct <= 100:
             _LOGGER.warning("rules: bad battery value %r from %s", event.value, event.device_id)
@@ -272,12 +286,24 @@ class RuleDetector:
             return [self._finding(st, "battery", "resolve", event.at, evidence)]
         return []
 
+    def _battery_flag(self, st: _DeviceState, event: Event) -> list[Finding]:
+        if st.battery is not None:
+            return []  # the device also tells its percentage: that one decides
+        low = bool(event.value)
+        if low == st.low_battery:
+            return []
+        st.low_battery = low
+        action: Action = "raise" if low else "resolve"
+        return [self._finding(st, "battery", action, event.at, {"battery_low": low})]
+
     def _finding(
         self, st: _DeviceState, what: str, action: Action, at: float, evidence: Mapping[str, Any]
     ) -> Finding:
         """A device finding keyed `{what}:{device}`; `what` is sos, offline or battery."""
         if what == "sos":
             severity = Severity.CRITICAL
+        elif what == "water_leak":
+            severity = Severity.HIGH
         else:
             protective = st.device.role in PROTECTIVE_ROLES
             severity = Severity.HIGH if protective else Severity.WARNING

@@ -189,6 +189,20 @@ class MorningWatch:
         self.checked.add(date)
         if self.is_up(in_bed) or away or not watched_since_morning:
             return []  # up, out, or not watching since early morning: no judgement
+        return [self.raise_now(now, date, limits, last_sign=last_sign, room=room)]
+
+    def raise_now(
+        self,
+        now: float,
+        date: str,
+        limits: Limits,
+        *,
+        last_sign: float | None,
+        room: str | None,
+        extra: dict[str, object] | None = None,
+    ) -> Finding:
+        """`no_morning_activity` now (at the deadline, or an unanswered morning check-in)."""
+        self.checked.add(date)
         self._key = f"no_morning_activity:{date}"
         evidence: dict[str, object] = {
             "deadline": hhmm(limits.get_up_deadline_s),
@@ -197,13 +211,12 @@ class MorningWatch:
         }
         if last_sign is not None:
             evidence["inactive_min"] = round((now - last_sign) / MINUTE_S)
-        return [
-            Finding(
-                self._key,
-                AlertType.NO_MORNING_ACTIVITY,
-                Severity.HIGH,
-                now,
-                room=room,
-                evidence=evidence,
-            )
-        ]
+        evidence.update(extra or {})
+        return Finding(
+            self._key,
+            AlertType.NO_MORNING_ACTIVITY,
+            Severity.HIGH,
+            now,
+            room=room,
+            evidence=evidence,
+        )

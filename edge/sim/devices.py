@@ -264,6 +264,44 @@ PLUG_MODEL = ZigbeeModel(
         "power_outage_memory": True,
     },
 )
+# A siren that asks the resident at a check-in (Zigbee2MQTT's `warning` composite).
+SIREN_MODEL = ZigbeeModel(
+    "HS2WD-E",
+    "Heiman",
+    "Smart siren",
+    "WarningDevice",
+    "HEIMAN",
+    False,  # mains powered
+    (
+        {
+            "access": 2,
+            "features": [
+                {
+                    "access": 2,
+                    "name": "mode",
+                    "property": "mode",
+                    "type": "enum",
+                    "values": ["stop", "burglar", "fire", "emergency", "police_panic"],
+                },
+                {
+                    "access": 2,
+                    "name": "level",
+                    "property": "level",
+                    "type": "enum",
+                    "values": ["low", "medium", "high", "very_high"],
+                },
+                _binary("strobe", "Strobe", on=True, off=False, access=2, desc="Strobe on or off"),
+                _numeric("duration", "Duration", unit="s", desc="Duration in seconds of the alarm"),
+            ],
+            "name": "warning",
+            "property": "warning",
+            "type": "composite",
+        },
+        _DEVICE_TEMP,
+        _LQI,
+    ),
+    {},
+)
 # The bed sensor: a pressure mat's dry contact wired to an Aqara contact sensor; contact is
 # true (closed) while someone lies on the mat.
 MODELS: Mapping[Role, ZigbeeModel] = {
@@ -272,6 +310,8 @@ MODELS: Mapping[Role, ZigbeeModel] = {
     Role.DOOR_FRIDGE: CONTACT_MODEL,
     Role.BED: CONTACT_MODEL,
     Role.SOS_BUTTON: BUTTON_MODEL,
+    Role.CHECKIN_BUTTON: BUTTON_MODEL,
+    Role.PROMPT: SIREN_MODEL,
     Role.POWER: PLUG_MODEL,
 }
 
@@ -317,6 +357,8 @@ def demo_profile(home_id: str = "demo-home") -> HomeProfile:
         Device("bed-1", z, "0x00158d0003f1a203", "chambre", Role.BED, "bed_mat"),
         Device("kettle-plug", z, "0x04cf8cdf3c7b1e21", "cuisine", Role.POWER, "kettle_plug"),
         Device("sos-1", z, "0x00158d0002b7c9e4", "entrée", Role.SOS_BUTTON, "sos_button"),
+        Device("siren-1", z, "0x0015bc001b02f1a3", "séjour", Role.PROMPT, "siren"),
+        Device("ok-button", z, "0x00158d0002b7c9e5", "séjour", Role.CHECKIN_BUTTON, "ok_button"),
         Device("th-living", "bthome", "A4:C1:38:5D:2E:11", "séjour", Role.TEMPERATURE),
         Device(
             "th-bathroom",

@@ -18,6 +18,7 @@ seed the learned routine without waiting a week. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import random
 from collections.abc import Callable
@@ -35,9 +36,18 @@ from edge.sim.devices import (
     Report,
     SimOut,
     WearableOut,
+    Z2MOut,
     ZigbeeEmu,
 )
-from edge.sim.resident import FALL_STILL_S, DayPlan, DayScript, Level, at_local, plan_day
+from edge.sim.resident import (
+    FALL_STILL_S,
+    INACTIVITY_STILL_S,
+    DayPlan,
+    DayScript,
+    Level,
+    at_local,
+    plan_day,
+)
 
 SCENARIOS = ("normal", "fall", "inactivity", "night_exit", "sos", "all")
 INCIDENT_HOUR = {
@@ -63,6 +73,7 @@ FALL_TRACE_S = 15.0
 ADL_QUIET_S = 120.0  # no daily-activity trace this close before a fall
 MOTION_MEAN_GAP_S = {Level.ACTIVE: 40.0, Level.CALM: 600.0}  # beyond the PIR's blind minute
 PIR_BLIND_S = 60.0
+CHECKIN_ANSWER_AFTER_S = 40.0  # the resident reaches the "ça va" button
 
 
 def schedule_incidents(start: float, scenario: str, tz: tzinfo) -> list[tuple[float, str]]:
@@ -277,6 +288,28 @@ class SimulatedHome:
                 out.append(item)
         self._last = max(self._last, t)
         return out
+
+    def can_answer(self, at: float) -> bool:
+        """Whether the resident could press a button at `at` (not still after an incident)."""
+        for name, still_s in (("inactivity", INACTIVITY_STILL_S), ("fall", FALL_STILL_S)):
+            t = self._when.get(name)
+            if t is not None and t <= at < t + still_s:
+                return False
+        return True
+
+    def answer_check_in(self, asked_at: float) -> float | None:
+        """The gateway asked: the resident presses "ça va" a little later, if able to."""
+        emu = self._world.by_role.get(Role.CHECKIN_BUTTON)
+        if emu is None or not self.can_answer(asked_at):
+            return None
+        at = asked_at + CHECKIN_ANSWER_AFTER_S
+        body = {"action": "single", "linkquality": emu.lqi}
+        if emu.model.battery:
+            body["battery"] = round(emu.battery_pct(at))
+        item = Z2MOut(at, emu.topic, json.dumps(body, separators=(",", ":")).encode())
+        heapq.heappush(self._heap, (at, self._seq, item))
+        self._seq += 1
+        return at
 
     def _generate_day(self) -> None:
         day = self._next_day

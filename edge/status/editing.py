@@ -12,7 +12,49 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from edge.home import HomeFileError, HomeProfile, Thresholds, parse_home
+from edge.events import Role
+from edge.home import Device, HomeFileError, HomeProfile, Thresholds, parse_home
+
+# Which Zigbee2MQTT exposes (any one of them) let a device serve a role: the pages offer a
+# device only the roles its exposes can serve. BLE devices' capabilities are not known
+# before they speak, and a wearable is never a Zigbee device.
+ROLE_EXPOSES: Mapping[Role, frozenset[str]] = {
+    Role.MOTION: frozenset({"occupancy"}),
+    Role.PRESENCE: frozenset({"presence", "occupancy"}),
+    Role.DOOR_ENTRANCE: frozenset({"contact"}),
+    Role.DOOR_FRIDGE: frozenset({"contact"}),
+    Role.DOOR: frozenset({"contact"}),
+    Role.BED: frozenset({"contact", "occupancy", "presence", "pressure_state"}),
+    Role.CHAIR: frozenset({"contact", "occupancy", "presence", "pressure_state"}),
+    Role.SOS_BUTTON: frozenset({"action"}),
+    Role.CHECKIN_BUTTON: frozenset({"action"}),
+    Role.TEMPERATURE: frozenset({"temperature"}),
+    Role.WATER_LEAK: frozenset({"water_leak"}),
+    Role.POWER: frozenset({"power", "state"}),
+    Role.TOILET_FLUSH: frozenset({"contact", "vibration", "occupancy", "water_leak"}),
+    Role.LIGHT_SWITCH: frozenset({"state"}),
+    Role.PROMPT: frozenset({"warning", "effect", "state"}),
+}
+
+
+def roles_for(source: str, properties: frozenset[str] | None) -> list[str]:
+    """The roles a device can serve: by its exposes for Zigbee (all while not known)."""
+    if source == "wearable":
+        return [str(Role.WEARABLE)]
+    roles = [r for r in Role if r is not Role.WEARABLE]
+    if source != "zigbee2mqtt" or properties is None:
+        return [str(r) for r in roles]
+    return [str(r) for r in roles if ROLE_EXPOSES.get(r, frozenset()) & properties]
+
+
+def check_role(device: Device, properties: frozenset[str] | None) -> None:
+    """Refuse a role the device's exposes cannot serve (HomeFileError with the reason)."""
+    allowed = roles_for(device.source, properties)
+    if str(device.role) not in allowed:
+        raise HomeFileError(
+            f"installer page: device {device.id!r} cannot serve as {device.role}: "
+            f"its exposes ({', '.join(sorted(properties or ()))}) offer {', '.join(allowed)}"
+        )
 
 
 def to_description(profile: HomeProfile) -> dict[str, Any]:

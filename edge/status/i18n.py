@@ -161,6 +161,7 @@ ALERT_NAMES: dict[str, tuple[str, str]] = {
     "temperature": ("Température anormale", "Abnormal temperature"),
     "sensor_offline": ("Capteur silencieux", "Sensor silent"),
     "low_battery": ("Pile faible", "Low battery"),
+    "water_leak": ("Fuite d'eau", "Water leak"),
 }
 
 SEVERITY_NAMES: dict[str, tuple[str, str]] = {
@@ -299,6 +300,14 @@ _EVIDENCE: dict[str, tuple[str, str]] = {
     "posture": ("posture : {v}", "posture: {v}"),
     "cancelled_by": ("annulée par {v}", "cancelled by {v}"),
     "by": ("par {v}", "by {v}"),
+    "check_in_at": ("question posée à {v}", "asked at {v}"),
+    "check_in_limit_min": ("question après {v} min", "asked after {v} min"),
+}
+_CHECK_IN: dict[str, tuple[str, str]] = {
+    "unanswered": (
+        "la personne n'a pas répondu à la question « ça va ? »",
+        "the resident did not answer the check-in",
+    ),
 }
 _EVIDENCE_BOOL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     # key -> (phrase when true, phrase when false)
@@ -307,6 +316,13 @@ _EVIDENCE_BOOL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
         ("pas de mouvement depuis", "no movement since"),
     ),
     "help_pressed": (("bouton d'aide pressé", "help button pressed"), ("", "")),
+    "off_furniture": (("hors du lit et du fauteuil", "off the bed and the chair"), ("", "")),
+    "wet": (("capteur mouillé", "sensor wet"), ("capteur sec", "sensor dry")),
+    "battery_low": (
+        ("pile faible signalée", "battery reported low"),
+        ("pile correcte", "battery fine"),
+    ),
+    "learning": (("apprentissage en cours", "still learning"), ("", "")),
 }
 _BUTTON_PRESSES: dict[str, tuple[str, str]] = {
     "single": ("appui simple", "single press"),
@@ -329,6 +345,8 @@ def evidence_words(evidence: Mapping[str, Any], lang: str) -> str:
             phrase = _pick(_EVIDENCE_BOOL[key][0 if value else 1], lang, "")
         elif key == "posture" and isinstance(value, str) and value in _POSTURES:
             phrase = _pick(_POSTURES[value], lang, value)
+        elif key == "check_in" and isinstance(value, str) and value in _CHECK_IN:
+            phrase = _pick(_CHECK_IN[value], lang, value)
         elif key == "button" and isinstance(value, str) and value in _BUTTON_PRESSES:
             phrase = _pick(_BUTTON_PRESSES[value], lang, value)
         elif key == "score" and isinstance(value, int | float):

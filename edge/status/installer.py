@@ -111,6 +111,26 @@ def _checklist(pages: Pages, profile: HomeProfile) -> Checklist:
     return checklist(profile, pins)
 
 
+def _exposes(state: Any, device: Any) -> frozenset[str] | None:
+    """The exposes' property names Zigbee2MQTT listed for a registered device, if known."""
+    if device.source != "zigbee2mqtt":
+        return None
+    for dev in state.bridge_devices:
+        if dev.ieee_address.lower() == device.address.lower() or (
+            device.friendly_name and dev.friendly_name == device.friendly_name
+        ):
+            return frozenset(dev.properties) if dev.properties else None
+    return None
+
+
+def _checked(pages: Pages, profile: HomeProfile, device_id: str) -> HomeProfile:
+    """`profile`, once the device's role is one its exposes can serve (HomeFileError)."""
+    dev = profile.device(device_id)
+    if dev is not None:
+        editing.check_role(dev, _exposes(pages.state, dev))
+    return profile
+
+
 def _room_choices(profile: HomeProfile) -> list[str]:
     return [r.name for r in profile.rooms]
 
@@ -122,6 +142,9 @@ def _common(request: Request) -> dict[str, Any]:
         "profile": profile,
         "room_kinds": [str(k) for k in RoomKind],
         "roles": [str(r) for r in Role],
+        "device_roles": {
+            d.id: editing.roles_for(d.source, _exposes(pages.state, d)) for d in profile.devices
+        },
         "rooms": _room_choices(profile),
         "msg": request.query_params.get("msg", "")[:300],
         "err": request.query_params.get("err", "")[:300],
@@ -218,7 +241,13 @@ def add_device(
         "bindkey": bindkey,
     }
     target = back if back in ("/installer", "/installer/zigbee", "/installer/ble") else "/installer"
-    return _edit(request, csrf, lambda p: editing.add_device(p, device), target)
+    pages = pages_of(request)
+    return _edit(
+        request,
+        csrf,
+        lambda p: _checked(pages, editing.add_device(p, device), id.strip()),
+        target,
+    )
 
 
 @router.post("/devices/{device_id}", response_model=None)
@@ -238,8 +267,12 @@ async def edit_device(
     response = _edit(
         request,
         csrf,
-        lambda p: editing.update_device(
-            p, device_id, friendly_name=friendly_name, room=room, role=role or None
+        lambda p: _checked(
+            pages,
+            editing.update_device(
+                p, device_id, friendly_name=friendly_name, room=room, role=role or None
+            ),
+            device_id,
         ),
     )
     after = pages.profile().device(device_id)
@@ -282,6 +315,7 @@ def pairing_view(pages: Pages, lang: str) -> dict[str, Any]:
                 "model": " ".join(x for x in (dev.vendor, dev.model) if x),
                 "interviewed": dev.interview_completed,
                 "registered": known.id if known else "",
+                "roles": editing.roles_for("zigbee2mqtt", frozenset(dev.properties) or None),
             }
         )
     events = [
