@@ -16,7 +16,6 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from edge.core import HomeCore
-from edge.errors import ConfigError
 from edge.home import load_home_toml
 from edge.registry import Registry
 from edge.status.app import create_app
@@ -119,15 +118,29 @@ def all_routes(app: object) -> list[tuple[str, str]]:
     return sorted(walked | described)
 
 
-def test_pages_refuse_to_start_without_credentials(tmp_path: Path) -> None:
+def test_pages_answer_503_with_the_fix_until_credentials_are_set(tmp_path: Path) -> None:
+    """The app always starts (monitoring never waits on a web credential); its pages do not."""
     registry, core = build(tmp_path, pins=False)
-    with pytest.raises(ConfigError, match=r"family.*installer"):
-        create_app(core.state, registry=registry, core=core)
+    app = create_app(core.state, registry=registry, core=core)
+    client = TestClient(app, base_url="http://testserver")
+    health = client.get("/health")
+    assert (health.status_code, health.json()["pages"]) == (200, "not_configured")
+    for method, path in all_routes(app):
+        if path == "/health":
+            continue
+        r = client.request(method, concrete(path), follow_redirects=False)
+        assert r.status_code == 503, (method, path, r.status_code)
+        assert "veille provision set-pin family" in r.text, (method, path)
+        assert "veille provision set-pin installer" in r.text, (method, path)
     registry.set_secret("family_pin", FAMILY_PIN)
-    with pytest.raises(ConfigError, match="installer"):
-        create_app(core.state, registry=registry, core=core)
-    registry.set_secret("installer", INSTALLER_CODE)
-    assert create_app(core.state, registry=registry, core=core) is not None
+    r = client.get("/login")
+    assert r.status_code == 503
+    assert "set-pin installer" in r.text
+    assert "set-pin family" not in r.text
+    registry.set_secret("installer", INSTALLER_CODE)  # no restart needed
+    assert client.get("/login").status_code == 200
+    assert client.get("/health").json()["pages"] == "ok"
+    assert login(client, FAMILY_PIN) == 303
     registry.close()
 
 
@@ -278,8 +291,13 @@ def test_throttle_decision_table(rec: Attempts, now: float, expected: Decision) 
 
 @pytest.mark.parametrize(
     ("failures", "wait"),
-    [(0, 0.0), (FREE_FAILURES - 1, 0.0), (FREE_FAILURES, 2.0), (FREE_FAILURES + 1, 4.0),
-     (FREE_FAILURES + 3, 16.0)],
+    [
+        (0, 0.0),
+        (FREE_FAILURES - 1, 0.0),
+        (FREE_FAILURES, 2.0),
+        (FREE_FAILURES + 1, 4.0),
+        (FREE_FAILURES + 3, 16.0),
+    ],
 )
 def test_wait_grows(failures: int, wait: float) -> None:
     assert wait_after(failures) == wait
