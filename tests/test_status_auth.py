@@ -320,5 +320,57 @@ def test_everyone_together_is_throttled_too(home: Home) -> None:
     throttle = home.app.state.pages.throttle  # type: ignore[attr-defined]
     for i in range(4 * FREE_FAILURES):
         home.clock.t += 30
-        throttle.failed(f"10.0.0.{i}")
+        assert throttle.attempt(f"10.0.0.{i}").allowed
     assert not throttle.check("10.0.0.200").allowed
+
+
+def test_one_address_guessing_for_hours_never_locks_out_another(home: Home) -> None:
+    """An attacker who waits out every delay and lock, from one address, for three hours:
+    the family's phone on another address still gets in with the right PIN."""
+    attacker = TestClient(home.app, base_url="http://testserver", client=("10.0.0.66", 5000))
+    family = TestClient(home.app, base_url="http://testserver", client=("10.0.0.7", 5000))
+    throttle = home.app.state.pages.throttle  # type: ignore[attr-defined]
+    checked = 0
+    start = home.clock.t
+    while home.clock.t - start < 3 * 3600:
+        r = attacker.post("/login", data={"pin": "0000"}, follow_redirects=False)
+        if r.status_code == 401:
+            checked += 1
+        else:
+            assert r.status_code == 429
+            home.clock.t += float(r.headers["retry-after"])
+        assert throttle.check("10.0.0.7").allowed, f"family locked out at +{home.clock.t - start}"
+        home.clock.t += 1
+    assert checked >= 3 * LOCK_AFTER_FAILURES  # the attacker kept trying
+    assert login(family, FAMILY_PIN) == 303
+
+
+def test_concurrent_wrong_pins_cannot_slip_past_the_limit(home: Home) -> None:
+    """30 wrong PINs at the same instant from one address: only the free ones are checked."""
+    import threading
+
+    codes: list[int] = []
+    gate = threading.Barrier(30)
+
+    def guess() -> None:
+        client = TestClient(home.app, base_url="http://testserver", client=("10.0.0.66", 5000))
+        gate.wait()
+        codes.append(login(client, "0000"))
+
+    threads = [threading.Thread(target=guess) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [401] * FREE_FAILURES + [429] * (30 - FREE_FAILURES)
+
+
+def test_distinct_addresses_are_throttled_together(home: Home) -> None:
+    """Guesses spread over many addresses still meet a limit (one try each is enough)."""
+    throttle = home.app.state.pages.throttle  # type: ignore[attr-defined]
+    refused = 0
+    for i in range(200):
+        home.clock.t += 1
+        decision = throttle.attempt(f"10.1.{i // 250}.{i % 250}")
+        refused += not decision.allowed
+    assert refused > 100

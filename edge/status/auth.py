@@ -41,7 +41,8 @@ SLOW_BASE_S = 2.0  # then 2, 4, 8, 16 s between attempts
 LOCK_AFTER_FAILURES = 8
 LOCK_S = 15 * 60.0
 FORGET_AFTER_S = 3600.0  # failures older than this are forgotten
-GLOBAL_FACTOR = 4  # all clients together get 4x the budget before the same policy applies
+GLOBAL_FACTOR = 4  # failing addresses together get 4x one client's budget, same policy
+MAX_CLIENTS = 1000  # attempt records kept (the oldest is forgotten first)
 
 ROLES = ("family", "installer", "staff")
 ROLE_RANK = {"family": 0, "installer": 1, "staff": 1}
@@ -93,34 +94,57 @@ def after_failure(rec: Attempts, now: float, scale: int = 1) -> Attempts:
 
 
 class LoginThrottle:
-    """Attempt records per client and for all clients together (thread-safe, in memory)."""
+    """Attempt records per client, and a shared record of failing clients (in memory).
+
+    `attempt()` decides and counts in one step under a lock: a try is counted as wrong
+    *before* its code is checked, and `succeeded()` takes it back, so concurrent wrong codes
+    cannot all pass the check before the first one is counted. The shared record counts each
+    failing address once an hour, not each of its guesses: one address guessing for hours
+    (already slowed and locked by its own record) never locks the others out; many addresses
+    together still meet the same policy, scaled by GLOBAL_FACTOR.
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._lock = threading.Lock()
         self._clients: dict[str, Attempts] = {}
         self._all = Attempts()
+        self._counted: dict[str, float] = {}  # address -> when it last counted in `_all`
 
-    def check(self, client: str) -> Decision:
-        now = self.clock()
-        with self._lock:
-            mine = throttle_decision(self._clients.get(client, Attempts()), now)
-            everyone = throttle_decision(self._all, now, GLOBAL_FACTOR)
+    def _decide(self, client: str, now: float) -> Decision:
+        mine = throttle_decision(self._clients.get(client, Attempts()), now)
         if not mine.allowed:
             return mine
-        return everyone
+        return throttle_decision(self._all, now, GLOBAL_FACTOR)
 
-    def failed(self, client: str) -> None:
+    def check(self, client: str) -> Decision:
+        """May `client` try a code now? (A question only: nothing is counted.)"""
         now = self.clock()
         with self._lock:
-            self._clients[client] = after_failure(self._clients.get(client, Attempts()), now)
-            self._all = after_failure(self._all, now, GLOBAL_FACTOR)
-            if len(self._clients) > 1000:  # bounded memory
-                self._clients.pop(next(iter(self._clients)))
+            return self._decide(client, now)
+
+    def attempt(self, client: str) -> Decision:
+        """May `client` try a code now? If so, the try counts as wrong until `succeeded`."""
+        now = self.clock()
+        with self._lock:
+            decision = self._decide(client, now)
+            if decision.allowed:
+                self._clients[client] = after_failure(self._clients.get(client, Attempts()), now)
+                if now - self._counted.get(client, -FORGET_AFTER_S) >= FORGET_AFTER_S:
+                    self._counted[client] = now
+                    self._all = after_failure(self._all, now, GLOBAL_FACTOR)
+                for records in (self._clients, self._counted):
+                    if len(records) > MAX_CLIENTS:  # bounded memory: forget the oldest
+                        records.pop(next(iter(records)))
+            return decision
 
     def succeeded(self, client: str) -> None:
+        """The code was right: forget the client's failures (and the try counted for it)."""
         with self._lock:
-            self._clients.pop(client, None)
+            rec = self._clients.pop(client, None)
+            if rec is not None and rec.failures == 1 and client in self._counted:
+                del self._counted[client]  # this try alone had counted the address
+                self._all = replace(self._all, failures=max(0, self._all.failures - 1))
 
 
 # --- sessions --------------------------------------------------------------------------------

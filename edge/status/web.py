@@ -188,10 +188,13 @@ def login_redirect(request: Request, exc: NeedLogin) -> Response:
 
 
 def throttled_login(request: Request, template: str, context: dict[str, Any]) -> Response | None:
-    """Before a code is checked: 403 cross-site, the form again with 429 while throttled."""
+    """Before a code is checked: 403 cross-site, the form again with 429 while throttled.
+
+    An allowed try is counted as wrong at once (`LoginThrottle.attempt`); `signed_in` takes
+    it back."""
     if not same_origin(request):
         raise HTTPException(403, "cross-site request refused")
-    decision = site_of(request).throttle.check(client_key(request))
+    decision = site_of(request).throttle.attempt(client_key(request))
     if decision.allowed:
         return None
     lang = lang_of(request)
@@ -207,8 +210,7 @@ def throttled_login(request: Request, template: str, context: dict[str, Any]) ->
 
 
 def wrong_login(request: Request, template: str, context: dict[str, Any]) -> Response:
-    """Count a wrong code against the client and show the form again (401)."""
-    site_of(request).throttle.failed(client_key(request))
+    """Show the form again (401); the try was counted by `throttled_login`."""
     error = i18n.t("login_wrong", lang_of(request))
     return render(request, template, {**context, "error": error}, status_code=401)
 
