@@ -30,11 +30,21 @@ from fastapi.templating import Jinja2Templates
 from edge.errors import ConfigError
 from edge.state import HomeState
 from edge.status import web
-from edge.status.auth import LoginThrottle, Session, Signer, gateway_session_key
+from edge.status.auth import (
+    LoginThrottle,
+    MemorySessions,
+    RegistrySessions,
+    Session,
+    SessionStore,
+    Signer,
+    gateway_session_key,
+)
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 API_PREFIXES = ("/api/", "/installer/api/")
 PAGE_HEADERS: Mapping[str, str] = web.PAGE_HEADERS
+# who signs in with which secret of the registry
+CREDENTIALS = (("family", "family_pin"), ("installer", "installer"))
 
 
 @dataclass
@@ -51,6 +61,7 @@ class Pages:
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES_DIR))
     )
     wall: Callable[[], float] = time.time  # for cookie expiry: real time, never simulated
+    sessions: SessionStore = field(default_factory=MemorySessions)
     walkthrough: dict[str, Any] = field(default_factory=dict)
     page_headers: ClassVar[Mapping[str, str]] = PAGE_HEADERS
 
@@ -62,6 +73,11 @@ class Pages:
         """The pipeline's time basis (simulated in the demo), for 'how long ago'."""
         clock = getattr(self.gateway, "clock", None)
         return float(clock.now()) if clock is not None else time.time()
+
+    def credential(self, role: str, name: str) -> str:
+        """The version of the PIN (family) or code (installer) that opens `role`'s sessions."""
+        kind = dict(CREDENTIALS).get(role)
+        return self.registry.secret_version(kind) if kind is not None else ""
 
     def profile(self) -> Any:
         core_profile = getattr(self.core, "profile", None)
@@ -92,9 +108,6 @@ def require(role: str) -> Callable[[Request], Session]:
 
     dependency.__name__ = f"require_{role}"
     return dependency
-
-
-CREDENTIALS = (("family", "family_pin"), ("installer", "installer"))
 
 
 def missing_credentials(registry: Any) -> list[str]:
@@ -137,6 +150,7 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
         core=services.get("core"),
         gateway=services.get("gateway"),
         signer=Signer(gateway_session_key(registry)),
+        sessions=RegistrySessions(registry),
     )
     if "clock" in services:
         pages.throttle = LoginThrottle(services["clock"])
