@@ -118,3 +118,4 @@ def test_sos_queued_behind_a_backlog_is_raised(tmp_path: Path, hub_broker: Mosqu
         hub.close()
         local.stop()
     assert "dropped" not in (local.workdir / "mosquitto.log").read_text(errors="replace")
+    assert "dropped" not in gw.log()  # the gateway reads the broker's counter: 0
