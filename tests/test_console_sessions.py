@@ -110,3 +110,30 @@ def test_a_password_change_ends_that_persons_sessions(spec: str, tmp_path: Path)
     assert not opens(restarted, alice)
     assert opens(restarted, bob)
     sign_in(restarted, STAFF, "nouveau-mot-2025")
+
+
+def test_console_login_throttle_is_per_address_and_atomic(tmp_path: Path) -> None:
+    import threading
+
+    from edge.status.auth import FREE_FAILURES
+
+    spec = f"sqlite:///{tmp_path / 'hub.db'}"
+    app = console(spec, passwords(tmp_path, f"{STAFF}:{PASSWORD}\n"))
+    codes: list[int] = []
+    gate = threading.Barrier(20)
+
+    def guess() -> None:
+        client = TestClient(app, base_url="http://testserver", client=("10.0.0.66", 5000))
+        gate.wait()
+        r = client.post("/login", data={"name": STAFF, "password": "x"}, follow_redirects=False)
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=guess) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [401] * FREE_FAILURES + [429] * (20 - FREE_FAILURES)
+    nurse = TestClient(app, base_url="http://testserver", client=("10.0.0.7", 5000))
+    r = nurse.post("/login", data={"name": STAFF, "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303
