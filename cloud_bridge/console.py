@@ -418,9 +418,12 @@ def create_console_app(
 class ConsoleServer:
     url: str
     server: Any  # edge.http.HttpServer
+    state: Any = None  # the console_sessions.ConsoleState it opened, if any
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.state is not None:
+            self.state.close()
 
 
 async def start_console(
@@ -438,10 +441,7 @@ async def start_console(
     from cloud_bridge.console_sessions import open_console_state
     from edge.http import HttpServer
 
-    try:
-        state = open_console_state(store) if store is not None else None
-    except (OSError, ValueError) as exc:
-        raise VeilleError(f"the console cannot open its sessions in {store}: {exc}") from exc
+    state = open_console_state(store) if store is not None else None
     app = create_console_app(
         hub, staff_password_file=staff_password_file, staff_password=staff_password, state=state
     )
@@ -450,7 +450,7 @@ async def start_console(
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()
-    return ConsoleServer(url, server)
+    return ConsoleServer(url, server, state)
 
 
 async def serve_console(

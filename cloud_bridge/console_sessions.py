@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from edge.errors import VeilleError
 from edge.status.auth import MAX_SESSIONS, SESSION_KEY_BYTES, Session
 
 _LOGGER = logging.getLogger(__name__)
@@ -147,10 +148,18 @@ class ConsoleState:
 
 def open_console_state(spec: str | None) -> ConsoleState:
     """The console's state on the store `spec` (`sqlite:///path`, default `hub.db`, or
-    `postgresql://...`), as `veille hub --store` names it."""
+    `postgresql://...`), as `veille hub --store` names it; VeilleError if it cannot open."""
     spec = spec or DEFAULT_STORE
     if spec.startswith("sqlite:///"):
-        return ConsoleState(_Sqlite(spec.removeprefix("sqlite:///")))
+        try:
+            return ConsoleState(_Sqlite(spec.removeprefix("sqlite:///")))
+        except (OSError, sqlite3.Error) as exc:
+            raise VeilleError(f"the console cannot keep its sessions in {spec}: {exc}") from exc
     if spec.startswith(("postgresql://", "postgres://")):
-        return ConsoleState(_Postgres(spec))
-    raise ValueError(f"unknown store {spec!r}: use sqlite:///path or postgresql://...")
+        import psycopg
+
+        try:
+            return ConsoleState(_Postgres(spec))
+        except psycopg.Error as exc:
+            raise VeilleError(f"the console cannot keep its sessions in PostgreSQL: {exc}") from exc
+    raise VeilleError(f"unknown store {spec!r}: use sqlite:///path or postgresql://...")
