@@ -72,7 +72,7 @@ def test_family_page_after_a_restart_shows_the_open_alerts(
             web.post("/login", data={"pin": FAMILY_PIN})
             before = web.get("/")
         assert gw.health()[1]["open_alerts"] == n
-        assert gw.stop() == 0
+        gw.kill()  # no clean stop: the book comes back from what was durable
         gw.start()
         assert gw.health()[1]["open_alerts"] == n
         with pages(gw) as web:
