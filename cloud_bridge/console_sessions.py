@@ -17,7 +17,6 @@ own connection (SQLite: the same file; PostgreSQL: the same database).
 from __future__ import annotations
 
 import hmac
-import logging
 import os
 import sqlite3
 import threading
@@ -25,12 +24,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from edge.errors import VeilleError
-from edge.status.auth import MAX_SESSIONS, SESSION_KEY_BYTES, Session
-
-_LOGGER = logging.getLogger(__name__)
+from edge.status.auth import SESSION_KEY_BYTES, Session
 
 KEY_NAME = "session_key"
 DEFAULT_STORE = "sqlite:///hub.db"  # as `cloud_bridge.hub_store.open_store`
+MAX_SESSIONS = 5000  # open staff sessions kept (those expiring first are ended first)
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS console_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS console_sessions (sid TEXT PRIMARY KEY, credential TEXT NOT NULL,"
@@ -41,6 +39,10 @@ SCHEMA = (
 class _Db(Protocol):
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement (with `?` placeholders) and return its rows."""
+        ...
+
+    def create(self, statements: Sequence[str]) -> None:
+        """Create the tables (once, when several processes start together)."""
         ...
 
     def close(self) -> None: ...
@@ -56,6 +58,10 @@ class _Sqlite:
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return [tuple(r) for r in self._db.execute(sql, tuple(args)).fetchall()]
+
+    def create(self, statements: Sequence[str]) -> None:
+        for statement in statements:
+            self.rows(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -95,6 +101,17 @@ class _Postgres:
                         raise
             raise AssertionError("unreachable")
 
+    def create(self, statements: Sequence[str]) -> None:
+        from cloud_bridge.hub_store_pg import SCHEMA_LOCK_KEY
+
+        # the hub store's advisory lock: receivers starting together create tables once
+        self.rows("SELECT pg_advisory_lock(?)", (SCHEMA_LOCK_KEY,))
+        try:
+            for statement in statements:
+                self.rows(statement)
+        finally:
+            self.rows("SELECT pg_advisory_unlock(?)", (SCHEMA_LOCK_KEY,))
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -106,8 +123,7 @@ class ConsoleState:
 
     def __init__(self, db: _Db) -> None:
         self._db = db
-        for statement in SCHEMA:
-            db.rows(statement)
+        db.create(SCHEMA)
 
     def key(self) -> bytes:
         """The console's key: made at random by the first process, then shared."""

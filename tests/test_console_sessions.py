@@ -137,3 +137,26 @@ def test_console_login_throttle_is_per_address_and_atomic(tmp_path: Path) -> Non
     nurse = TestClient(app, base_url="http://testserver", client=("10.0.0.7", 5000))
     r = nurse.post("/login", data={"name": STAFF, "password": PASSWORD}, follow_redirects=False)
     assert r.status_code == 303
+
+
+def test_processes_starting_together_make_one_key(spec: str) -> None:
+    """Several `veille hub` processes start at once on a new store: one table, one key."""
+    import threading
+
+    keys: list[bytes] = []
+    gate = threading.Barrier(4)
+
+    def start() -> None:
+        gate.wait()
+        state = open_console_state(spec)
+        keys.append(state.key())
+        state.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(keys) == 4
+    assert len(set(keys)) == 1
+    assert len(keys[0]) == 32
