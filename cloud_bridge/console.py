@@ -5,8 +5,10 @@ shared password and staff give their name), kept only as scrypt hashes in memory
 lists open alerts across homes, most severe first, with their evidence in plain words and
 the home's recent context; acknowledging publishes `veille.ack/1` to the home's `ack` topic
 (the home then shows "pris en charge" and sends the alert's new state back). Several
-`veille hub` processes can serve the console on one store: sessions are signed with a key
-derived from the password file, so any process accepts them.
+`veille hub` processes can serve the console on one store: the key that signs sessions is
+random and kept in that store, with the open sessions (`cloud_bridge.console_sessions`), so
+any process accepts a session and a logout ends it everywhere. A session remembers the
+version of the password it was opened with; a new password ends it.
 
 Every route needs a staff session except `/login` and `/health`.
 """
@@ -35,7 +37,16 @@ from markupsafe import Markup
 
 from edge.errors import VeilleError
 from edge.status import charts, i18n, web
-from edge.status.auth import LoginThrottle, Session, Signer, client_key, safe_next
+from edge.status.auth import (
+    SESSION_KEY_BYTES,
+    LoginThrottle,
+    MemorySessions,
+    Session,
+    SessionStore,
+    Signer,
+    client_key,
+    safe_next,
+)
 from edge.status.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,8 +70,23 @@ class StaffPasswords:
     def __init__(self, entries: dict[str, str], shared: str | None) -> None:
         self._users = {name: self._hash(pw) for name, pw in entries.items()}
         self._shared = self._hash(shared) if shared else None
-        material = "\n".join(f"{n}:{p}" for n, p in sorted(entries.items())) + f"\n{shared or ''}"
-        self.session_key = hashlib.sha256(b"veille-console-session\0" + material.encode()).digest()
+        # kept only to make password versions (a scrypt each, made on first use)
+        self._plain = dict(entries)
+        self._plain_shared = shared
+        self._versions: dict[str, str] = {}
+
+    def version(self, name: str, key: bytes) -> str:
+        """What changes when `name`'s password changes (salted with the console's key, slow
+        to search like the hashes): stored with each session, never the password itself."""
+        if name not in self._versions:
+            password = self._plain.get(name, self._plain_shared)
+            if password is None:
+                return ""
+            salt = hmac.new(key, f"staff-version\0{name}".encode(), hashlib.sha256).digest()
+            self._versions[name] = hashlib.scrypt(
+                password.encode(), salt=salt, n=SCRYPT_N, r=8, p=1, dklen=16
+            ).hex()
+        return self._versions[name]
 
     @staticmethod
     def _hash(password: str) -> tuple[bytes, bytes]:
@@ -114,11 +140,17 @@ class Console:
     passwords: StaffPasswords
     signer: Signer
     templates: Jinja2Templates
+    key: bytes = b""
+    sessions: SessionStore = field(default_factory=MemorySessions)
     tz: dt.tzinfo = field(default_factory=lambda: ZoneInfo("Europe/Paris"))
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(time.monotonic))
     home_id: ClassVar[str] = ""  # the console serves many homes
     page_headers: ClassVar[Mapping[str, str]] = web.PAGE_HEADERS
+
+    def credential(self, role: str, name: str) -> str:
+        """The version of `name`'s staff password (sessions opened with another are refused)."""
+        return self.passwords.version(name, self.key) if role == "staff" else ""
 
 
 def console_of(request: Request) -> Console:
@@ -267,14 +299,21 @@ def create_console_app(
     staff_password: str | None = None,
     clock: Callable[[], float] | None = None,
     tz: dt.tzinfo | None = None,
+    state: Any = None,
 ) -> FastAPI:
-    """The console app; refuses (VeilleError) to be built without staff credentials."""
+    """The console app; refuses (VeilleError) to be built without staff credentials.
+
+    `state` (a `console_sessions.ConsoleState`) holds the key and the sessions where several
+    processes share them; without it they live in this process only."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.loader = ChoiceLoader(
         [FileSystemLoader(str(TEMPLATES)), FileSystemLoader(str(EDGE_TEMPLATES))]
     )
-    console = Console(hub, passwords, Signer(passwords.session_key), templates)
+    key = state.key() if state is not None else os.urandom(SESSION_KEY_BYTES)
+    console = Console(hub, passwords, Signer(key), templates, key=key)
+    if state is not None:
+        console.sessions = state
     if clock is not None:
         console.clock = clock
         console.throttle = LoginThrottle(clock)
@@ -313,8 +352,14 @@ def create_console_app(
         if not passwords.check(name, password):
             _LOGGER.warning("console: wrong staff password from %s", client_key(request))
             return web.wrong_login(request, "console_login.html", form)
-        cookie = console.signer.session_cookie("staff", name, console.clock() + STAFF_SESSION_S)
-        return web.signed_in(request, safe_next(next), cookie, STAFF_SESSION_S)
+        return web.signed_in(
+            request,
+            safe_next(next),
+            role="staff",
+            name=name,
+            now=console.clock(),
+            ttl_s=STAFF_SESSION_S,
+        )
 
     @app.get("/", response_model=None)
     def inbox(request: Request, session: StaffSession) -> Response:
@@ -373,9 +418,12 @@ def create_console_app(
 class ConsoleServer:
     url: str
     server: Any  # edge.http.HttpServer
+    state: Any = None  # the console_sessions.ConsoleState it opened, if any
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.state is not None:
+            self.state.close()
 
 
 async def start_console(
@@ -384,19 +432,25 @@ async def start_console(
     staff_password_file: Path | None,
     *,
     staff_password: str | None = None,
+    store: str | None = None,
 ) -> ConsoleServer:
-    """Start the console on `listen` in this event loop; returns its URL and a stop handle."""
+    """Start the console on `listen` in this event loop; returns its URL and a stop handle.
+
+    `store`: the hub's store spec, where the console keeps its key and sessions (None: this
+    process only, as in the demo)."""
+    from cloud_bridge.console_sessions import open_console_state
     from edge.http import HttpServer
 
+    state = open_console_state(store) if store is not None else None
     app = create_console_app(
-        hub, staff_password_file=staff_password_file, staff_password=staff_password
+        hub, staff_password_file=staff_password_file, staff_password=staff_password, state=state
     )
     try:
         server = HttpServer(app, listen)
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()
-    return ConsoleServer(url, server)
+    return ConsoleServer(url, server, state)
 
 
 async def serve_console(

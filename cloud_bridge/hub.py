@@ -169,10 +169,12 @@ def main(args: Any) -> int:
     hub = HubReceiver(
         url, store, credentials=creds, on_alert=_print_alert, escalate_after_s=args.escalate_after
     )
-    return asyncio.run(_serve(hub, args.http, args.staff_password_file))
+    return asyncio.run(_serve(hub, args.http, args.staff_password_file, args.store))
 
 
-async def _serve(hub: HubReceiver, http: str | None, staff_password_file: Path | None) -> int:
+async def _serve(
+    hub: HubReceiver, http: str | None, staff_password_file: Path | None, store: str | None
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -181,9 +183,12 @@ async def _serve(hub: HubReceiver, http: str | None, staff_password_file: Path |
     console = None
     if http:
         from cloud_bridge.console import start_console
+        from cloud_bridge.console_sessions import DEFAULT_STORE
 
         try:
-            console = await start_console(hub, http, staff_password_file)
+            console = await start_console(
+                hub, http, staff_password_file, store=store or DEFAULT_STORE
+            )
         except BaseException:
             hub.stop()
             raise

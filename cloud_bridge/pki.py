@@ -61,16 +61,30 @@ def _now() -> dt.datetime:
 
 
 def check_client_name(name: str) -> str:
-    """A client certificate's CN: a home id (not `hub-...`) or a hub role `hub-receiver-N`."""
-    if HUB_ROLE_RE.match(name):
+    """A client certificate's CN: a home id (not `hub-...`) or a hub role `hub-receiver-N`.
+
+    `fullmatch`, never `match`: `$` also matches before a trailing newline."""
+    if HUB_ROLE_RE.fullmatch(name):
         return name
     if name.startswith(HUB_ROLE_PREFIX):
         raise VeilleError(
             f"{name!r}: the prefix {HUB_ROLE_PREFIX!r} is reserved for hub roles "
             "(hub-receiver-<name>)"
         )
-    if not HOME_ID_RE.match(name):
+    if not HOME_ID_RE.fullmatch(name):
         raise VeilleError(f"{name!r} is neither a home id ({HOME_ID_RE.pattern}) nor a hub role")
+    return name
+
+
+def check_home_name(name: str) -> str:
+    """A CSR's CN as `sign-csr` accepts it: a home id, exactly, and never a hub name."""
+    if name == HUB_ROLE_PREFIX.rstrip("-") or name.startswith(HUB_ROLE_PREFIX):
+        raise VeilleError(
+            f"{name!r}: sign-csr signs homes only; receivers and the hub get their "
+            "certificates from `veille pki issue` on the hub's side"
+        )
+    if not HOME_ID_RE.fullmatch(name):
+        raise VeilleError(f"{name!r} is not a home id ({HOME_ID_RE.pattern}, nothing else)")
     return name
 
 
@@ -312,8 +326,13 @@ def _check_public_key(
     raise VeilleError(f"{csr_path}: only EC (P-256, P-384) and RSA keys are accepted")
 
 
-def sign_csr(ca_dir: Path, csr_path: Path, days: int = CLIENT_CERT_DAYS) -> Path:
-    """The hub operator's side: check a home's CSR and sign it as `<cn>.pem` in `ca_dir`."""
+def sign_csr(
+    ca_dir: Path, csr_path: Path, days: int = CLIENT_CERT_DAYS, *, force: bool = False
+) -> Path:
+    """The hub operator's side: check a home's CSR and sign it as `<cn>.pem` in `ca_dir`.
+
+    Only a home id is signed (a receiver's or the hub's name would give a home their rights),
+    and an existing certificate is replaced only with `force`."""
     ca_dir, csr_path = Path(ca_dir), Path(csr_path)
     _check_days(days)
     try:
@@ -328,11 +347,13 @@ def sign_csr(ca_dir: Path, csr_path: Path, days: int = CLIENT_CERT_DAYS) -> Path
         valid = False
     if not valid:
         raise VeilleError(f"{csr_path}: the CSR's signature does not match its key")
-    common_name = check_client_name(_csr_common_name(csr, csr_path))
+    common_name = check_home_name(_csr_common_name(csr, csr_path))
     public_key = _check_public_key(csr.public_key(), csr_path)
     ca_cert, ca_key = _load_ca(ca_dir)
-    cert = _leaf(ca_cert, ca_key, common_name, public_key, kind="client", days=days)
     cert_path = ca_dir / f"{common_name}.pem"
+    if cert_path.exists() and not force:
+        raise VeilleError(f"{cert_path} already exists; give --force to replace it")
+    cert = _leaf(ca_cert, ca_key, common_name, public_key, kind="client", days=days)
     _write_pem(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     _LOGGER.info("CSR %s signed for %r, valid %d days: %s", csr_path, common_name, days, cert_path)
     return cert_path
@@ -373,7 +394,7 @@ def main(args: argparse.Namespace) -> int:
         "init-ca": "veille pki init-ca --dir CA_DIR",
         "issue": "veille pki issue NAME server|client [HOST ...] --dir CA_DIR",
         "csr": "veille pki csr HOME_ID --dir HOME_TLS_DIR   (writes HOME_ID.key and HOME_ID.csr)",
-        "sign-csr": "veille pki sign-csr CSR_FILE [DAYS] --dir CA_DIR",
+        "sign-csr": "veille pki sign-csr CSR_FILE [DAYS] [--force] --dir CA_DIR",
     }
     if action not in usage:
         raise VeilleError(f"unknown action {action!r}; one of: {', '.join(usage)}")
@@ -400,7 +421,7 @@ def main(args: argparse.Namespace) -> int:
             days = int(rest[1]) if len(rest) == 2 else CLIENT_CERT_DAYS
         except ValueError as exc:
             raise VeilleError(f"DAYS must be a whole number, not {rest[1]!r}") from exc
-        _print_paths(sign_csr(ca_dir, Path(rest[0]), days))
+        _print_paths(sign_csr(ca_dir, Path(rest[0]), days, force=bool(args.force)))
     return 0
 
 

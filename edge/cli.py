@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki.add_argument("action", help="init-ca | issue | csr | sign-csr")
     pki.add_argument("args", nargs="*")
     pki.add_argument("--dir", type=Path, required=True)
+    pki.add_argument("--force", action="store_true", help="sign-csr: replace a certificate")
     return parser
 
 

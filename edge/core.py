@@ -71,6 +71,7 @@ class HomeCore:
         self.tz = ZoneInfo(profile.timezone)
         self.state = HomeState(profile.id, self.tz)
         self.book = AlertBook(profile.id, docs.get("alert_book"))
+        self.state.open_alerts = self.book.open_alerts()  # a restart shows what is still open
         self.rules = RuleDetector(profile, dict(docs.get("rules") or {}) or None)
         self.hourly = HourlyAggregator(profile, self.tz)
         self.zigbee = Zigbee2MqttDecoder(profile)

@@ -254,6 +254,13 @@ class Registry:
             return False
         return hmac.compare_digest(got, want)
 
+    def secret_version(self, kind: str) -> str:
+        """Changes each time the secret is set (its salt); "" while none is set. Sessions
+        remember it, so a new PIN ends the sessions the old one opened."""
+        with self._lock:
+            rec = self._db.table("secrets").get(Query().kind == kind)
+        return str(rec.get("salt", "")) if rec is not None else ""
+
     def has_secret(self, kind: str) -> bool:
         with self._lock:
             return self._db.table("secrets").contains(Query().kind == kind)

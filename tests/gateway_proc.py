@@ -92,15 +92,12 @@ class GatewayProc:
     def storage(self) -> Path:
         return self.workdir / "storage"
 
-    def provision(self, n_sos: int = 1, extra_devices: str = "") -> None:
+    def provision(self, n_sos: int = 1, extra_devices: str = "", pins: bool = True) -> None:
         home = write_home(self.workdir / "home.toml", self.home_id, extra_devices, n_sos)
-        store = ["--storage", str(self.storage)]
-        for cmd in (
-            ["import", str(home)],
-            ["set-pin", "family", FAMILY_PIN],
-            ["set-pin", "installer", INSTALLER_SECRET],
-        ):
-            subprocess.run([VEILLE, "provision", *cmd, *store], check=True, capture_output=True)
+        self.veille_provision("import", str(home))
+        if pins:
+            self.veille_provision("set-pin", "family", FAMILY_PIN)
+            self.veille_provision("set-pin", "installer", INSTALLER_SECRET)
         (self.workdir / "gateway.toml").write_text(
             f"""[home]
 id = "{self.home_id}"
@@ -113,6 +110,14 @@ dir = "{self.storage}"
 [http]
 listen = "127.0.0.1:{self.http_port}"
 """
+        )
+
+    def veille_provision(self, *args: str) -> None:
+        """`veille provision ARGS --storage` on this gateway's storage."""
+        subprocess.run(
+            [VEILLE, "provision", *args, "--storage", str(self.storage)],
+            check=True,
+            capture_output=True,
         )
 
     def start(self, wait_ready: bool = True) -> None:

@@ -244,3 +244,34 @@ def test_unreachable_broker_is_retried_not_fatal(tmp_path: Path) -> None:
                 await asyncio.to_thread(broker.stop)
 
     asyncio.run(main())
+
+
+def test_messages_the_broker_dropped_are_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mosquitto drops what goes over its queue limit and tells only its own log and $SYS:
+    the gateway reads the counter and says so in its log."""
+    broker = Mosquitto(tmp_path / "tiny", extra_conf="max_queued_messages 5\nsys_interval 1\n")
+    broker.start()
+    try:
+
+        async def main() -> None:
+            async with Zigbee2MqttAdapter(broker.url, "veille-h-0008") as z:
+                await z.wait_ready(READY_S)
+            for i in range(12):  # the gateway is down: 5 are queued, 7 dropped
+                publish(broker.port, "zigbee2mqtt/hall_motion", f'{{"n":{i}}}')
+            async with Zigbee2MqttAdapter(broker.url, "veille-h-0008") as z:
+                for msg in await _take(z, 5):
+                    msg.ack()
+                for _ in range(50):
+                    if z.dropped:
+                        break
+                    await asyncio.sleep(0.1)
+                assert z.dropped == 7
+
+        asyncio.run(main())
+    finally:
+        broker.stop()
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "dropped" in r.message]
+    assert errors, "no log line for the dropped messages"
+    assert "7" in errors[0].message

@@ -137,9 +137,9 @@ def write_csr(path: Path, name: str, key: PrivateKey) -> Path:
 @pytest.mark.parametrize(
     ("name", "key_factory", "reason"),
     [
-        ("Home_A", lambda: ec.generate_private_key(ec.SECP256R1()), "neither a home id"),
-        ("ab", lambda: ec.generate_private_key(ec.SECP256R1()), "neither a home id"),
-        ("hub-admin", lambda: ec.generate_private_key(ec.SECP256R1()), "reserved for hub roles"),
+        ("Home_A", lambda: ec.generate_private_key(ec.SECP256R1()), "not a home id"),
+        ("ab", lambda: ec.generate_private_key(ec.SECP256R1()), "not a home id"),
+        ("hub-admin", lambda: ec.generate_private_key(ec.SECP256R1()), "receivers and the hub"),
         ("h-0001", lambda: ec.generate_private_key(ec.SECP256K1()), "curve secp256k1"),
         (
             "h-0001",
@@ -157,14 +157,47 @@ def test_sign_csr_refuses_bad_requests(
     assert sorted(p.name for p in ca_dir.iterdir()) == ["ca.key", "ca.pem"]
 
 
-def test_sign_csr_accepts_receivers_and_rsa(ca_dir: Path, tmp_path: Path) -> None:
-    ec_csr = write_csr(
-        tmp_path / "r.csr", "hub-receiver-2", ec.generate_private_key(ec.SECP384R1())
-    )
-    assert common_name(load(pki.sign_csr(ca_dir, ec_csr))) == "hub-receiver-2"
+def test_sign_csr_accepts_rsa(ca_dir: Path, tmp_path: Path) -> None:
     rsa_csr = write_csr(tmp_path / "h.csr", "h-0007", rsa.generate_private_key(65537, 2048))
     cert_path = pki.sign_csr(ca_dir, rsa_csr)
     assert openssl_verify(ca_dir / "ca.pem", cert_path, "sslclient").endswith(": OK")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("h-0001\n", "not a home id"),  # `$` would let the newline through
+        ("h-0001\nuser hub-receiver-1", "not a home id"),
+        ("hub-receiver-2", "receivers and the hub"),  # a home must not become a receiver
+        ("hub", "receivers and the hub"),
+        ("hub-1", "receivers and the hub"),
+    ],
+)
+def test_sign_csr_signs_only_home_ids(ca_dir: Path, tmp_path: Path, name: str, reason: str) -> None:
+    csr = write_csr(tmp_path / "req.csr", name, ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(VeilleError, match=reason):
+        pki.sign_csr(ca_dir, csr)
+    assert sorted(p.name for p in ca_dir.iterdir()) == ["ca.key", "ca.pem"]
+
+
+def test_sign_csr_never_overwrites_a_certificate_unless_forced(
+    ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = pki.sign_csr(
+        ca_dir, write_csr(tmp_path / "a.csr", "h-0005", ec.generate_private_key(ec.SECP256R1()))
+    )
+    kept = first.read_bytes()
+    other = write_csr(tmp_path / "b.csr", "h-0005", ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(VeilleError, match=r"already exists.*--force"):
+        pki.sign_csr(ca_dir, other)
+    assert first.read_bytes() == kept
+    assert cli.main(["pki", "sign-csr", str(other), "--dir", str(ca_dir)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert first.read_bytes() == kept
+    assert cli.main(["pki", "sign-csr", str(other), "--force", "--dir", str(ca_dir)]) == 0
+    replaced = load(first)
+    want = x509.load_pem_x509_csr(other.read_bytes()).public_key()
+    assert replaced.public_key() == want
 
 
 def test_sign_csr_refuses_a_tampered_request(ca_dir: Path, tmp_path: Path) -> None:

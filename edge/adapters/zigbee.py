@@ -13,6 +13,10 @@ received but had not acknowledged when it died, are delivered again.
 
 paho runs in one thread of ours (`client.loop()`), reconnecting with jittered backoff
 (`backoff_delay`); each message crosses to asyncio with `loop.call_soon_threadsafe`.
+
+Mosquitto drops what goes over its queue limits without telling the client, so the adapter
+also reads the broker's `$SYS/broker/publish/messages/dropped` counter and logs an error
+when it is above zero or grows (`dropped`): lost events are at least said.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ _LOGGER = logging.getLogger(__name__)
 
 SUBSCRIPTION = "zigbee2mqtt/#"
 PERMIT_JOIN_TOPIC = "zigbee2mqtt/bridge/request/permit_join"
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # Mosquitto's counter since it started
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our session and queue through a week offline
 KEEPALIVE_S = 30
 RECEIVE_MAXIMUM = 200  # unacknowledged QoS 1 messages the broker may have in flight to us
@@ -103,6 +108,8 @@ class Zigbee2MqttAdapter:
         self._backoff = backoff
         self.ready = asyncio.Event()  # subscribed on the current connection
         self.connects = 0  # successful connections, for health and tests
+        self.dropped = 0  # messages the broker says it dropped since it started
+        self._dropped_seen: int | None = None
         self._queue: asyncio.Queue[LocalMessage] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -129,6 +136,7 @@ class Zigbee2MqttAdapter:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.message_callback_add(DROPPED_TOPIC, self._on_dropped)
         return client
 
     # -- asyncio side ------------------------------------------------------------------
@@ -286,15 +294,42 @@ class Zigbee2MqttAdapter:
             self.client_id,
             flags.session_present,
         )
-        client.subscribe(self._subscription, qos=1)
+        client.subscribe([(self._subscription, 1), (DROPPED_TOPIC, 0)])
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
     ) -> None:
-        if any(r.is_failure for r in reasons):
+        if not reasons or reasons[0].is_failure:
             _LOGGER.error("local broker refused subscription %s: %s", self._subscription, reasons)
             return
+        if len(reasons) > 1 and reasons[1].is_failure:
+            _LOGGER.warning("local broker: cannot watch %s (%s)", DROPPED_TOPIC, reasons[1])
         self._to_loop(self.ready.set)
+
+    def _on_dropped(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """The broker's count of dropped messages: an error line when it is new or grows."""
+        try:
+            count = int(bytes(msg.payload))
+        except ValueError:
+            _LOGGER.debug("local broker: unreadable %s: %r", DROPPED_TOPIC, msg.payload[:40])
+            return
+        seen, self._dropped_seen = self._dropped_seen, count
+        self.dropped = count
+        if seen is None or count < seen:  # first reading, or the broker restarted
+            if count > 0:
+                _LOGGER.error(
+                    "the local broker has dropped %d messages since it started (queue full "
+                    "while the gateway was away? see max_queued_bytes in local.conf): "
+                    "sensor events may be lost",
+                    count,
+                )
+        elif count > seen:
+            _LOGGER.error(
+                "the local broker dropped %d more messages (%d since it started): "
+                "sensor events may be lost",
+                count - seen,
+                count,
+            )
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any

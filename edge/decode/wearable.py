@@ -162,8 +162,12 @@ class WearableStream:
                     )
                 return None
             elif ahead >= SEQ_MOD // 2:
-                _LOGGER.info("%s: sequence restarted at %d (expected %d)",
-                             self.device_id, frame.seq, self._next_seq)
+                _LOGGER.info(
+                    "%s: sequence restarted at %d (expected %d)",
+                    self.device_id,
+                    frame.seq,
+                    self._next_seq,
+                )
                 gap = max(1, round(silent_s * self.fs_hz) - n)
             else:
                 gap = ahead

@@ -8,7 +8,10 @@ thin and call pure view builders.
 
 Every route needs a session except `/login` and `/health` (the route-enumerating auth test
 makes sure a new route cannot slip through): pages answer 303 to `/login`, JSON APIs 401.
-The app refuses to be built until both the family PIN and the installer secret are set.
+Monitoring never waits on the pages: while the family PIN or the installer secret is not set,
+every route but `/health` answers 503 with the `veille provision set-pin` command that fixes
+it, and `/health` says `"pages": "not_configured"`. The credentials are looked up at each
+request, so setting them takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -21,17 +24,27 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from edge.errors import ConfigError
 from edge.state import HomeState
 from edge.status import web
-from edge.status.auth import LoginThrottle, Session, Signer, gateway_session_key
+from edge.status.auth import (
+    LoginThrottle,
+    MemorySessions,
+    RegistrySessions,
+    Session,
+    SessionStore,
+    Signer,
+    gateway_session_key,
+)
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 API_PREFIXES = ("/api/", "/installer/api/")
 PAGE_HEADERS: Mapping[str, str] = web.PAGE_HEADERS
+# who signs in with which secret of the registry
+CREDENTIALS = (("family", "family_pin"), ("installer", "installer"))
 
 
 @dataclass
@@ -48,6 +61,7 @@ class Pages:
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES_DIR))
     )
     wall: Callable[[], float] = time.time  # for cookie expiry: real time, never simulated
+    sessions: SessionStore = field(default_factory=MemorySessions)
     walkthrough: dict[str, Any] = field(default_factory=dict)
     page_headers: ClassVar[Mapping[str, str]] = PAGE_HEADERS
 
@@ -59,6 +73,11 @@ class Pages:
         """The pipeline's time basis (simulated in the demo), for 'how long ago'."""
         clock = getattr(self.gateway, "clock", None)
         return float(clock.now()) if clock is not None else time.time()
+
+    def credential(self, role: str, name: str) -> str:
+        """The version of the PIN (family) or code (installer) that opens `role`'s sessions."""
+        kind = dict(CREDENTIALS).get(role)
+        return self.registry.secret_version(kind) if kind is not None else ""
 
     def profile(self) -> Any:
         core_profile = getattr(self.core, "profile", None)
@@ -91,20 +110,27 @@ def require(role: str) -> Callable[[Request], Session]:
     return dependency
 
 
-def check_credentials(registry: Any) -> None:
-    """Refuse to serve pages while a credential is missing (ConfigError with the fix)."""
-    if registry is None:
-        raise ConfigError("the status pages need the registry (where the PINs are kept)")
-    missing = [
-        who
-        for who, kind in (("family", "family_pin"), ("installer", "installer"))
-        if not registry.has_secret(kind)
-    ]
-    if missing:
-        raise ConfigError(
-            "the status and installer pages refuse to start without credentials: set "
-            + " and ".join(f"`veille provision set-pin {who} ...`" for who in missing)
-        )
+def missing_credentials(registry: Any) -> list[str]:
+    """Who has no credential yet ("family", "installer"), in that order."""
+    return [who for who, kind in CREDENTIALS if not registry.has_secret(kind)]
+
+
+def not_configured(registry: Any, missing: list[str]) -> Response:
+    """What every page answers while a credential is missing: 503 and the command to run."""
+    storage = getattr(registry, "storage_dir", "DIR")
+    commands = "\n".join(
+        f"  veille provision set-pin {who} {'PIN' if who == 'family' else 'CODE'}"
+        f" --storage {storage}"
+        for who in missing
+    )
+    body = (
+        "Les pages ne sont pas encore configurées : le code d'accès n'est pas défini.\n"
+        "La surveillance fonctionne, les alertes partent.\n"
+        f"L'installateur le définit avec :\n{commands}\n\n"
+        "The pages are not configured yet: no access code is set.\n"
+        "Monitoring runs and alerts are sent. The installer sets it with the commands above.\n"
+    )
+    return PlainTextResponse(body, status_code=503, headers={"Retry-After": "60"})
 
 
 def create_app(state: HomeState, **services: Any) -> FastAPI:
@@ -112,7 +138,8 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
     from edge.status import family, installer, login
 
     registry = services.get("registry")
-    check_credentials(registry)
+    if registry is None:
+        raise ConfigError("the status pages need the registry (where the PINs are kept)")
     # no /docs or /openapi.json: nothing answers without a credential but /login and /health
     app = FastAPI(
         title="Veille gateway", version="1", docs_url=None, redoc_url=None, openapi_url=None
@@ -123,6 +150,7 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
         core=services.get("core"),
         gateway=services.get("gateway"),
         signer=Signer(gateway_session_key(registry)),
+        sessions=RegistrySessions(registry),
     )
     if "clock" in services:
         pages.throttle = LoginThrottle(services["clock"])
@@ -131,10 +159,22 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
     app.state.services = services
     app.state.pages = pages
 
+    @app.middleware("http")
+    async def credentials_set(request: Request, call_next: Callable[..., Any]) -> Response:
+        """503 with the fix on every page while a credential is missing (not on /health)."""
+        if request.url.path != "/health":
+            missing = missing_credentials(registry)
+            if missing:
+                return not_configured(registry, missing)
+        response: Response = await call_next(request)
+        return response
+
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
-        """200 once subscribed to the local broker with detectors loaded, 503 before."""
+        """200 once subscribed to the local broker with detectors loaded, 503 before; `pages`
+        says whether the pages can be used (`not_configured` until the PINs are set)."""
         body = state.health_dict()
+        body["pages"] = "not_configured" if missing_credentials(registry) else "ok"
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
     web.install(app, pages, require("family"))

@@ -3,7 +3,10 @@
 - The login throttle is a pure policy (`throttle_decision`, `after_failure`): a few wrong
   codes are free, then each attempt must wait longer, then the code is locked for a while.
 - Sessions are `payload.signature` cookies (HMAC-SHA256 with a random per-gateway key kept
-  in the registry), HttpOnly and SameSite=Strict; nothing secret is inside them.
+  in the registry), HttpOnly and SameSite=Strict; nothing secret is inside them. A signed
+  cookie is not enough: its session id must also be in the app's `SessionStore`, under the
+  version of the credential it was opened with. Logout removes it, and a new PIN or
+  password (a new version) ends every session the old one opened.
 - Every form carries a CSRF token bound to the visitor's `veille_csrf` cookie; a POST whose
   `Origin` names another site is refused as well (this also guards the login form).
 """
@@ -20,7 +23,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
@@ -32,6 +35,8 @@ CSRF_COOKIE = "veille_csrf"
 CSRF_FIELD = "csrf"
 SESSION_KEY_DOC = "http_session_key"
 SESSION_KEY_BYTES = 32
+SESSIONS_DOC = "http_sessions"
+MAX_SESSIONS = 200  # open sessions kept per app (the oldest is ended first)
 FAMILY_SESSION_S = 14 * 24 * 3600.0
 INSTALLER_SESSION_S = 4 * 3600.0
 
@@ -41,7 +46,8 @@ SLOW_BASE_S = 2.0  # then 2, 4, 8, 16 s between attempts
 LOCK_AFTER_FAILURES = 8
 LOCK_S = 15 * 60.0
 FORGET_AFTER_S = 3600.0  # failures older than this are forgotten
-GLOBAL_FACTOR = 4  # all clients together get 4x the budget before the same policy applies
+GLOBAL_FACTOR = 4  # failing addresses together get 4x one client's budget, same policy
+MAX_CLIENTS = 1000  # attempt records kept (the oldest is forgotten first)
 
 ROLES = ("family", "installer", "staff")
 ROLE_RANK = {"family": 0, "installer": 1, "staff": 1}
@@ -93,34 +99,57 @@ def after_failure(rec: Attempts, now: float, scale: int = 1) -> Attempts:
 
 
 class LoginThrottle:
-    """Attempt records per client and for all clients together (thread-safe, in memory)."""
+    """Attempt records per client, and a shared record of failing clients (in memory).
+
+    `attempt()` decides and counts in one step under a lock: a try is counted as wrong
+    *before* its code is checked, and `succeeded()` takes it back, so concurrent wrong codes
+    cannot all pass the check before the first one is counted. The shared record counts each
+    failing address once an hour, not each of its guesses: one address guessing for hours
+    (already slowed and locked by its own record) never locks the others out; many addresses
+    together still meet the same policy, scaled by GLOBAL_FACTOR.
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._lock = threading.Lock()
         self._clients: dict[str, Attempts] = {}
         self._all = Attempts()
+        self._counted: dict[str, float] = {}  # address -> when it last counted in `_all`
 
-    def check(self, client: str) -> Decision:
-        now = self.clock()
-        with self._lock:
-            mine = throttle_decision(self._clients.get(client, Attempts()), now)
-            everyone = throttle_decision(self._all, now, GLOBAL_FACTOR)
+    def _decide(self, client: str, now: float) -> Decision:
+        mine = throttle_decision(self._clients.get(client, Attempts()), now)
         if not mine.allowed:
             return mine
-        return everyone
+        return throttle_decision(self._all, now, GLOBAL_FACTOR)
 
-    def failed(self, client: str) -> None:
+    def check(self, client: str) -> Decision:
+        """May `client` try a code now? (A question only: nothing is counted.)"""
         now = self.clock()
         with self._lock:
-            self._clients[client] = after_failure(self._clients.get(client, Attempts()), now)
-            self._all = after_failure(self._all, now, GLOBAL_FACTOR)
-            if len(self._clients) > 1000:  # bounded memory
-                self._clients.pop(next(iter(self._clients)))
+            return self._decide(client, now)
+
+    def attempt(self, client: str) -> Decision:
+        """May `client` try a code now? If so, the try counts as wrong until `succeeded`."""
+        now = self.clock()
+        with self._lock:
+            decision = self._decide(client, now)
+            if decision.allowed:
+                self._clients[client] = after_failure(self._clients.get(client, Attempts()), now)
+                if now - self._counted.get(client, -FORGET_AFTER_S) >= FORGET_AFTER_S:
+                    self._counted[client] = now
+                    self._all = after_failure(self._all, now, GLOBAL_FACTOR)
+                for records in (self._clients, self._counted):
+                    if len(records) > MAX_CLIENTS:  # bounded memory: forget the oldest
+                        records.pop(next(iter(records)))
+            return decision
 
     def succeeded(self, client: str) -> None:
+        """The code was right: forget the client's failures (and the try counted for it)."""
         with self._lock:
-            self._clients.pop(client, None)
+            rec = self._clients.pop(client, None)
+            if rec is not None and rec.failures == 1 and client in self._counted:
+                del self._counted[client]  # this try alone had counted the address
+                self._all = replace(self._all, failures=max(0, self._all.failures - 1))
 
 
 # --- sessions --------------------------------------------------------------------------------
@@ -152,8 +181,12 @@ class Signer:
         return _b64(hmac.new(self._key, f"{purpose}\0{data}".encode(), hashlib.sha256).digest())
 
     def session_cookie(self, role: str, name: str, expires: float) -> str:
-        body = json.dumps({"r": role, "n": name, "e": expires, "s": secrets.token_hex(8)})
-        payload = _b64(body.encode())
+        return self.cookie(Session(role, name, expires, secrets.token_hex(16)))
+
+    def cookie(self, session: Session) -> str:
+        """The signed cookie that carries `session` (its id, role, name and expiry)."""
+        body = {"r": session.role, "n": session.name, "e": session.expires, "s": session.sid}
+        payload = _b64(json.dumps(body).encode())
         return f"{payload}.{self._mac('session', payload)}"
 
     def read_session(self, cookie: str | None, now: float) -> Session | None:
@@ -179,6 +212,81 @@ class Signer:
         if not nonce or not token:
             return False
         return hmac.compare_digest(token, self.csrf_token(nonce))
+
+
+class SessionStore(Protocol):
+    """Where an app keeps its open sessions: id -> (credential version, expiry)."""
+
+    def start(self, session: Session, credential: str, now: float) -> None:
+        """Remember a new session, opened with the credential of version `credential`."""
+        ...
+
+    def alive(self, session: Session, credential: str, now: float) -> bool:
+        """Whether the session is open, unexpired, and its credential still the current one."""
+        ...
+
+    def end(self, sid: str) -> None:
+        """Forget the session (logout)."""
+        ...
+
+
+class MemorySessions:
+    """A SessionStore in memory (one process; sessions end when it stops)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[str, float]] = {}
+
+    def _load(self) -> dict[str, tuple[str, float]]:
+        return self._open
+
+    def _save(self, sessions: dict[str, tuple[str, float]]) -> None:
+        """Nothing to persist in memory."""
+
+    def start(self, session: Session, credential: str, now: float) -> None:
+        with self._lock:
+            sessions = {sid: rec for sid, rec in self._load().items() if rec[1] > now}
+            sessions[session.sid] = (credential, session.expires)
+            while len(sessions) > MAX_SESSIONS:
+                sessions.pop(min(sessions, key=lambda sid: sessions[sid][1]))
+            self._open = sessions
+            self._save(sessions)
+
+    def alive(self, session: Session, credential: str, now: float) -> bool:
+        with self._lock:
+            rec = self._open.get(session.sid)
+        return (
+            rec is not None
+            and now < rec[1]
+            and bool(credential)
+            and hmac.compare_digest(rec[0], credential)
+        )
+
+    def end(self, sid: str) -> None:
+        with self._lock:
+            if self._open.pop(sid, None) is not None:
+                self._save(self._open)
+
+
+class RegistrySessions(MemorySessions):
+    """The gateway's sessions, kept in its registry so that they survive a restart."""
+
+    def __init__(self, registry: Any) -> None:
+        super().__init__()
+        self._registry = registry
+        self._open = self._load()
+
+    def _load(self) -> dict[str, tuple[str, float]]:
+        doc = self._registry.get_doc(SESSIONS_DOC) or {}
+        out: dict[str, tuple[str, float]] = {}
+        for sid, rec in (doc.get("open") or {}).items():
+            if isinstance(rec, list) and len(rec) == 2 and isinstance(rec[1], int | float):
+                out[str(sid)] = (str(rec[0]), float(rec[1]))
+        return out
+
+    def _save(self, sessions: dict[str, tuple[str, float]]) -> None:
+        open_ = {sid: [cred, exp] for sid, (cred, exp) in sessions.items()}
+        self._registry.put_doc(SESSIONS_DOC, {"open": open_})
 
 
 def gateway_session_key(registry: Any) -> bytes:

@@ -56,6 +56,5 @@ def login(
         target = "/installer"
     if role == "family" and target.startswith("/installer"):
         target = "/"
-    cookie = pages.signer.session_cookie(role, role, pages.wall() + ttl)
     _LOGGER.info("status page: %s signed in from %s", role, client)
-    return signed_in(request, target, cookie, ttl)
+    return signed_in(request, target, role=role, name=role, now=pages.wall(), ttl_s=ttl)

@@ -26,6 +26,7 @@ from edge.status.auth import (
     LoginThrottle,
     NeedLogin,
     Session,
+    SessionStore,
     Signer,
     client_key,
     csrf_nonce,
@@ -78,6 +79,15 @@ class Site(Protocol):
         """Wrong codes per client and for everyone."""
         ...
 
+    @property
+    def sessions(self) -> SessionStore:
+        """The open sessions (a signed cookie whose session is not here is refused)."""
+        ...
+
+    def credential(self, role: str, name: str) -> str:
+        """The current version of the credential `role`/`name` signs in with."""
+        ...
+
 
 def site_of(request: Request) -> Site:
     site: Site = request.app.state.site
@@ -92,8 +102,15 @@ def install(app: FastAPI, site: Site, session: Callable[[Request], Session]) -> 
 
 
 def session_of(request: Request, now: float) -> Session | None:
-    """The visitor's session if their cookie holds a valid one at `now`."""
-    return site_of(request).signer.read_session(request.cookies.get(SESSION_COOKIE), now)
+    """The visitor's session if their cookie holds a valid one at `now`: signed, unexpired,
+    not logged out, and opened with the credential as it is now."""
+    site = site_of(request)
+    session = site.signer.read_session(request.cookies.get(SESSION_COOKIE), now)
+    if session is None:
+        return None
+    if not site.sessions.alive(session, site.credential(session.role, session.name), now):
+        return None
+    return session
 
 
 def lang_of(request: Request) -> str:
@@ -188,10 +205,13 @@ def login_redirect(request: Request, exc: NeedLogin) -> Response:
 
 
 def throttled_login(request: Request, template: str, context: dict[str, Any]) -> Response | None:
-    """Before a code is checked: 403 cross-site, the form again with 429 while throttled."""
+    """Before a code is checked: 403 cross-site, the form again with 429 while throttled.
+
+    An allowed try is counted as wrong at once (`LoginThrottle.attempt`); `signed_in` takes
+    it back."""
     if not same_origin(request):
         raise HTTPException(403, "cross-site request refused")
-    decision = site_of(request).throttle.check(client_key(request))
+    decision = site_of(request).throttle.attempt(client_key(request))
     if decision.allowed:
         return None
     lang = lang_of(request)
@@ -207,17 +227,23 @@ def throttled_login(request: Request, template: str, context: dict[str, Any]) ->
 
 
 def wrong_login(request: Request, template: str, context: dict[str, Any]) -> Response:
-    """Count a wrong code against the client and show the form again (401)."""
-    site_of(request).throttle.failed(client_key(request))
+    """Show the form again (401); the try was counted by `throttled_login`."""
     error = i18n.t("login_wrong", lang_of(request))
     return render(request, template, {**context, "error": error}, status_code=401)
 
 
-def signed_in(request: Request, target: str, cookie: str, ttl_s: float) -> Response:
-    """Forget the client's wrong codes and go on to `target` with the session cookie."""
-    site_of(request).throttle.succeeded(client_key(request))
+def signed_in(
+    request: Request, target: str, *, role: str, name: str, now: float, ttl_s: float
+) -> Response:
+    """Forget the client's wrong codes, open a session and go on to `target` with its cookie."""
+    site = site_of(request)
+    site.throttle.succeeded(client_key(request))
+    session = Session(role, name, now + ttl_s, secrets.token_hex(16))
+    site.sessions.start(session, site.credential(role, name), now)
     response = RedirectResponse(target, status_code=303)
-    set_cookie(response, SESSION_COOKIE, cookie, ttl_s, request.url.scheme == "https")
+    set_cookie(
+        response, SESSION_COOKIE, site.signer.cookie(session), ttl_s, request.url.scheme == "https"
+    )
     return response
 
 
@@ -227,9 +253,14 @@ def account_router(session: Callable[[Request], Session]) -> APIRouter:
     router = APIRouter(tags=["login"], dependencies=[Depends(session)])
 
     @router.post("/logout", response_model=None)
-    def logout(request: Request, csrf: Csrf) -> Response:
-        """Forget the session cookie."""
+    def logout(
+        request: Request,
+        csrf: Csrf,
+        current: Session = Depends(session),  # noqa: B008 - a closure: no Annotated alias
+    ) -> Response:
+        """End the session (a copy of its cookie is refused from now on), forget the cookie."""
         verify_csrf(request, csrf)
+        site_of(request).sessions.end(current.sid)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
