@@ -108,6 +108,10 @@ class HomeCore:
             )
             self._streams[dev.id] = WearableStream(dev.id, room=dev.room)
 
+    def wearable_detector(self, device_id: str) -> Any:
+        """The running fall detector of a wearable, or None (the installer's wearer check)."""
+        return self._wearables.get(device_id)
+
     def apply_profile(self, profile: HomeProfile) -> None:
         """An installer changed the home: every part sees it, learned state is kept."""
         from edge.detect.aggregates import HourlyAggregator
