@@ -3,7 +3,11 @@
 Each trial is streamed as the live gateway sees a wearable: frames of `FRAME_SAMPLES` samples
 into `FallDetector.feed_frame`, event time from 0 at the trial's first sample, a fresh
 detector per trial, the confirmation window not applied (`confirm_s=0`). Only `acc_mg`,
-`offsets` and `fs_hz` are read; labels are not.
+`offsets` and `fs_hz` are read; labels are not. A fresh detector knows no wearer: until it
+sees walking it reads posture against the device's nominal axis.
+
+`stream_over_link` feeds a recording through a simulated BLE `Link` (losses, outages, late
+and duplicated notifications) and the real stream decoder, for the model card's figures.
 """
 
 from __future__ import annotations

@@ -2,6 +2,11 @@
 
     python -m models.train_fall --data ../shared/data/falls/sisfall_dev_50hz.npz
 
+0. Orientation (issue 14): every trial's detector knows its wearer's upright direction, learned
+   by `models.features.UprightTracker` from the subject's own walk (`PRIME_ACTIVITY`, first
+   `PRIME_S` s) as the gateway learns it from the wearer's walking. Training uses every trial
+   as recorded plus `AUG_COPIES` turned copies (`turned`: a random rotation, a bias of up to
+   +-`BIAS_MG` per axis, `NOISE_MG` of noise, the priming walk turned alike; seeded).
 1. Candidates: every trial is streamed through the production `FallDetector` (same trigger,
    same ring buffer, same `models.features`) with a recording scorer, giving one feature row
    per impact-peak candidate.
@@ -15,9 +20,11 @@
    reports the nested figures of the other rules in `RULES_COMPARED`.
 4. Reported figures: nested, subject-wise. For each outer fold (GroupKFold by subject), steps
    2-3 run on its training subjects only; its held-out subjects' trials are then streamed
-   through `FallDetector` with that fold's model and threshold. Nothing is tuned on them.
-   Their daily-activity trials are also streamed back to back, raw and with a 1 s transition
-   at each join (`stream_day`), for false alarms per 24 h.
+   through `FallDetector` with that fold's model (exported to ONNX) and threshold: as
+   recorded, turned (seed `EVAL_SEED`, never a training one), and turned over each lossy BLE
+   link of `edge.eval_fall.LINKS` through the real stream decoder. Nothing is tuned on them.
+   Their daily-activity trials are also streamed back to back, raw, with a 1 s transition
+   at each join (`stream_day`), and turned one way per subject, for false alarms per 24 h.
 5. Shipped model: steps 2-3 on all subjects, exported with skl2onnx, checked with onnxruntime.
 """
 
@@ -148,7 +155,7 @@ def _learned_up(walk_mg: np.ndarray) -> np.ndarray:
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A rotation matrix drawn uniformly over all rotations (a random unit quaternion)."""
-    w, x, y, z = rng.normal(size=4) / 1.0
+    w, x, y, z = rng.normal(size=4)
     n = np.sqrt(w * w + x * x + y * y + z * z)
     w, x, y, z = w / n, x / n, y / n, z / n
     return np.array([
