@@ -899,6 +899,13 @@ def orientation_lines(card: dict[str, Any]) -> list[str]:
         f"- Training: every trial as recorded plus {aug['turned_copies']} turned copy (random "
         f"rotation, +-{aug['bias_mg']:g} mg bias per axis, {aug['noise_mg']:g} mg noise; seed "
         f"{aug['seed']}), its priming walk turned alike.",
+        "- Limit: the detector needs the wearer to have walked with the device as it is worn.",
+        "  A fresh detector (after a gateway restart, or `veille eval-fall`, which streams each",
+        "  trial alone) reads posture against the nominal axis until the first walk; falls that",
+        "  follow walking in the same trial are found, others may not be. Measured with the",
+        "  shipped model on its own training trials (in-sample, so an upper bound): turned",
+        "  trials with no earlier walk 60.5 % sensitivity, the same trials after the walk",
+        "  99.7 %. The learned direction is not yet kept across restarts.",
         "",
     ]
 

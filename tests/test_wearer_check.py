@@ -26,10 +26,24 @@ from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, csrf_of, login
 UPSIDE_DOWN = np.diag([1, -1, -1])  # turned over on its belt clip: y and z reversed
 
 
-def walk(seconds: float = 20.0) -> np.ndarray:
+def recording(activity: str, seconds: float | None = None) -> np.ndarray:
+    """The first trial of an activity by SA05 (its first `seconds`)."""
     with np.load(FALLS_NPZ) as z:
-        i = int(np.flatnonzero((z["activity"] == "D01") & (z["subject"] == "SA05"))[0])
-        return np.asarray(z["acc_mg"][z["offsets"][i] : z["offsets"][i] + int(seconds * 50)])
+        i = int(np.flatnonzero((z["activity"] == activity) & (z["subject"] == "SA05"))[0])
+        t = np.asarray(z["acc_mg"][z["offsets"][i] : z["offsets"][i + 1]])
+    return t if seconds is None else t[: int(seconds * 50)]
+
+
+def walk(seconds: float = 20.0) -> np.ndarray:
+    return recording("D01", seconds)
+
+
+def one_wearable() -> HomeProfile:
+    return HomeProfile(
+        "h-wearer",
+        rooms=(Room("salon", RoomKind.LIVING),),
+        devices=(Device("belt", "wearable", "C0:11:22:33:44:55", "salon", Role.WEARABLE),),
+    )
 
 
 def feed(core: HomeCore, samples: np.ndarray, t0: float) -> None:
@@ -41,11 +55,7 @@ def feed(core: HomeCore, samples: np.ndarray, t0: float) -> None:
                                                (UPSIDE_DOWN, (150, 180))])
 def test_wearer_check_finds_upright_whatever_the_orientation(
         tmp_path: Path, turn: np.ndarray, degrees: tuple[int, int]) -> None:
-    profile = HomeProfile(
-        "h-wearer",
-        rooms=(Room("salon", RoomKind.LIVING),),
-        devices=(Device("belt", "wearable", "C0:11:22:33:44:55", "salon", Role.WEARABLE),),
-    )
+    profile = one_wearable()
     registry = Registry(tmp_path / "storage")
     registry.save_profile(profile)
     registry.set_secret("installer", INSTALLER_CODE)
@@ -81,3 +91,37 @@ def test_wearer_check_finds_upright_whatever_the_orientation(
     report = client.get("/installer/report").text
     assert "belt" in report
     registry.close()
+
+
+def test_learned_upright_kept_across_a_restart(caplog: pytest.LogCaptureFixture) -> None:
+    """The gateway saves the wearer's upright direction with its learned state: after a
+    restart, a fall from sitting with the device upside down is found before any new walk
+    (a fresh gateway, knowing no wearer yet, misses it)."""
+    model = OnnxModel(FALL_MODEL_PATH)
+    core = HomeCore(one_wearable(), routine=False, fall_model=model)
+    assert "wearers" not in core.docs()  # nothing learned yet, nothing saved
+    feed(core, walk() @ UPSIDE_DOWN.T, 1000.0)
+    docs = core.docs()
+    up = np.asarray(docs["wearers"]["belt"]["up"])
+    assert up[1] > 0.9  # upside down: the upright direction reads along +y
+
+    fall = np.concatenate([recording("F13"), np.repeat(recording("F13")[-1:], 2000, axis=0)])
+    turned_fall = fall.astype(np.int64) @ UPSIDE_DOWN.T
+
+    def falls(c: HomeCore) -> list[object]:
+        out = []
+        for k, frame in enumerate(encode_frames(turned_fall.astype(np.int16), per_frame=8)):
+            out += c.wearable_frame("belt", frame, 5000.0 + (k + 1) * 8 / 50).alerts
+        return [a for a in out if getattr(a, "type", None) == "fall"]
+
+    restarted = HomeCore(one_wearable(), routine=False, fall_model=model, docs=docs)
+    detector = restarted.wearable_detector("belt")
+    assert detector.upright.found
+    assert np.allclose(detector.upright.up, up)
+    assert falls(restarted)
+    assert not falls(HomeCore(one_wearable(), routine=False, fall_model=model))
+    # a damaged saved value is ignored with one log line, the detector starts as new
+    bad = HomeCore(one_wearable(), routine=False, fall_model=model,
+                   docs={"wearers": {"belt": {"up": [0, "x", None]}}})
+    assert not bad.wearable_detector("belt").upright.found
+    assert "saved wearer upright direction" in caplog.text

@@ -121,6 +121,12 @@ class FallDetector:
         self._holdoff_until = -1
         self._walk_next = 0  # first sample of the next block for the upright tracker
 
+    def wearer_doc(self) -> dict[str, Any] | None:
+        """The learned upright direction to keep across restarts, or None before a walk."""
+        if not self.upright.found:
+            return None
+        return {"up": [round(float(v), 5) for v in self.upright.up]}
+
     @property
     def pending(self) -> bool:
         """Whether a detected fall waits in its confirmation window."""
@@ -399,6 +405,21 @@ class FallDetector:
             evidence=evidence,
             raised_at=pending.detected_at,
         )
+
+
+def upright_from_doc(doc: Any) -> np.ndarray | None:
+    """A saved `FallDetector.wearer_doc()` -> its upright direction; None (one log line) when
+    it is not three finite numbers of some length."""
+    up = doc.get("up") if isinstance(doc, dict) else None
+    try:
+        v = np.asarray(up, dtype=np.float64)
+    except (TypeError, ValueError):
+        v = np.zeros(0)
+    if v.shape != (3,) or not np.all(np.isfinite(v)) or float(np.linalg.norm(v)) < 1e-6:
+        if doc is not None:
+            _LOGGER.warning("saved wearer upright direction %r ignored", doc)
+        return None
+    return v
 
 
 def load_default_detector(
