@@ -89,7 +89,7 @@ class Gateway:
         self.outbox = Outbox(settings.storage / "outbox.db", home_id=profile.id)
         docs = {
             name: doc
-            for name in ("alert_book", "rules", "routine")
+            for name in ("alert_book", "rules", "routine", "wearers")
             if (doc := self.registry.get_doc(name)) is not None
         }
         if (book := self.outbox.get_doc("alert_book")) is not None:
