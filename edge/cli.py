@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--key-file", type=Path)
     hub.add_argument("--username")
     hub.add_argument("--password-file", type=Path)
+    hub.add_argument(
+        "--client-id", help="MQTT client id, stable across restarts (default: veille-hub-<host>)"
+    )
     hub.add_argument("--escalate-after", type=float, default=600.0, help="seconds")
     hub.add_argument("--staff-password-file", type=Path)
 

@@ -450,6 +450,40 @@ class Outbox:
         ]
         return items[:limit]
 
+    def confirm(
+        self, entries: Iterable[tuple[str, str | None, str | None]], at: float
+    ) -> list[int]:
+        """A hub receipt at `at`: the hub stored these (alert id, state, severity) messages.
+
+        Deletes the matching alert rows and sets their `delivered_at` in the alarm log (the
+        delivery of an alert is its receipt, not a PUBACK); returns their seqs. A state or
+        severity of None matches any (a receipt that lists only ids).
+        """
+        seqs: list[int] = []
+        with self._lock:
+            try:
+                for alert_id, state, severity in entries:
+                    rows = self._db.execute(
+                        "SELECT o.seq, o.payload FROM outbox o JOIN alarm_state s"
+                        " ON o.state_id = s.id WHERE s.alert_id = ? AND o.priority = 0",
+                        (alert_id,),
+                    ).fetchall()
+                    for seq, payload in rows:
+                        try:
+                            wire = json.loads(payload)
+                        except ValueError:
+                            wire = {}
+                        if state is not None and wire.get("state") != state:
+                            continue
+                        if severity is not None and wire.get("severity") != severity:
+                            continue
+                        seqs.append(int(seq))
+            except sqlite3.Error as exc:
+                raise StorageError(f"outbox {self.path}: receipt failed: {exc}") from exc
+            if seqs:
+                self.ack_many(seqs, at)
+        return seqs
+
     def ack(self, seq: int, at: float) -> None:
         """The hub broker acknowledged `seq` at `at`: delete it; log delivery of an alert."""
         self.ack_many((seq,), at)
