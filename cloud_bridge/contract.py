@@ -208,6 +208,37 @@ def _check_strings(value: Any) -> None:
             stack.extend(item)
 
 
+def sanitized(value: Any, depth: int = MAX_DEPTH) -> Any:
+    """A copy of a stored JSON value that any page can render and any encoder can write:
+    numbers outside the contract's bounds (NaN, inf, 400 digits) and anything nested deeper
+    than `depth` become None, NUL and lone surrogates become U+FFFD."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return value if _is_number(value) else None
+    if isinstance(value, str):
+        return _BAD_CHARS_RE.sub("\ufffd", value)
+    if depth <= 0:
+        return None
+    if isinstance(value, dict):
+        return {sanitized(str(k)): sanitized(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sanitized(v, depth - 1) for v in value]
+    return None
+
+
+def loads_stored(text: str | bytes) -> Any:
+    """A JSON text from a store, parsed whatever it holds (NaN, 30,000 levels), sanitized;
+    None if it cannot be read."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if nesting_depth(data) > MAX_DEPTH:
+        return None
+    try:
+        return sanitized(json.loads(data.decode("utf-8", "replace")))
+    except (ValueError, RecursionError):
+        return None
+
+
 def decode(raw: bytes | bytearray | str) -> dict[str, Any]:
     """Parse a payload into a JSON object; ContractError for anything else.
 
@@ -268,12 +299,11 @@ def _is_count(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and abs(value) <= MAX_NUMBER
-    )
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= MAX_NUMBER  # no float(): a 400-digit int would overflow it
+    return isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_NUMBER
 
 
 def _common(payload: Mapping[str, Any], schema: str) -> None:

@@ -57,7 +57,8 @@ BUDGET_BURST = 2000
 BUDGET_RATE_PER_S = 20.0
 BUDGET_BURST_BYTES = 4 * 1024 * 1024
 BUDGET_BYTES_PER_S = 64 * 1024
-LOG_EVERY_S = 60.0  # one log line per home and kind of refusal per minute at most
+LOG_EVERY_S = 60.0
+LOG_BURST = 20  # log lines per home and LOG_EVERY_S about bad messages; the rest are counted
 
 
 def iso_now() -> str:
@@ -120,7 +121,7 @@ class HubReceiver:
         self.limited = 0  # over a home's budget
         self.failed = 0  # valid, but the store or the receipt failed (sent again by the home)
         self.receipts = 0
-        self._logged: dict[tuple[str, str], float] = {}
+        self._logged: dict[str, list[float]] = {}  # home -> [window start, lines]
         self._bad_rows: set[str] = set()
         self.link = MqttLink(
             url,
@@ -159,12 +160,23 @@ class HubReceiver:
         }
 
     def _log_once(self, home: str, kind: str, text: str, *args: Any) -> None:
-        """A warning, at most one per home and kind of refusal per LOG_EVERY_S."""
+        """One warning per bad message, up to LOG_BURST per home a minute (then one line
+        saying the rest are only counted), so a flood cannot fill the log."""
         now = time.monotonic()
-        key = (home, kind)
-        if now - self._logged.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._logged[key] = now
+        window = self._logged.setdefault(home, [now, 0])
+        if now - window[0] >= LOG_EVERY_S:
+            window[0], window[1] = now, 0
+        window[1] += 1
+        if window[1] <= LOG_BURST:
             _LOGGER.warning(text, *args)
+        elif window[1] == LOG_BURST + 1:
+            _LOGGER.warning(
+                "hub: more than %d bad messages from %s within %.0f s (%s): counted, not logged",
+                LOG_BURST,
+                home,
+                LOG_EVERY_S,
+                kind,
+            )
 
     def _connected(self) -> None:
         subs = list(SUBSCRIPTIONS)

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from cloud_bridge.contract import loads_stored, sanitized
+
 STATE_ORDER = {"raised": 0, "acknowledged": 1, "cancelled": 2, "resolved": 2}
 SEVERITY_ORDER = {"info": 0, "warning": 1, "high": 2, "critical": 3}
 
@@ -216,12 +218,18 @@ class SqliteHubStore:
                 " ORDER BY period_start DESC LIMIT ?",
                 (home_id, schema, limit),
             ).fetchall()
-        return [json.loads(r["body"]) for r in reversed(rows)]
+        bodies = (loads_stored(r["body"]) for r in reversed(rows))
+        return [b for b in bodies if isinstance(b, dict)]
 
     def statuses(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM statuses ORDER BY home_id").fetchall()
-        return [{**json.loads(r["body"]), "received_at": r["received_at"]} for r in rows]
+        out = []
+        for r in rows:
+            body = loads_stored(r["body"])
+            if isinstance(body, dict):
+                out.append({**body, "home_id": r["home_id"], "received_at": r["received_at"]})
+        return out
 
     def state_count(self) -> int:
         with self._lock:
@@ -256,8 +264,11 @@ def _alert_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(row)
-    out["evidence"] = json.loads(out["evidence"])
+    """A stored alert as a dict; whatever a row holds (written before the contract checked
+    everything), it reads back as values every page can show."""
+    out = {k: sanitized(v) for k, v in dict(row).items() if k != "evidence"}
+    evidence = loads_stored(row["evidence"]) if isinstance(row["evidence"], str) else None
+    out["evidence"] = evidence if isinstance(evidence, dict) else {}
     out["escalated"] = bool(out["escalated"])
     return out
 
