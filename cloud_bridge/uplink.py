@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -45,11 +46,15 @@ RESEND_BASE_S = 5.0
 RESEND_MAX_S = 60.0
 
 
-def resend_delay(tries: int, rand: Callable[[], float] | None = None) -> float:
+def resend_delay(
+    tries: int,
+    *,
+    base_s: float = RESEND_BASE_S,
+    max_s: float = RESEND_MAX_S,
+    rand: Callable[[], float] = random.random,
+) -> float:
     """Seconds before sending again an alert sent `tries` times without a receipt."""
-    if rand is None:
-        return backoff_delay(max(tries - 1, 0), base_s=RESEND_BASE_S, max_s=RESEND_MAX_S)
-    return backoff_delay(max(tries - 1, 0), base_s=RESEND_BASE_S, max_s=RESEND_MAX_S, rand=rand)
+    return backoff_delay(max(tries - 1, 0), base_s=base_s, max_s=max_s, rand=rand)
 
 
 class OutboxLike(Protocol):
@@ -73,10 +78,13 @@ class Uplink:
         on_ack: Callable[[dict[str, Any]], None] | None = None,
         window: int = INFLIGHT_WINDOW,
         client_id: str | None = None,
+        resend_base_s: float = RESEND_BASE_S,
+        resend_max_s: float = RESEND_MAX_S,
     ) -> None:
         self.home_id = home_id
         self.outbox = outbox
         self.window = window
+        self._resend = (resend_base_s, resend_max_s)
         self._now = now
         self._status = status
         self._on_ack = on_ack
@@ -172,7 +180,7 @@ class Uplink:
             # an alert is delivered when its receipt comes, not now: send it again later
             tries = self._tries.get(seq, 0) + 1
             self._tries[seq] = tries
-            delay = resend_delay(tries)
+            delay = resend_delay(tries, base_s=self._resend[0], max_s=self._resend[1])
             self._waiting[seq] = time.monotonic() + delay
             assert self._loop is not None
             self._loop.call_later(delay, self._wake.set)
