@@ -105,6 +105,10 @@ class HubStore(Protocol):
 
     def state_count(self) -> int: ...
 
+    def states(self) -> list[dict[str, Any]]:
+        """Every alert state stored: {"id", "state", "severity", "at", "received_at"}."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -234,6 +238,13 @@ class SqliteHubStore:
     def state_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM alert_states").fetchone()[0])
+
+    def states(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, state, severity, at, received_at FROM alert_states"
+            ).fetchall()
+        return [{k: sanitized(v) for k, v in dict(r).items()} for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -284,6 +284,14 @@ class PostgresHubStore:
         )
         return int(row["n"]) if row else 0
 
+    def states(self) -> list[dict[str, Any]]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT id, state, severity, at, received_at FROM alert_states"
+            ).fetchall()
+        )
+        return [dict(r) for r in rows]
+
     def close(self) -> None:
         """Close every thread's connection; the store cannot be used afterwards."""
         self._closed = True
