@@ -3,9 +3,10 @@
 Every alert state and aggregate is committed to SQLite (WAL, `synchronous=FULL`) before the
 uplink may send it. An aggregate is deleted when the hub broker's PUBACK came back (`ack`);
 an alert state when the hub's receipt says it is in the hub's store (`confirm`), which also
-sets its `delivered_at` in the alarm log. Alerts drain before aggregates. Past the byte budget the oldest aggregates are dropped, never an
-alert; a full disk is handled the same way. The alarm log (one row per alert id and one per
-state change, with when the hub broker acknowledged it) is append-only: triggers in the
+sets its `delivered_at` in the alarm log. Alerts drain before aggregates. Past the byte
+budget the oldest aggregates are dropped, never an alert; a full disk is handled the same
+way. The alarm log (one row per alert id and one per state change, with when the hub's
+receipt came) is append-only: triggers in the
 schema refuse deletes and rewrites. State documents that must agree with the queued alerts
 (the alert book's open alerts) are saved in the same transactions (`put(docs=...)`).
 
@@ -14,7 +15,8 @@ migration runs in one transaction. The file is checked with `PRAGMA quick_check`
 a damaged file is moved aside, what can be read is salvaged (alerts first) into a new file,
 and one ERROR line says so. Every alarm-log change is also appended to a journal beside the
 file (`edge.alarm_journal`), so even a file of which nothing reads back loses no entry of it:
-the log is rebuilt from the journal, and the alerts without a receipt are queued again. The gateway never crash-loops on a bad outbox file.
+the log is rebuilt from the journal, and the alerts without a receipt are queued again.
+The gateway never crash-loops on a bad outbox file.
 
 Threads: one `Outbox` may be used from any thread (`check_same_thread=False`, e.g. through
 `asyncio.to_thread`), one call at a time; an internal lock serialises overlapping calls.
