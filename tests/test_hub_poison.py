@@ -265,15 +265,30 @@ def plant_bad_rows(path: Path) -> None:
         db.execute(
             "INSERT INTO alerts(id, home_id, type, severity, state, raised_at, at, room,"
             " device_id, evidence) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (f"0190bad0-0000-7000-8000-{n:012d}", BAD_HOME, "fall", "critical", "raised",
-             raised, raised, "chambre", None, evidence),
-        )  # fmt: skip
+            (
+                f"0190bad0-0000-7000-8000-{n:012d}",
+                BAD_HOME,
+                "fall",
+                "critical",
+                "raised",
+                raised,
+                raised,
+                "chambre",
+                None,
+                evidence,
+            ),
+        )
     db.execute(
         "INSERT INTO aggregates(home_id, schema, period_start, body) VALUES (?,?,?,?)",
-        (BAD_HOME, "veille.aggregate.daily/1", "2026-03-01T00:00:00Z",
-         '{"date": "2026-03-01", "rooms": {"k": {"activity": NaN}}, "time_in_bed_min": '
-         + "9" * 400 + ', "get_up": "07:00"}'),
-    )  # fmt: skip
+        (
+            BAD_HOME,
+            "veille.aggregate.daily/1",
+            "2026-03-01T00:00:00Z",
+            '{"date": "2026-03-01", "rooms": {"k": {"activity": NaN}}, "time_in_bed_min": '
+            + "9" * 400
+            + ', "get_up": "07:00"}',
+        ),
+    )
     db.execute(
         "INSERT INTO statuses(home_id, online, body, received_at) VALUES (?,?,?,?)",
         (BAD_HOME, 0, '{"home_id": "h-poison", "online": false, "outbox": NaN}', time.time()),
@@ -333,3 +348,31 @@ def test_hub_health_is_503_once_the_receiver_link_is_gone(tmp_path: Path) -> Non
 
 def test_alert_payload_is_compact_json() -> None:
     assert b" " not in encode(alert(GOOD_HOME, 1))
+
+
+def test_a_retained_alert_is_not_stored_but_a_retained_status_is(
+    hub_broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Only `status` is retained by the contract: a retained alert (that a broker replays to
+    every new plain subscriber, an MQTT 3.1.1 receiver's) is dropped and counted; a retained
+    status is kept."""
+    status = {
+        "schema": "veille.status/1",
+        "home_id": GOOD_HOME,
+        "online": True,
+        "at": iso_utc(time.time()),
+    }
+    publish(hub_broker.port, f"veille/v1/{GOOD_HOME}/status", raw(status), retain=True)
+    store = SqliteHubStore(tmp_path / "hub.db")
+    hub = HubReceiver(parse_broker_url(hub_broker.url), store, client_id="hub-retain")
+    hub.start()
+    try:
+        assert hub.wait_connected()
+        assert wait_for(lambda: len(store.statuses()) == 1)
+        hub._handle(f"veille/v1/{BAD_HOME}/alert", raw(alert(BAD_HOME, 7)), True)
+        assert hub.rejected == 1
+        hub._handle(f"veille/v1/{BAD_HOME}/alert", raw(alert(BAD_HOME, 7)), False)
+    finally:
+        hub.stop()
+    assert [a["id"] for a in store.alerts()] == [alert(BAD_HOME, 7)["id"]]
+    store.close()
