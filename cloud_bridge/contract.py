@@ -410,6 +410,17 @@ def validate_status(payload: Mapping[str, Any]) -> Mapping[str, Any]:
         _require(_one_of(payload["health"], HEALTH_STATES), "bad health")
     if "time_synced" in payload:
         _require(isinstance(payload["time_synced"], bool), "time_synced must be a boolean")
+    if "version" in payload:
+        version = payload["version"]
+        _require(isinstance(version, str) and len(version) <= 64, "version: a short string")
+    if "outbox" in payload:
+        outbox = payload["outbox"]
+        _require(
+            isinstance(outbox, dict)
+            and len(outbox) <= 16
+            and all(isinstance(k, str) and _is_count(v) for k, v in outbox.items()),
+            "outbox: an object of counts",
+        )
     return payload
 
 

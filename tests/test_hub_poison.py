@@ -75,6 +75,21 @@ def hourly(home: str, **changes: Any) -> dict[str, Any]:
     return body
 
 
+def status(home: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "schema": "veille.status/1",
+        "home_id": home,
+        "online": True,
+        "at": "2026-03-01T10:00:00.000Z",
+        "version": "0.1.0",
+        "health": "ok",
+        "time_synced": True,
+        "outbox": {"alerts": 0, "aggregates": 2, "bytes": 900, "dropped_aggregates": 0},
+    }
+    body.update(changes)
+    return body
+
+
 def poison(home: str) -> list[tuple[str, str, bytes]]:
     """(name, topic leaf, payload) of every message the hub must refuse."""
     a = alert(home, 900)
@@ -121,6 +136,9 @@ def poison(home: str) -> list[tuple[str, str, bytes]]:
         ("bad schema", "alert", raw(alert(home, 910, schema="veille.alert/2"))),
         ("alert on the status topic", "status", raw(alert(home, 911))),
         ("receipt from a home", "receipt", b'{"schema":"veille.receipt/1"}'),
+        ("status outbox not counts", "status", raw(status(home, outbox={"a": [[[1]]]}))),
+        ("status version too long", "status", raw(status(home, version="v" * 500))),
+        ("status at 25:00", "status", raw(status(home, at="2026-03-01T25:00:00Z"))),
     ]
 
 
@@ -141,6 +159,7 @@ def test_the_contract_still_takes_good_messages() -> None:
     exact = alert(GOOD_HOME, 2, at="2026-02-28T23:59:59.999999Z", evidence={"score": 0.97})
     assert validate_message(f"veille/v1/{GOOD_HOME}/alert", raw(exact))[1]["evidence"]["score"]
     assert validate_message(f"veille/v1/{GOOD_HOME}/aggregate/hourly", raw(hourly(GOOD_HOME)))
+    assert validate_message(f"veille/v1/{GOOD_HOME}/status", raw(status(GOOD_HOME)))
     HomeId(GOOD_HOME)
 
 
@@ -376,3 +395,31 @@ def test_a_retained_alert_is_not_stored_but_a_retained_status_is(
         hub.stop()
     assert [a["id"] for a in store.alerts()] == [alert(BAD_HOME, 7)["id"]]
     store.close()
+
+
+def test_veille_hub_starts_and_serves_over_bad_stored_rows(
+    hub_broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The real `veille hub` process on a store holding the rows above: it starts, runs its
+    escalation round, stays up, and every console page answers (it used to exit, and
+    crash-loop on restart because the row was loaded again)."""
+    import httpx
+
+    from tests.gateway_proc import STAFF_PASSWORD, HubProc
+
+    plant_bad_rows(tmp_path / "hub.db")
+    hub = HubProc(tmp_path / "proc", hub_broker.url, f"sqlite:///{tmp_path / 'hub.db'}")
+    for _restart in range(2):
+        hub.start()
+        try:
+            time.sleep(1.0)  # the first escalation round runs at start
+            with httpx.Client(base_url=hub.url, timeout=10) as client:
+                login = client.post("/login", data={"name": "alice", "password": STAFF_PASSWORD})
+                assert login.status_code in (302, 303), login.text[-300:]
+                for path in ("/", "/inbox/partial", "/api/alerts", f"/homes/{BAD_HOME}"):
+                    assert client.get(path).status_code == 200, path
+            assert hub.proc is not None
+            assert hub.proc.poll() is None, hub.log()
+        finally:
+            assert hub.stop() == 0, hub.log()
+    assert "Traceback" not in hub.log()
