@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cloud_bridge.broker import parse_broker_url
 from cloud_bridge.console import create_console_app
@@ -423,3 +425,43 @@ def test_veille_hub_starts_and_serves_over_bad_stored_rows(
         finally:
             assert hub.stop() == 0, hub.log()
     assert "Traceback" not in hub.log()
+
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(evidence=st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=6))
+def test_no_evidence_value_breaks_a_console_row(evidence: dict[str, Any]) -> None:
+    """Whatever evidence the contract lets through, or a store hands back (sanitized), the
+    console's row for it renders and its JSON can be written."""
+    import datetime as dt
+
+    from cloud_bridge.console import alert_row
+    from cloud_bridge.contract import sanitized
+
+    shown = [sanitized(evidence)]
+    try:
+        _leaf, accepted = validate_message(
+            f"veille/v1/{GOOD_HOME}/alert", json.dumps(alert(GOOD_HOME, 1, evidence=evidence))
+        )
+        shown.append(accepted["evidence"])  # what the contract lets in, as it is
+    except ContractError:
+        pass
+    for value in shown:
+        for lang in ("fr", "en"):
+            row = alert_row(alert(GOOD_HOME, 1, evidence=value), dt.UTC, lang, time.time())
+            json.dumps(row, allow_nan=False)
