@@ -480,8 +480,8 @@ class Outbox:
             try:
                 for alert_id, state, severity in entries:
                     rows = self._db.execute(
-                        "SELECT o.seq, o.payload FROM outbox o JOIN alarm_state s"
-                        " ON o.state_id = s.id WHERE s.alert_id = ? AND o.priority = 0",
+                        "SELECT seq, payload FROM outbox WHERE state_id IN"
+                        " (SELECT id FROM alarm_state WHERE alert_id = ?)",
                         (alert_id,),
                     ).fetchall()
                     for seq, payload in rows:

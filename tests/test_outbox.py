@@ -365,8 +365,9 @@ def test_recorded_v1_file_opens_with_its_rows(tmp_path: Path) -> None:
     db.close()
     box = Outbox(path)
     assert box.health() == "ok"
-    # migrated to the newest schema (v2 adds the docs table), its rows untouched
-    assert box._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    # migrated to the newest schema (v2 adds the docs table, v3 an index for receipts), its
+    # rows untouched
+    assert box._db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert box.get_doc("alert_book") is None
     batch = box.next_batch(10)
     assert [(i.seq, i.priority, i.topic) for i in batch] == [
