@@ -222,6 +222,7 @@ class Gateway:
         while True:
             self.state.hub_connected = self.uplink.connected
             self.state.hub_refused = len(self.uplink.refused)
+            self.state.outbox = self.outbox.counts()  # alert rows also go on receipts
             self._check_time_sync()
             systemd.watchdog_ping()
             await asyncio.sleep(min(interval, 5.0))
