@@ -96,6 +96,7 @@ DAILY_FIELDS = frozenset(
         "time_in_bed_min",
         "night_bathroom_visits",
         "time_out_min",
+        "check_ins",
         "compare",
     }
 )
