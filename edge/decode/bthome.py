@@ -17,14 +17,15 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from bthome_ble import BTHomeBluetoothDeviceData, SensorUpdate
-from habluetooth import BluetoothServiceInfoBleak
+from typing import TYPE_CHECKING, Any
 
 from edge.decode.policy import ChangeFilter, WarnLimiter
 from edge.events import Event, EventKind, Role, Value
 from edge.home import Device, HomeProfile
+
+if TYPE_CHECKING:  # imported where first used: a home without BLE sensors never loads them
+    from bthome_ble import BTHomeBluetoothDeviceData, SensorUpdate
+    from habluetooth import BluetoothServiceInfoBleak
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -159,6 +160,9 @@ class BthomeDecoder:
                 del self._parsers[mac]
                 self._seen.pop(mac, None)
         self._devices = devices
+        if devices:  # loaded now, not with the first advertisement (which may be an alert)
+            import bthome_ble  # noqa: F401
+            import habluetooth  # noqa: F401
 
     def decode(
         self,
@@ -206,6 +210,8 @@ class BthomeDecoder:
         parser = self._parsers.get(mac)
         if parser is None:
             key = bytes.fromhex(device.bindkey) if device.bindkey else None
+            from bthome_ble import BTHomeBluetoothDeviceData
+
             parser = self._parsers[mac] = BTHomeBluetoothDeviceData(bindkey=key)
             self._seen.pop(mac, None)
         return parser
@@ -287,6 +293,8 @@ def service_info(
     address: str, service_data: Mapping[str, bytes], rssi: int, at: float, name: str | None
 ) -> BluetoothServiceInfoBleak:
     """The lightest `BluetoothServiceInfoBleak` bthome-ble accepts (no bleak device object)."""
+    from habluetooth import BluetoothServiceInfoBleak
+
     return BluetoothServiceInfoBleak(
         name=name or address,
         address=address,
