@@ -257,17 +257,11 @@ def lock(root: Path = ROOT, upgrade: Sequence[str] = (), check_pi: bool = True) 
     req.mkdir(exist_ok=True)
     compile_set("build", (), root=root, constraints=None, upgrade=upgrade)
     compile_set("test", SETS["test"], root=root, constraints=None, upgrade=upgrade)
-    with tempfile.TemporaryDirectory() as tmp:
-        pins = Path(tmp) / "pins.txt"  # test.txt's versions with their markers, no hashes
-        pins.write_text(
-            "".join(
-                f"{p.name}=={p.version}" + (f" ; {p.marker}" if p.marker else "") + "\n"
-                for p in read("test", root)
+    for name, extras in SETS.items():  # the smaller sets take test.txt's versions
+        if name != "test":
+            compile_set(
+                name, extras, root=root, constraints=Path("requirements/test.txt"), upgrade=()
             )
-        )
-        for name, extras in SETS.items():
-            if name != "test":
-                compile_set(name, extras, root=root, constraints=pins, upgrade=())
     if check_pi:
         files = pi_files([req / "build.txt", req / "test.txt"])
         (req / MANIFEST).write_text(manifest_text(files))
