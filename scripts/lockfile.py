@@ -124,6 +124,16 @@ def installed_for(pins: Iterable[Pin], env: Mapping[str, str] | None = None) -> 
     return out
 
 
+def extraneous(set_name: str, root: Path = ROOT) -> list[str]:
+    """Distributions installed in this interpreter that neither `set_name` nor build.txt
+    locks (the project itself aside): what `scripts/setup --test` removes."""
+    from importlib import metadata
+
+    want = installed_for([*read("build", root), *read(set_name, root)])
+    have = {normalize(d.metadata["Name"]) for d in metadata.distributions()}
+    return sorted(have - set(want) - {"veille"})
+
+
 # --- manifest of the Pi's files -------------------------------------------------------------
 @dataclass(frozen=True)
 class PiFile:
@@ -283,7 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-pi-check", action="store_true", help="skip the aarch64 check (offline tests)"
     )
+    parser.add_argument("--extraneous", metavar="SET", help="print what SET does not lock, exit")
     args = parser.parse_args(argv)
+    if args.extraneous:
+        print("\n".join(extraneous(args.extraneous, args.root.resolve())))
+        return 0
     upgrade: list[str] = []
     if args.upgrade is not None:
         upgrade = args.upgrade or [":all:"]
