@@ -220,7 +220,8 @@ def rows_hub_ramp(r: dict[str, Any]) -> list[Row]:
         (
             f"hub capacity (ramp stopped: {r['stop_reason']})",
             f"{r['max_stored_per_s_without_loss']:,.0f} msg/s stored without loss",
-            f"at {r['at_offered_per_s']} msg/s offered",
+            f"at {r['at_offered_per_s']} msg/s offered; the disk's fdatasync rate "
+            f"{r.get('disk_fdatasync_per_s')}/s",
             f">= {t['stored_per_s']:,.0f} msg/s",
             _ok(r["pass"]["stored_per_s"]),
         ),
