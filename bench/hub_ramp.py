@@ -66,6 +66,7 @@ ALERT_EVERY = (3, 13)  # 3 alerts in every 13 messages, as 3 alerts for 10 aggre
 DRAIN_TIMEOUT_S = 90.0
 SETTLE_QUIET_S = 10.0  # the store has not grown for this long: what is missing is lost
 PROFILE_RATE_HZ = 97
+QUIET_S = 2.0
 SLOWEST = 8  # alerts listed with their timings, per step
 TARGETS = {"stored_per_s": 2000.0, "alert_p99_ms_steady": 200.0}
 
@@ -252,6 +253,26 @@ def _store_rows(dsn: str, t0: float) -> tuple[list[Any], list[Any]]:
     return alerts, aggregates
 
 
+def _wait_statuses(dsn: str, homes: int, timeout_s: float = 300.0) -> float | None:
+    """Seconds until every receiver has stored every home's status (each receiver gets them
+    all): a status for every home, and no status written for `QUIET_S`."""
+    import psycopg
+
+    t0 = time.monotonic()
+    last: Any = None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() - t0 < timeout_s:
+            row = conn.execute(
+                "SELECT count(*), max(received_at) FROM statuses WHERE home_id <> %s",
+                (PROBE_HOME,),
+            ).fetchone()
+            if row and int(row[0]) >= homes and row[1] == last:
+                return round(time.monotonic() - t0 - QUIET_S, 2)
+            last = row[1] if row else None
+            time.sleep(QUIET_S)
+    return None
+
+
 def _stored_count(dsn: str, alert_ids: set[str], agg_keys: set[tuple[str, str]]) -> int:
     import psycopg
 
@@ -405,6 +426,7 @@ def run(
         connect_s = max(
             float(_expect_line(p, "ready", e, READY_TIMEOUT_S).split()[1]) for p, _r, e in started
         )
+        statuses_s = _wait_statuses(dsn, homes)
         watched = {"broker": [hub.proc.pid], "gateways": [p.pid for p, _r, _e in started]}
         watched["receivers"] = [p.pid for p in procs]
         ctx = {
@@ -455,6 +477,9 @@ def run(
         "gateway_processes": workers,
         "step_s": seconds,
         "gateways_connect_s": round(connect_s, 2),
+        # every receiver stores every home's retained status when the homes connect: the
+        # ramp starts once they are all stored, this long after the homes were connected
+        "statuses_stored_after_s": statuses_s,
         "stop_reason": stop_reason,
         "first_p99_over_limit_at_offered_per_s": over[0] if over else None,
         "max_stored_per_s_without_loss": best["stored_per_s"] if best else 0.0,
