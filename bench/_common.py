@@ -176,9 +176,13 @@ def gateway_python() -> Path:
     shutil.rmtree(GATEWAY_VENV, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(GATEWAY_VENV)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    for lock in locks:
-        subprocess.run([*pip, "--require-hashes", "-r", str(lock)], check=True)
-    subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(REPO)], check=True)
+    for args in (
+        *(["--require-hashes", "-r", str(lock)] for lock in locks),
+        ["--no-deps", "--no-build-isolation", "-e", str(REPO)],
+    ):
+        out = subprocess.run([*pip, *args], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"cannot build {GATEWAY_VENV.name}: {out.stderr[-2000:]}")
     stamp.write_text(digest + "\n")
     return python
 
