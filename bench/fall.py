@@ -23,11 +23,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-FALLS_NPZ = Path(
-    os.environ.get(
-        "VEILLE_FALLS_NPZ", REPO.parent / "shared" / "data" / "falls" / "sisfall_dev_50hz.npz"
-    )
-)
+FALLS_NPZ = Path(os.environ.get("VEILLE_FALLS_NPZ",
+                                REPO.parent / "shared" / "data" / "falls" / "sisfall_dev_50hz.npz"))
 BENCH_TRIALS = 600  # every 6th trial: falls and daily activity, ~3 h of signal
 LATENCY_WINDOWS = 2000
 
@@ -40,7 +37,8 @@ def _trials() -> tuple[list[np.ndarray], np.ndarray]:
     return [acc[off[i] : off[i + 1]] for i in idx], is_fall[idx]
 
 
-def _stream(trials: list[np.ndarray], scorer: Any, threshold: float) -> tuple[float, int, int]:
+def _stream(trials: list[np.ndarray], scorer: Any,
+            threshold: float) -> tuple[float, int, int]:
     """Seconds to stream all trials back to back through one detector; windows scored and
     windows dropped by the lying-before gate."""
     from edge.detect.fall import FallDetector
@@ -106,9 +104,8 @@ def run() -> dict[str, Any]:
 
         onnx_s, scored, gated = _stream(trials, onnx, onnx.threshold)
         skl_s, _, _ = _stream(trials, skl_score, 0.5)
-        sample = rows[
-            np.linspace(0, rows.shape[0] - 1, min(LATENCY_WINDOWS, rows.shape[0])).astype(int)
-        ]
+        sample = rows[np.linspace(0, rows.shape[0] - 1, min(LATENCY_WINDOWS, rows.shape[0]))
+                      .astype(int)]
         onnx_med, onnx_p99 = _per_call_ms(onnx.score, sample)
         skl_med, skl_p99 = _per_call_ms(skl_score, sample)
     return {
@@ -131,20 +128,14 @@ def run() -> dict[str, Any]:
 def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     r = run()
-    print(
-        f"fall detector, one wearable, one core, {r['signal_hours']} h of SisFall "
-        f"({r['trials']} trials, {r['windows_scored']} windows scored, "
-        f"{r['windows_gated_lying_before']} dropped by the lying-before gate)"
-    )
-    print(
-        f"  streaming: {r['realtime_x_onnx']}x real time with ONNX "
-        f"(baseline sklearn predict_proba in the detector: {r['realtime_x_sklearn']}x)"
-    )
-    print(
-        f"  per window: ONNX {r['window_ms_onnx_median']} ms median "
-        f"({r['window_ms_onnx_p99']} p99), sklearn {r['window_ms_sklearn_median']} ms "
-        f"({r['window_ms_sklearn_p99']} p99)"
-    )
+    print(f"fall detector, one wearable, one core, {r['signal_hours']} h of SisFall "
+          f"({r['trials']} trials, {r['windows_scored']} windows scored, "
+          f"{r['windows_gated_lying_before']} dropped by the lying-before gate)")
+    print(f"  streaming: {r['realtime_x_onnx']}x real time with ONNX "
+          f"(baseline sklearn predict_proba in the detector: {r['realtime_x_sklearn']}x)")
+    print(f"  per window: ONNX {r['window_ms_onnx_median']} ms median "
+          f"({r['window_ms_onnx_p99']} p99), sklearn {r['window_ms_sklearn_median']} ms "
+          f"({r['window_ms_sklearn_p99']} p99)")
     print(f"  model file: {r['onnx_bytes']} bytes")
     print(json.dumps(r))
     return 0
