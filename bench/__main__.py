@@ -274,7 +274,9 @@ def rows_footprint(r: dict[str, Any]) -> list[Row]:
             t["rss_full_mb"],
         ),
         (
-            "RSS of a bare python importing one library (locked production set)",
+            "RSS of a bare python importing one library (locked production set: "
+            + ", ".join(f"{k} {v}" for k, v in imp.get("versions", {}).items())
+            + ")",
             f"python alone {imp['python_mb']} MB",
             each + " MB",
             "—",

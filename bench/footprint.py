@@ -96,6 +96,12 @@ c.on_connect = lambda c, u, f, rc, p: c.subscribe("zigbee2mqtt/#", qos=1)
 c.connect("127.0.0.1", int(sys.argv[1]))
 c.loop_forever()
 """
+VERSIONS = """
+import json
+from importlib import metadata
+names = ("numpy", "onnxruntime", "fastapi", "pydantic", "uvicorn", "paho-mqtt", "bthome-ble")
+print(json.dumps({n: metadata.version(n) for n in names}))
+"""
 RSS_AFTER_IMPORT = """
 import importlib, sys
 for m in sys.argv[1:]:
@@ -190,7 +196,11 @@ def _imports(python: Path) -> dict[str, Any]:
         t0 = time.monotonic()
         subprocess.run([str(python), "-c", f"import {', '.join(LIBRARIES)}"], check=True)
         times.append(time.monotonic() - t0)
+    versions = subprocess.run(
+        [str(python), "-c", VERSIONS], capture_output=True, text=True, check=True
+    ).stdout
     return {
+        "versions": json.loads(versions),
         "python_mb": _rss_importing(python, ()),
         "each_mb": {m: _rss_importing(python, (m,)) for m in EACH},
         "zigbee_set_mb": _rss_importing(python, ZIGBEE_LIBRARIES),
