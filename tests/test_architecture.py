@@ -16,7 +16,7 @@ PURE = [
     ROOT / "edge" / "home.py",
     ROOT / "models" / "features.py",
     ROOT / "cloud_bridge" / "contract.py",
-    *(ROOT / "cloud_bridge" / "notify" / f"{name}.py" for name in ("chain", "config")),
+    *(ROOT / "cloud_bridge" / "notify" / f"{name}.py" for name in ("chain", "config", "message")),
     *sorted((ROOT / "edge" / "decode").glob("*.py")),
     *sorted((ROOT / "edge" / "detect").glob("*.py")),
 ]
