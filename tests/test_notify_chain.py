@@ -184,3 +184,18 @@ def test_an_acknowledged_alert_raised_again_stays_stopped_and_bad_reasons_are_re
         chain.stopped("a-0006", "forgotten", T0)
     chain.forget("a-0006")
     assert chain.states() == []
+
+
+def test_a_retry_goes_only_to_the_channels_that_failed() -> None:
+    both = Step(index=0, after_s=0, channels=("astreinte", "phones"))
+    chain = Escalation((both,), retry_delays_s=(1.0,))
+    chain.raised("a-0007", "fall", "critical", T0)
+    [send] = chain.due(T0)
+    assert send.channels == ("astreinte", "phones")
+    assert chain.failed(send, T0, channels=("astreinte",)) == T0 + 1
+    restored = Escalation(
+        (both,), [ChainState.from_dict(s.to_dict()) for s in chain.states()], retry_delays_s=(1.0,)
+    )
+    [again] = restored.due(T0 + 1)
+    assert (again.channels, again.retry) == (("astreinte",), 1)
+    assert restored.failed(again, T0 + 1) is None  # one retry configured: given up

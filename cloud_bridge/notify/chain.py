@@ -46,6 +46,7 @@ class _Retry:
     attempt: int
     at: float
     failures: int
+    channels: tuple[str, ...] = ()  # the step's channels that failed; () = all of them
 
 
 @dataclass(slots=True)
@@ -85,8 +86,8 @@ class ChainState:
             stopped_at=data.get("stopped_at"),
             next_attempt={int(k): int(v) for k, v in data.get("next_attempt", {}).items()},
             retries={
-                int(k): _Retry(int(a), float(at), int(f))
-                for k, (a, at, f) in data.get("retries", {}).items()
+                int(k): _Retry(int(r[0]), float(r[1]), int(r[2]), tuple(r[3] if len(r) > 3 else ()))
+                for k, r in data.get("retries", {}).items()
             },
         )
 
@@ -94,8 +95,14 @@ class ChainState:
 class Escalation:
     """The chain for every open alert: events and time in, due sends out."""
 
-    def __init__(self, steps: Sequence[Step], states: Iterable[ChainState] = ()) -> None:
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        states: Iterable[ChainState] = (),
+        retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+    ) -> None:
         self.steps = tuple(steps)
+        self.retry_delays_s = tuple(retry_delays_s)
         self._states: dict[str, ChainState] = {s.alert_id: s for s in states}
 
     def state(self, alert_id: str) -> ChainState | None:
@@ -147,7 +154,7 @@ class Escalation:
                         state.alert_id,
                         step.index,
                         retry.attempt,
-                        step.channels,
+                        retry.channels or step.channels,
                         retry=retry.failures,
                     )
                     due.append((retry.at, step.index, send))
@@ -169,16 +176,18 @@ class Escalation:
         at = start + attempt * step.repeat_s
         return at, step.index, Send(state.alert_id, step.index, attempt, step.channels)
 
-    def failed(self, send: Send, now: float) -> float | None:
-        """`send` could not be delivered: when it will be offered again (None: given up)."""
+    def failed(self, send: Send, now: float, channels: Sequence[str] | None = None) -> float | None:
+        """`send` (or only its `channels`) could not be delivered: when it will be offered
+        again, to those channels only (None: given up)."""
         state = self._states.get(send.alert_id)
-        if state is None or state.stopped is not None or send.retry >= len(RETRY_DELAYS_S):
+        if state is None or state.stopped is not None or send.retry >= len(self.retry_delays_s):
             return None
         current = state.retries.get(send.step)
         if current is not None and current.attempt > send.attempt:
             return None  # a newer reminder of the step is already waiting
-        at = now + RETRY_DELAYS_S[send.retry]
-        state.retries[send.step] = _Retry(send.attempt, at, send.retry + 1)
+        at = now + self.retry_delays_s[send.retry]
+        failed = tuple(channels) if channels is not None else send.channels
+        state.retries[send.step] = _Retry(send.attempt, at, send.retry + 1, failed)
         return at
 
     def next_due(self) -> float | None:
