@@ -72,7 +72,10 @@ class ChainState:
             "stopped": self.stopped,
             "stopped_at": self.stopped_at,
             "next_attempt": {str(k): v for k, v in self.next_attempt.items()},
-            "retries": {str(k): [r.attempt, r.at, r.failures] for k, r in self.retries.items()},
+            "retries": {
+                str(k): [r.attempt, r.at, r.failures, list(r.channels)]
+                for k, r in self.retries.items()
+            },
         }
 
     @classmethod
@@ -86,7 +89,7 @@ class ChainState:
             stopped_at=data.get("stopped_at"),
             next_attempt={int(k): int(v) for k, v in data.get("next_attempt", {}).items()},
             retries={
-                int(k): _Retry(int(r[0]), float(r[1]), int(r[2]), tuple(r[3] if len(r) > 3 else ()))
+                int(k): _Retry(int(r[0]), float(r[1]), int(r[2]), tuple(r[3:4] and r[3]))
                 for k, r in data.get("retries", {}).items()
             },
         )
