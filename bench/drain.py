@@ -3,8 +3,9 @@
 A real outbox file holding `BACKLOG` messages (one alert in 50, the rest hourly aggregates of
 a few hundred bytes) is drained by the real `Uplink` into a real hub Mosquitto on a loopback
 port: time from the uplink's start (connect included) until the outbox is empty, i.e. every
-message PUBACKed by the hub broker and deleted. A paho subscriber on the hub counts what
-arrives. Baseline in the same run: a bare paho client publishing the same payloads at QoS 1
+aggregate PUBACKed by the hub broker and every alert receipted by the real hub receiver
+(`HubReceiver`, SQLite store, its per-home budget lifted: the bench measures the uplink).
+Baseline in the same run: a bare paho client publishing the same payloads at QoS 1
 in rounds of the same in-flight window (100), no outbox (what the broker and loopback allow).
 Target: <= 60 s for 100,000 messages.
 """
@@ -25,6 +26,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench._common import broker
 from cloud_bridge.broker import parse_broker_url
 from cloud_bridge.contract import aggregate_topic, alert_topic
+from cloud_bridge.hub import HomeBudget, HubReceiver
+from cloud_bridge.hub_store import SqliteHubStore
 from cloud_bridge.uplink import INFLIGHT_WINDOW, Uplink
 from edge.events import Alert, AlertState, AlertType, Severity, new_alert_id
 from edge.outbox import Outbox
@@ -109,7 +112,18 @@ def run(backlog: int = BACKLOG) -> dict[str, Any]:
         fill_s = fill(box, backlog)
         counts = box.counts()
         with broker(work / "hub") as hub:
-            drain_s = asyncio.run(_drain(box, hub.url))
+            unlimited = HomeBudget(burst=1e12, burst_bytes=1e15)
+            store = SqliteHubStore(work / "hub.db")
+            receiver = HubReceiver(
+                parse_broker_url(hub.url), store, client_id="bench-hub", budget=unlimited
+            )
+            receiver.start()
+            receiver.wait_connected()
+            try:
+                drain_s = asyncio.run(_drain(box, hub.url))
+            finally:
+                receiver.stop()
+                store.close()
             bare_s = _bare(hub.port, backlog)
         box.close()
     return {

@@ -1,8 +1,9 @@
 """Fall detector benchmark: `python -m bench.fall` (one core).
 
 1. Streaming throughput of the production `FallDetector` (shipped ONNX model, frames of 25
-   samples) over real SisFall trials for one wearable, in multiples of real time; baseline in
-   the same run: the same detector scoring with scikit-learn `predict_proba`.
+   samples, the wearer's upright tracker running) over real SisFall trials for one wearable,
+   in multiples of real time, as recorded and with each trial turned at random (issue 14);
+   baseline in the same run: the same detector scoring with scikit-learn `predict_proba`.
 2. Per-window inference latency on the same recorded candidate windows: onnxruntime
    (`OnnxModel.score`, one window per call, as the detector calls it) against scikit-learn
    `predict_proba` on a model trained in this run on the same kind of windows.
@@ -85,7 +86,7 @@ def run() -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     from models.runtime import FALL_MODEL_PATH, OnnxModel
-    from models.train_fall import HGB_PARAMS
+    from models.train_fall import BIAS_MG, HGB_PARAMS, NOISE_MG, random_rotation, turn
 
     with threadpool_limits(limits=1):
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -103,6 +104,10 @@ def run() -> dict[str, Any]:
             return np.asarray(skl.predict_proba(x)[:, 1])
 
         onnx_s, scored, gated = _stream(trials, onnx, onnx.threshold)
+        rng = np.random.default_rng(0)
+        turned = [turn(t, random_rotation(rng), rng.uniform(-BIAS_MG, BIAS_MG, 3), NOISE_MG, rng)
+                  for t in trials]
+        turned_s, _, _ = _stream(turned, onnx, onnx.threshold)
         skl_s, _, _ = _stream(trials, skl_score, 0.5)
         sample = rows[np.linspace(0, rows.shape[0] - 1, min(LATENCY_WINDOWS, rows.shape[0]))
                       .astype(int)]
@@ -115,6 +120,7 @@ def run() -> dict[str, Any]:
         "windows_scored": scored,
         "windows_gated_lying_before": gated,
         "realtime_x_onnx": round(signal_s / onnx_s),
+        "realtime_x_onnx_turned": round(signal_s / turned_s),
         "realtime_x_sklearn": round(signal_s / skl_s),
         "window_ms_onnx_median": round(onnx_med, 4),
         "window_ms_onnx_p99": round(onnx_p99, 4),
@@ -132,7 +138,8 @@ def main() -> int:
           f"({r['trials']} trials, {r['windows_scored']} windows scored, "
           f"{r['windows_gated_lying_before']} dropped by the lying-before gate)")
     print(f"  streaming: {r['realtime_x_onnx']}x real time with ONNX "
-          f"(baseline sklearn predict_proba in the detector: {r['realtime_x_sklearn']}x)")
+          f"(baseline sklearn predict_proba in the detector: {r['realtime_x_sklearn']}x); "
+          f"trials turned at random: {r['realtime_x_onnx_turned']}x")
     print(f"  per window: ONNX {r['window_ms_onnx_median']} ms median "
           f"({r['window_ms_onnx_p99']} p99), sklearn {r['window_ms_sklearn_median']} ms "
           f"({r['window_ms_sklearn_p99']} p99)")

@@ -140,7 +140,7 @@ def _receivers(hub: TlsHub, dsn: str, names: list[str], folder: Path) -> Iterato
                     cwd=REPO,
                 )
             )
-            time.sleep(0.01)  # `veille hub` derives its client id from the time in ms
+            time.sleep(0.01)  # over TLS the broker names each receiver by its certificate
         yield procs
     finally:
         for proc in procs:

@@ -186,6 +186,11 @@ class MqttLink:
             client.on_publish = lambda _c, _u, mid, rc, _p: on_publish(mid, rc.is_failure)
         self.client = client
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The network thread (None before `start`)."""
+        return self._thread
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-net", daemon=True)
         self._thread.start()

@@ -327,10 +327,9 @@ def create_console_app(
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
-        """200 while the receiver is connected to the hub broker, 503 otherwise."""
-        link = getattr(hub, "link", None)
-        connected = bool(link is not None and link.connected.is_set())
-        return JSONResponse({"ok": connected}, status_code=200 if connected else 503)
+        """200 while the receiver is connected and its network thread runs, 503 otherwise."""
+        state = hub.health() if hasattr(hub, "health") else {"ok": False}
+        return JSONResponse(state, status_code=200 if state["ok"] else 503)
 
     @app.get("/login", response_model=None)
     def login_page(request: Request, next: str = "/") -> Response:

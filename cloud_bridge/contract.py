@@ -23,7 +23,9 @@ summary of the day; times of day as local "HH:MM", null when not observed)
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,9 +52,59 @@ SEVERITIES = frozenset({"critical", "high", "warning", "info"})
 STATES = frozenset({"raised", "cancelled", "acknowledged", "resolved"})
 ACK_ACTIONS = frozenset({"acknowledged", "resolved"})
 HEALTH_STATES = frozenset({"ok", "warning", "error"})
-ISO_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+ISO_UTC_RE = re.compile(
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z"
+)
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_EVIDENCE_BYTES = 2 * 1024
+MAX_DEPTH = 8  # objects and arrays nested in one payload (ours use 3)
+MAX_NUMBER = 1e15  # |value| of any number: counts, minutes, scores
+MAX_INT_DIGITS = 16
+MAX_RECEIPT_IDS = 1000
+_BAD_CHARS_RE = re.compile("[\x00\ud800-\udfff]")  # NUL, lone surrogates (\uXXXX escapes)
+_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+ALERT_FIELDS = frozenset(
+    {
+        "schema",
+        "id",
+        "home_id",
+        "type",
+        "severity",
+        "state",
+        "at",
+        "raised_at",
+        "room",
+        "device_id",
+        "evidence",
+    }
+)
+HOURLY_FIELDS = frozenset(
+    {"schema", "home_id", "period_start", "period_end", "rooms", "totals", "sensor_health"}
+)
+DAILY_FIELDS = frozenset(
+    {
+        "schema",
+        "home_id",
+        "period_start",
+        "period_end",
+        "date",
+        "rooms",
+        "sensor_health",
+        "get_up",
+        "bed_time",
+        "time_in_bed_min",
+        "night_bathroom_visits",
+        "time_out_min",
+        "check_ins",
+        "compare",
+    }
+)
+STATUS_FIELDS = frozenset(
+    {"schema", "home_id", "online", "at", "version", "health", "time_synced", "outbox"}
+)
+ACK_FIELDS = frozenset({"schema", "home_id", "alert_id", "action", "at", "by", "note"})
+RECEIPT_FIELDS = frozenset({"schema", "home_id", "ids", "at", "alerts"})
 
 
 class ContractError(ValueError):
@@ -94,6 +146,10 @@ def ack_topic(home_id: str) -> str:
     return topic(home_id, "ack")
 
 
+def receipt_topic(home_id: str) -> str:
+    return topic(home_id, "receipt")
+
+
 def parse_topic(name: str) -> tuple[str, str]:
     """`veille/v1/h-1/aggregate/daily` -> ("h-1", "aggregate/daily"); ContractError otherwise."""
     parts = name.split("/")
@@ -111,14 +167,108 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode(raw: bytes | bytearray | str) -> dict[str, Any]:
-    """Parse a payload into a JSON object; ContractError for anything else."""
+def _no_constant(name: str) -> Any:
+    raise ContractError(f"{name} is not a number the contract allows")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ContractError(f"integer of {len(text)} digits is out of bounds")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise ContractError(f"number {text[:20]!r} is out of bounds")
+    return value
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deep objects and arrays nest in a JSON text, without parsing it (no recursion)."""
+    depth = deepest = 0
+    for byte in _STRING_RE.sub(b'""', raw):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
+def _check_strings(value: Any) -> None:
+    """Every string and key is free of NUL and lone surrogates (iterative: no recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _BAD_CHARS_RE.search(item):
+                raise ContractError("a string carries a NUL or a lone surrogate")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def sanitized(value: Any, depth: int = MAX_DEPTH) -> Any:
+    """A copy of a stored JSON value that any page can render and any encoder can write:
+    numbers outside the contract's bounds (NaN, inf, 400 digits) and anything nested deeper
+    than `depth` become None, NUL and lone surrogates become U+FFFD."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return value if _is_number(value) else None
+    if isinstance(value, str):
+        return _BAD_CHARS_RE.sub("\ufffd", value)
+    if depth <= 0:
+        return None
+    if isinstance(value, dict):
+        return {sanitized(str(k)): sanitized(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sanitized(v, depth - 1) for v in value]
+    return None
+
+
+def loads_stored(text: str | bytes) -> Any:
+    """A JSON text from a store, parsed whatever it holds (NaN, 30,000 levels), sanitized;
+    None if it cannot be read."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if nesting_depth(data) > MAX_DEPTH:
+        return None
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return sanitized(json.loads(data.decode("utf-8", "replace")))
+    except (ValueError, RecursionError):
+        return None
+
+
+def decode(raw: bytes | bytearray | str) -> dict[str, Any]:
+    """Parse a payload into a JSON object; ContractError for anything else.
+
+    Total: the size is checked before parsing, then the nesting depth (so no input can make
+    the parser recurse), strict UTF-8, numbers finite and bounded (no NaN, no 400-digit
+    integer), strings without NUL or lone surrogates.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(data)} bytes is too large")
+    if nesting_depth(data) > MAX_DEPTH:
+        raise ContractError(f"payload nests deeper than {MAX_DEPTH} levels")
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text,
+            parse_int=_bounded_int,
+            parse_float=_bounded_float,
+            parse_constant=_no_constant,
+        )
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        if isinstance(exc, ContractError):
+            raise
         raise ContractError(f"payload is not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ContractError("payload is not a JSON object")
+    _check_strings(value)
     return value
 
 
@@ -132,15 +282,31 @@ def _one_of(value: Any, allowed: frozenset[str]) -> bool:
 
 
 def _is_time(value: Any) -> bool:
-    return isinstance(value, str) and bool(ISO_UTC_RE.match(value))
+    """A real UTC instant written `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (2026-99-99 is not)."""
+    if not (isinstance(value, str) and ISO_UTC_RE.match(value)):
+        return False
+    try:
+        dt.datetime.fromisoformat(value[:-1])
+    except ValueError:
+        return False
+    return True
+
+
+def _known_fields(payload: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(payload) - allowed)
+    _require(not unknown, f"unknown fields {unknown[:5]}")
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NUMBER
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= MAX_NUMBER  # no float(): a 400-digit int would overflow it
+    return isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_NUMBER
 
 
 def _common(payload: Mapping[str, Any], schema: str) -> None:
@@ -151,6 +317,7 @@ def _common(payload: Mapping[str, Any], schema: str) -> None:
 
 def validate_alert(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _common(payload, "veille.alert/1")
+    _known_fields(payload, ALERT_FIELDS)
     _require(isinstance(payload.get("id"), str) and 8 <= len(payload["id"]) <= 64, "bad id")
     _require(_one_of(payload.get("type"), ALERT_TYPES), f"bad type {payload.get('type')!r}")
     _require(_one_of(payload.get("severity"), SEVERITIES), "bad severity")
@@ -193,6 +360,7 @@ def _validate_period(payload: Mapping[str, Any]) -> None:
 
 def validate_hourly(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _common(payload, "veille.aggregate.hourly/1")
+    _known_fields(payload, HOURLY_FIELDS)
     _validate_period(payload)
     _validate_rooms(payload.get("rooms"))
     totals = payload.get("totals")
@@ -206,6 +374,7 @@ def validate_hourly(payload: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def validate_daily(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _common(payload, "veille.aggregate.daily/1")
+    _known_fields(payload, DAILY_FIELDS)
     _validate_period(payload)
     _require(
         isinstance(payload.get("date"), str)
@@ -237,6 +406,7 @@ def validate_daily(payload: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def validate_status(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _common(payload, "veille.status/1")
+    _known_fields(payload, STATUS_FIELDS)
     _require(isinstance(payload.get("online"), bool), "online must be a boolean")
     if payload["online"] or "at" in payload:
         _require(_is_time(payload.get("at")), "at must be a UTC time")
@@ -244,16 +414,56 @@ def validate_status(payload: Mapping[str, Any]) -> Mapping[str, Any]:
         _require(_one_of(payload["health"], HEALTH_STATES), "bad health")
     if "time_synced" in payload:
         _require(isinstance(payload["time_synced"], bool), "time_synced must be a boolean")
+    if "version" in payload:
+        version = payload["version"]
+        _require(isinstance(version, str) and len(version) <= 64, "version: a short string")
+    if "outbox" in payload:
+        outbox = payload["outbox"]
+        _require(
+            isinstance(outbox, dict)
+            and len(outbox) <= 16
+            and all(isinstance(k, str) and _is_count(v) for k, v in outbox.items()),
+            "outbox: an object of counts",
+        )
     return payload
 
 
 def validate_ack(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     _common(payload, "veille.ack/1")
+    _known_fields(payload, ACK_FIELDS)
     _require(isinstance(payload.get("alert_id"), str) and payload["alert_id"] != "", "alert_id")
     _require(_one_of(payload.get("action"), ACK_ACTIONS), "action: acknowledged or resolved")
     _require(_is_time(payload.get("at")), "at must be a UTC time")
     _require(isinstance(payload.get("by", ""), str), "by must be a string")
     _require(isinstance(payload.get("note", ""), str), "note must be a string")
+    return payload
+
+
+def validate_receipt(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`veille.receipt/1`: the hub stored these alert ids durably.
+
+    `ids` is the contract; `alerts` (optional, one `{"id", "state", "severity"}` per stored
+    message) says which state of each alert was stored, so a receipt for `raised` never
+    confirms a `resolved` still on its way.
+    """
+    _common(payload, "veille.receipt/1")
+    _known_fields(payload, RECEIPT_FIELDS)
+    ids = payload.get("ids")
+    if not isinstance(ids, list) or not 0 < len(ids) <= MAX_RECEIPT_IDS:
+        raise ContractError("ids: a list of ids")
+    _require(all(isinstance(i, str) and 8 <= len(i) <= 64 for i in ids), "bad id in ids")
+    _require(_is_time(payload.get("at")), "at must be a UTC time")
+    if "alerts" in payload:
+        alerts = payload["alerts"]
+        _require(isinstance(alerts, list) and len(alerts) <= MAX_RECEIPT_IDS, "alerts: a list")
+        for entry in alerts:
+            _require(
+                isinstance(entry, dict) and set(entry) == {"id", "state", "severity"},
+                "alerts: {id, state, severity} objects",
+            )
+            _require(entry["id"] in ids, "alerts: an id not in ids")
+            _require(_one_of(entry["state"], STATES), "alerts: bad state")
+            _require(_one_of(entry["severity"], SEVERITIES), "alerts: bad severity")
     return payload
 
 
@@ -263,6 +473,7 @@ VALIDATORS: dict[str, Callable[[Mapping[str, Any]], Mapping[str, Any]]] = {
     "veille.aggregate.daily/1": validate_daily,
     "veille.status/1": validate_status,
     "veille.ack/1": validate_ack,
+    "veille.receipt/1": validate_receipt,
 }
 
 LEAVES: dict[str, str] = {
@@ -271,6 +482,7 @@ LEAVES: dict[str, str] = {
     "aggregate/daily": "veille.aggregate.daily/1",
     "status": "veille.status/1",
     "ack": "veille.ack/1",
+    "receipt": "veille.receipt/1",
 }
 
 
@@ -278,7 +490,6 @@ def validate_message(topic_name: str, raw: bytes | bytearray | str) -> tuple[str
     """Check a whole message: topic shape, payload schema for that topic, home ids agree."""
     home, leaf = parse_topic(topic_name)
     payload = decode(raw)
-    _require(len(raw) <= MAX_PAYLOAD_BYTES, "payload is too large")
     schema = LEAVES[leaf]
     _require(payload.get("schema") == schema, f"topic {leaf} carries {schema}")
     VALIDATORS[schema](payload)

@@ -1,9 +1,18 @@
-"""The reference hub receiver: shared subscription in, deduplicated store, acks out.
+"""The reference hub receiver: shared subscription in, deduplicated store, receipts and acks out.
 
 Several `veille hub` processes share the homes' traffic through the MQTT shared
 subscription `$share/hub/...`: each message goes to one of them, and the store dedupes by
 alert id whatever the broker redelivers. Statuses (retained, with the gateways' Last Will)
 are read by every receiver.
+
+Delivery is end to end: once an alert message is durably in the store, the receiver
+publishes `veille.receipt/1` on the home's `receipt` topic; the gateway sends the alert
+again until that receipt comes. The receiver keeps a persistent session (clean start off,
+`SESSION_EXPIRY_S`), so the broker queues alerts for it while it restarts.
+
+No input stops the receiver: every message is checked whole (`contract.validate_message`)
+within a per-home budget of messages and bytes (`HomeBudget`) before anything is stored; a
+bad one is logged, counted and dropped; the network thread never sees an exception.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,7 +30,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from cloud_bridge.broker import BrokerUrl, Credentials, MqttLink, parse_broker_url
-from cloud_bridge.contract import ContractError, ack_topic, encode, validate_message
+from cloud_bridge.contract import (
+    ContractError,
+    ack_topic,
+    encode,
+    parse_topic,
+    receipt_topic,
+    validate_message,
+)
 from cloud_bridge.hub_store import HubStore, open_store
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,6 +49,16 @@ SUBSCRIPTIONS = (
     ("veille/v1/+/status", 1),
 )
 ESCALATION_CHECK_S = 5.0
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker queues for a receiver away this long
+# Per-home budget at the receiver: a burst of BUDGET_BURST messages (a week's backlog after
+# an outage is ~200), then BUDGET_RATE_PER_S; bytes alike. Over budget, a message is dropped
+# before it is parsed (an alert has no receipt, so its gateway sends it again later).
+BUDGET_BURST = 2000
+BUDGET_RATE_PER_S = 20.0
+BUDGET_BURST_BYTES = 4 * 1024 * 1024
+BUDGET_BYTES_PER_S = 64 * 1024
+LOG_EVERY_S = 60.0
+LOG_BURST = 20  # log lines per home and LOG_EVERY_S about bad messages; the rest are counted
 
 
 def iso_now() -> str:
@@ -40,8 +67,38 @@ def iso_now() -> str:
     return iso_utc(time.time())
 
 
+class HomeBudget:
+    """Token buckets of messages and bytes per home (pure: time is an argument)."""
+
+    def __init__(
+        self,
+        burst: float = BUDGET_BURST,
+        rate_per_s: float = BUDGET_RATE_PER_S,
+        burst_bytes: float = BUDGET_BURST_BYTES,
+        bytes_per_s: float = BUDGET_BYTES_PER_S,
+    ) -> None:
+        self.burst, self.rate = burst, rate_per_s
+        self.burst_bytes, self.bytes_rate = burst_bytes, bytes_per_s
+        self._homes: dict[str, list[float]] = {}  # home -> [messages, bytes, last time]
+
+    def take(self, home: str, size: int, now: float) -> bool:
+        """Spend one message of `size` bytes for `home`; False if over its budget."""
+        bucket = self._homes.get(home)
+        if bucket is None:
+            bucket = self._homes[home] = [self.burst, self.burst_bytes, now]
+        elapsed = max(0.0, now - bucket[2])
+        bucket[0] = min(self.burst, bucket[0] + elapsed * self.rate)
+        bucket[1] = min(self.burst_bytes, bucket[1] + elapsed * self.bytes_rate)
+        bucket[2] = now
+        if bucket[0] < 1 or bucket[1] < size:
+            return False
+        bucket[0] -= 1
+        bucket[1] -= size
+        return True
+
+
 class HubReceiver:
-    """Receives alerts, aggregates and statuses; stores them; publishes acks."""
+    """Receives alerts, aggregates and statuses; stores them; publishes receipts and acks."""
 
     def __init__(
         self,
@@ -52,16 +109,26 @@ class HubReceiver:
         client_id: str | None = None,
         on_alert: Callable[[Mapping[str, Any], bool], None] | None = None,
         escalate_after_s: float = 600.0,
+        budget: HomeBudget | None = None,
+        session_expiry_s: int = SESSION_EXPIRY_S,
     ) -> None:
         self.store = store
         self.on_alert = on_alert
         self.escalate_after_s = escalate_after_s
+        self.budget = budget or HomeBudget()
         self.received = 0
-        self.rejected = 0
+        self.rejected = 0  # not following the contract
+        self.limited = 0  # over a home's budget
+        self.failed = 0  # valid, but the store or the receipt failed (sent again by the home)
+        self.receipts = 0
+        self._logged: dict[str, list[float]] = {}  # home -> [window start, lines]
+        self._bad_rows: set[str] = set()
         self.link = MqttLink(
             url,
-            client_id or f"veille-hub-{int(time.time() * 1000) % 10**9}",
+            client_id or default_client_id(),
             credentials=credentials,
+            clean_start=False,
+            session_expiry_s=session_expiry_s,
             on_connect=self._connected,
             on_message=self._message,
             name="hub",
@@ -76,6 +143,41 @@ class HubReceiver:
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
         return self.link.connected.wait(timeout_s)
 
+    def health(self) -> dict[str, Any]:
+        """`ok` only while the link is up and its network thread runs; the counters."""
+        thread = self.link.thread
+        running = bool(thread is not None and thread.is_alive())
+        connected = self.link.connected.is_set()
+        return {
+            "ok": running and connected,
+            "connected": connected,
+            "thread": running,
+            "received": self.received,
+            "rejected": self.rejected,
+            "limited": self.limited,
+            "failed": self.failed,
+            "receipts": self.receipts,
+        }
+
+    def _log_once(self, home: str, kind: str, text: str, *args: Any) -> None:
+        """One warning per bad message, up to LOG_BURST per home a minute (then one line
+        saying the rest are only counted), so a flood cannot fill the log."""
+        now = time.monotonic()
+        window = self._logged.setdefault(home, [now, 0])
+        if now - window[0] >= LOG_EVERY_S:
+            window[0], window[1] = now, 0
+        window[1] += 1
+        if window[1] <= LOG_BURST:
+            _LOGGER.warning(text, *args)
+        elif window[1] == LOG_BURST + 1:
+            _LOGGER.warning(
+                "hub: more than %d bad messages from %s within %.0f s (%s): counted, not logged",
+                LOG_BURST,
+                home,
+                LOG_EVERY_S,
+                kind,
+            )
+
     def _connected(self) -> None:
         subs = list(SUBSCRIPTIONS)
         if self.link.url.version != 5:
@@ -84,23 +186,72 @@ class HubReceiver:
         self.link.client.subscribe(subs)
 
     def _message(self, msg: mqtt.MQTTMessage) -> None:
-        """Runs on the network thread; the store write happens before paho's PUBACK."""
+        """Runs on the network thread; never raises (an exception would stop the thread).
+
+        The store write happens before paho's PUBACK, and the receipt after the write.
+        """
         try:
-            leaf, payload = validate_message(msg.topic, msg.payload)
+            self._handle(msg.topic, bytes(msg.payload), bool(msg.retain))
+        except Exception as exc:  # the receiver must outlive any message
+            self.failed += 1
+            self._log_once("?", "error", "hub: message on %r not handled: %r", msg.topic, exc)
+
+    def _handle(self, topic_name: str, raw: bytes, retained: bool) -> None:
+        try:
+            home, leaf = parse_topic(topic_name)
         except ContractError as exc:
             self.rejected += 1
-            _LOGGER.warning("hub: rejected message on %s: %s", msg.topic, exc)
+            self._log_once("?", "topic", "hub: rejected message on %r: %s", topic_name, exc)
             return
-        self.received += 1
+        if not self.budget.take(home, len(raw), time.monotonic()):
+            self.limited += 1
+            self._log_once(home, "budget", "hub: home %s is over its message budget", home)
+            return
+        if retained and leaf != "status":
+            # only status is retained by the contract; a retained alert would replay forever
+            self.rejected += 1
+            self._log_once(home, "retain", "hub: retained message on %s dropped", topic_name)
+            return
+        try:
+            leaf, payload = validate_message(topic_name, raw)
+        except ContractError as exc:
+            self.rejected += 1
+            self._log_once(home, "contract", "hub: rejected message on %s: %s", topic_name, exc)
+            return
         now = time.time()
         if leaf == "alert":
-            new = self.store.record_alert(payload, now)
+            try:
+                new = self.store.record_alert(payload, now)
+            except Exception as exc:  # no receipt: the gateway sends it again
+                self.failed += 1
+                self._log_once(home, "store", "hub: alert of %s not stored: %r", home, exc)
+                return
+            self.received += 1
+            self._send_receipt(payload)
             if self.on_alert is not None:
                 self.on_alert(payload, new)
-        elif leaf.startswith("aggregate/"):
+            return
+        self.received += 1
+        if leaf.startswith("aggregate/"):
             self.store.record_aggregate(payload)
         elif leaf == "status":
             self.store.record_status(payload, now)
+
+    def _send_receipt(self, alert: Mapping[str, Any]) -> None:
+        """`veille.receipt/1` for one stored alert message (QoS 1, to its home only)."""
+        receipt = {
+            "schema": "veille.receipt/1",
+            "home_id": alert["home_id"],
+            "ids": [alert["id"]],
+            "at": iso_now(),
+            "alerts": [{"id": alert["id"], "state": alert["state"], "severity": alert["severity"]}],
+        }
+        info = self.link.client.publish(receipt_topic(alert["home_id"]), encode(receipt), qos=1)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self.receipts += 1
+        else:
+            self.failed += 1
+            self._log_once(alert["home_id"], "receipt", "hub: receipt not sent (rc=%s)", info.rc)
 
     def send_ack(self, alert_id: str, action: str, by: str = "", note: str = "") -> bool:
         """Publish `veille.ack/1` to the alert's home; False if the alert is unknown."""
@@ -128,7 +279,19 @@ class HubReceiver:
         for alert in self.store.alerts(open_only=True):
             if alert["state"] != "raised" or alert["escalated"]:
                 continue
-            if now - parse_iso_utc(alert["raised_at"]) >= self.escalate_after_s:
+            try:
+                raised = parse_iso_utc(str(alert["raised_at"]))
+            except (ValueError, OverflowError):
+                # a row stored before the contract checked dates: never a reason to stop
+                if alert["id"] not in self._bad_rows:
+                    self._bad_rows.add(alert["id"])
+                    _LOGGER.error(
+                        "hub: stored alert %s has an unreadable raised_at %r; not escalated",
+                        alert["id"],
+                        alert["raised_at"],
+                    )
+                continue
+            if now - raised >= self.escalate_after_s:
                 self.store.mark(alert["id"], escalated=1)
                 _LOGGER.warning(
                     "hub: alert %s (%s, %s) not acknowledged in %.0f s: escalated",
@@ -139,6 +302,14 @@ class HubReceiver:
                 )
                 due.append(alert)
         return due
+
+
+def default_client_id() -> str:
+    """`veille-hub-<host>`: stable across restarts, so the broker keeps the session.
+
+    Two receivers on one machine need their own `--client-id` (over TLS the broker uses the
+    certificate's name instead: `use_username_as_clientid`)."""
+    return f"veille-hub-{socket.gethostname()}"[:64]
 
 
 def _print_alert(payload: Mapping[str, Any], new: bool) -> None:
@@ -167,7 +338,12 @@ def main(args: Any) -> int:
         password_file=args.password_file,
     )
     hub = HubReceiver(
-        url, store, credentials=creds, on_alert=_print_alert, escalate_after_s=args.escalate_after
+        url,
+        store,
+        credentials=creds,
+        client_id=args.client_id,
+        on_alert=_print_alert,
+        escalate_after_s=args.escalate_after,
     )
     return asyncio.run(_serve(hub, args.http, args.staff_password_file, args.store))
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from cloud_bridge.contract import loads_stored, sanitized
+
 STATE_ORDER = {"raised": 0, "acknowledged": 1, "cancelled": 2, "resolved": 2}
 SEVERITY_ORDER = {"info": 0, "warning": 1, "high": 2, "critical": 3}
 
@@ -102,6 +104,10 @@ class HubStore(Protocol):
     def statuses(self) -> list[dict[str, Any]]: ...
 
     def state_count(self) -> int: ...
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every alert state stored: {"id", "state", "severity", "at", "received_at"}."""
+        ...
 
     def close(self) -> None: ...
 
@@ -216,16 +222,29 @@ class SqliteHubStore:
                 " ORDER BY period_start DESC LIMIT ?",
                 (home_id, schema, limit),
             ).fetchall()
-        return [json.loads(r["body"]) for r in reversed(rows)]
+        bodies = (loads_stored(r["body"]) for r in reversed(rows))
+        return [b for b in bodies if isinstance(b, dict)]
 
     def statuses(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM statuses ORDER BY home_id").fetchall()
-        return [{**json.loads(r["body"]), "received_at": r["received_at"]} for r in rows]
+        out = []
+        for r in rows:
+            body = loads_stored(r["body"])
+            if isinstance(body, dict):
+                out.append({**body, "home_id": r["home_id"], "received_at": r["received_at"]})
+        return out
 
     def state_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM alert_states").fetchone()[0])
+
+    def states(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, state, severity, at, received_at FROM alert_states"
+            ).fetchall()
+        return [{k: sanitized(v) for k, v in dict(r).items()} for r in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -256,8 +275,11 @@ def _alert_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(row)
-    out["evidence"] = json.loads(out["evidence"])
+    """A stored alert as a dict; whatever a row holds (written before the contract checked
+    everything), it reads back as values every page can show."""
+    out = {k: sanitized(v) for k, v in dict(row).items() if k != "evidence"}
+    evidence = loads_stored(row["evidence"]) if isinstance(row["evidence"], str) else None
+    out["evidence"] = evidence if isinstance(evidence, dict) else {}
     out["escalated"] = bool(out["escalated"])
     return out
 

@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from cloud_bridge.contract import sanitized
 from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER, alerts_query
 
 _LOGGER = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ class PostgresHubStore:
                 (home_id, schema, limit),
             ).fetchall()
         )
-        return [dict(r["body"]) for r in reversed(rows)]
+        return [sanitized(dict(r["body"])) for r in reversed(rows)]
 
     def statuses(self) -> list[dict[str, Any]]:
         rows = self._run(
@@ -275,13 +276,21 @@ class PostgresHubStore:
                 "SELECT body, received_at FROM statuses ORDER BY home_id"
             ).fetchall()
         )
-        return [{**r["body"], "received_at": r["received_at"]} for r in rows]
+        return [{**sanitized(dict(r["body"])), "received_at": r["received_at"]} for r in rows]
 
     def state_count(self) -> int:
         row = self._run(
             lambda conn: conn.execute("SELECT COUNT(*) AS n FROM alert_states").fetchone()
         )
         return int(row["n"]) if row else 0
+
+    def states(self) -> list[dict[str, Any]]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT id, state, severity, at, received_at FROM alert_states"
+            ).fetchall()
+        )
+        return [dict(r) for r in rows]
 
     def close(self) -> None:
         """Close every thread's connection; the store cannot be used afterwards."""
@@ -296,6 +305,8 @@ class PostgresHubStore:
 
 
 def _alert_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(row)
+    out = {k: sanitized(v) for k, v in row.items()}
+    if not isinstance(out.get("evidence"), dict):
+        out["evidence"] = {}
     out["escalated"] = bool(out["escalated"])
     return out

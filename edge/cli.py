@@ -24,6 +24,7 @@ HANDLERS = {
     "provision": "edge.provision:main",
     "hub": "cloud_bridge.hub:main",
     "log": "edge.outbox:log_main",
+    "hub-log": "cloud_bridge.hub_log:main",
     "eval-fall": "edge.eval_fall:main",
     "eval-inactivity": "edge.eval_inactivity:main",
     "pki": "cloud_bridge.pki:main",
@@ -69,8 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--key-file", type=Path)
     hub.add_argument("--username")
     hub.add_argument("--password-file", type=Path)
+    hub.add_argument(
+        "--client-id", help="MQTT client id, stable across restarts (default: veille-hub-<host>)"
+    )
     hub.add_argument("--escalate-after", type=float, default=600.0, help="seconds")
     hub.add_argument("--staff-password-file", type=Path)
+
+    hub_log = sub.add_parser("hub-log", help="what the hub holds, one record per alert")
+    hub_log.add_argument("--store", required=True, help="sqlite:///path or postgresql://...")
+    hub_log.add_argument("--since", help="only alerts raised at or after this UTC time")
+    fmt = hub_log.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--json", action="store_true", help="one JSON line per alert")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header line")
 
     log = sub.add_parser("log", help="the alarm log")
     log.add_argument("--storage", type=Path, required=True)

@@ -84,6 +84,7 @@ class HomeCore:
             model_doc = docs.get("routine")
             self._make_routine(RoutineModel.from_dict(dict(model_doc)) if model_doc else None)
         self._wearables: dict[str, Any] = {}
+        self._wearer_docs: dict[str, Any] = dict(docs.get("wearers") or {})
         self._streams: dict[str, Any] = {}
         self._last_heartbeat: dict[str, float] = {}
         self._make_wearables()
@@ -100,7 +101,7 @@ class HomeCore:
         if not wearables or self.fall_model is None:
             return
         from edge.decode.wearable import WearableStream
-        from edge.detect.fall import FallDetector
+        from edge.detect.fall import FallDetector, upright_from_doc
 
         for dev in wearables:
             if dev.id in self._wearables:
@@ -111,8 +112,13 @@ class HomeCore:
                 device_id=dev.id,
                 room=dev.room,
                 offline_after_s=None,  # the rule detector watches every device's silence
+                upright=upright_from_doc(self._wearer_docs.get(dev.id)),  # learned before
             )
             self._streams[dev.id] = WearableStream(dev.id, room=dev.room)
+
+    def wearable_detector(self, device_id: str) -> Any:
+        """The running fall detector of a wearable, or None (the installer's wearer check)."""
+        return self._wearables.get(device_id)
 
     def apply_profile(self, profile: HomeProfile) -> None:
         """An installer changed the home: every part sees it, learned state is kept."""
@@ -257,4 +263,7 @@ class HomeCore:
         }
         if self.routine is not None:
             out["routine"] = self.routine.model.to_dict()
+        wearers = {d: doc for d, det in self._wearables.items() if (doc := det.wearer_doc())}
+        if wearers:
+            out["wearers"] = {**self._wearer_docs, **wearers}
         return out

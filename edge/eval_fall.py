@@ -3,7 +3,11 @@
 Each trial is streamed as the live gateway sees a wearable: frames of `FRAME_SAMPLES` samples
 into `FallDetector.feed_frame`, event time from 0 at the trial's first sample, a fresh
 detector per trial, the confirmation window not applied (`confirm_s=0`). Only `acc_mg`,
-`offsets` and `fs_hz` are read; labels are not.
+`offsets` and `fs_hz` are read; labels are not. A fresh detector knows no wearer: until it
+sees walking it reads posture against the device's nominal axis.
+
+`stream_over_link` feeds a recording through a simulated BLE `Link` (losses, outages, late
+and duplicated notifications) and the real stream decoder, for the model card's figures.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import logging
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge.decode.wearable import WearableStream, encode_accel
 from edge.detect.fall import FallDetector
 from edge.errors import VeilleError
 from edge.events import AccelFrame, Finding
@@ -26,6 +32,82 @@ _LOGGER = logging.getLogger(__name__)
 
 FRAME_SAMPLES = 25  # what the wearable sends per notification (0.5 s at 50 Hz)
 FS_HZ = 50
+LINK_FRAME_SAMPLES = 8  # what the firmware sends per notification over a real link
+_REORDER_S = 0.001  # a late or repeated notification arrives this long after the next one
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a BLE link does to the wearable's notifications (for the robustness figures)."""
+
+    name: str
+    loss: float = 0.0  # each notification lost with this probability
+    outage_every_s: float = 0.0  # mean time between outages (0: none), exponential
+    outage_s: tuple[float, float] = (1.0, 2.0)  # each outage lasts uniformly this long
+    late: float = 0.0  # share of notifications delivered after the next one
+    duplicate: float = 0.0  # share of notifications delivered twice
+
+
+LINKS: tuple[Link, ...] = (
+    Link("frames lost at random, 5 %", loss=0.05),
+    Link("frames lost at random, 10 %", loss=0.10),
+    Link("outages of 1-2 s, one per 15 s on average", outage_every_s=15.0),
+    Link("5 % of frames late, 5 % duplicated", late=0.05, duplicate=0.05),
+)
+
+
+def link_notifications(
+    samples_mg: np.ndarray,
+    link: Link,
+    rng: np.random.Generator,
+    t0: float = 0.0,
+    per_frame: int = LINK_FRAME_SAMPLES,
+) -> list[tuple[bytes, float]]:
+    """The firmware's accel frames of a recording as they arrive over `link`: (bytes, time)
+    in arrival order."""
+    n = samples_mg.shape[0]
+    starts = np.arange(0, n, per_frame)
+    ends = np.minimum(starts + per_frame, n)
+    arrive = t0 + (ends - 1) / FS_HZ
+    keep = rng.random(starts.size) >= link.loss
+    if link.outage_every_s > 0.0:
+        t, t_end = t0, t0 + n / FS_HZ
+        while True:
+            t += rng.exponential(link.outage_every_s)
+            if t >= t_end:
+                break
+            length = rng.uniform(*link.outage_s)
+            keep &= ~((arrive >= t) & (arrive < t + length))
+            t += length
+    out: list[tuple[bytes, float]] = []
+    for k in np.flatnonzero(keep):
+        data = encode_accel(int(starts[k]), samples_mg[starts[k] : ends[k]])
+        at = float(arrive[k])
+        if link.late and rng.random() < link.late and k + 1 < starts.size:
+            at = float(arrive[k + 1]) + _REORDER_S
+        out.append((data, at))
+        if link.duplicate and rng.random() < link.duplicate:
+            out.append((data, at + _REORDER_S))
+    out.sort(key=lambda note: note[1])
+    return out
+
+
+def stream_over_link(
+    detector: FallDetector,
+    samples_mg: np.ndarray,
+    link: Link,
+    rng: np.random.Generator,
+    t0: float = 0.0,
+) -> list[Finding]:
+    """Feed one recording through `link` and the real stream decoder
+    (`edge.decode.wearable.WearableStream`: gaps, duplicates, late frames) to the detector."""
+    stream = WearableStream(detector.device_id)
+    found: list[Finding] = []
+    for data, at in link_notifications(samples_mg, link, rng, t0):
+        frame = stream.feed(data, at)
+        if isinstance(frame, AccelFrame):
+            found.extend(detector.feed_frame(frame))
+    return found
 
 
 def stream_trial(

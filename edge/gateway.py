@@ -89,7 +89,7 @@ class Gateway:
         self.outbox = Outbox(settings.storage / "outbox.db", home_id=profile.id)
         docs = {
             name: doc
-            for name in ("alert_book", "rules", "routine")
+            for name in ("alert_book", "rules", "routine", "wearers")
             if (doc := self.registry.get_doc(name)) is not None
         }
         if (book := self.outbox.get_doc("alert_book")) is not None:
@@ -222,6 +222,7 @@ class Gateway:
         while True:
             self.state.hub_connected = self.uplink.connected
             self.state.hub_refused = len(self.uplink.refused)
+            self.state.outbox = self.outbox.counts()  # alert rows also go on receipts
             self._check_time_sync()
             systemd.watchdog_ping()
             await asyncio.sleep(min(interval, 5.0))

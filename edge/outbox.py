@@ -1,17 +1,22 @@
 """The durable outbox towards the hub, and the alarm log written in the same transactions.
 
 Every alert state and aggregate is committed to SQLite (WAL, `synchronous=FULL`) before the
-uplink may send it, and deleted only when the hub broker's PUBACK came back (`ack`). Alerts
-drain before aggregates. Past the byte budget the oldest aggregates are dropped, never an
-alert; a full disk is handled the same way. The alarm log (one row per alert id and one per
-state change, with when the hub broker acknowledged it) is append-only: triggers in the
+uplink may send it. An aggregate is deleted when the hub broker's PUBACK came back (`ack`);
+an alert state when the hub's receipt says it is in the hub's store (`confirm`), which also
+sets its `delivered_at` in the alarm log. Alerts drain before aggregates. Past the byte
+budget the oldest aggregates are dropped, never an alert; a full disk is handled the same
+way. The alarm log (one row per alert id and one per state change, with when the hub's
+receipt came) is append-only: triggers in the
 schema refuse deletes and rewrites. State documents that must agree with the queued alerts
 (the alert book's open alerts) are saved in the same transactions (`put(docs=...)`).
 
 The schema lives in `edge/schema/outbox_vN.sql`, versioned with `PRAGMA user_version`; each
 migration runs in one transaction. The file is checked with `PRAGMA quick_check` when opened;
 a damaged file is moved aside, what can be read is salvaged (alerts first) into a new file,
-and one ERROR line says so. The gateway never crash-loops on a bad outbox file.
+and one ERROR line says so. Every alarm-log change is also appended to a journal beside the
+file (`edge.alarm_journal`), so even a file of which nothing reads back loses no entry of it:
+the log is rebuilt from the journal, and the alerts without a receipt are queued again.
+The gateway never crash-loops on a bad outbox file.
 
 Threads: one `Outbox` may be used from any thread (`check_same_thread=False`, e.g. through
 `asyncio.to_thread`), one call at a time; an internal lock serialises overlapping calls.
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge import contract
+from edge.alarm_journal import AlarmJournal, delivered_line, log_line, state_line
 from edge.const import (
     OUTBOX_BUSY_TIMEOUT_S,
     OUTBOX_DISK_FULL_FREE_BYTES,
@@ -118,13 +124,18 @@ class Outbox:
         self._unsaved_drops = 0  # aggregates refused on a full disk, not yet in meta
         self._n = [0, 0]  # rows queued per priority
         self._bytes = 0
+        self._journal = AlarmJournal(Path(f"{self.path}.alarm-log"))
         try:
             ensure_private_dir(self.path.parent)
             try:
                 self._db = self._open()
             except _Damaged as exc:
                 self._db = self._recover(str(exc))
+            with self._lock:
+                self._journal.sync(self._db)
         except OSError as exc:
+            raise StorageError(f"outbox {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
             raise StorageError(f"outbox {self.path}: {exc}") from exc
         self._load_counters()
         self._reserve = Path(f"{self.path}.reserve")
@@ -219,7 +230,7 @@ class Outbox:
             src = Path(f"{self.path}{suffix}")
             if src.exists():
                 os.replace(src, Path(f"{aside}{suffix}"))
-        found = salvage(aside, self.home_id)
+        found = salvage(aside, self.home_id, self._journal.read())
         db = self._open()  # a new, empty file; a failure here is a StorageError
         try:
             restore(db, found)
@@ -318,11 +329,12 @@ class Outbox:
         seqs: list[int] = []
         added = [0, 0]
         added_bytes = 0
+        journal: list[dict[str, Any]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT OR REPLACE INTO docs (name, body) VALUES (?, ?)", doc_rows)
             for topic, payload, alert in alert_rows:
-                db.execute(
+                head = db.execute(
                     "INSERT OR IGNORE INTO alarm_log "
                     "(alert_id, type, severity, raised_at, room, device_id) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -335,10 +347,13 @@ class Outbox:
                         alert.device_id,
                     ),
                 )
+                if head.rowcount == 1:
+                    journal.append(log_line(alert))
                 state_id = db.execute(
                     "INSERT INTO alarm_state (alert_id, state, at) VALUES (?, ?, ?)",
                     (alert.id, str(alert.state), alert.at),
                 ).lastrowid
+                journal.append(state_line(int(state_id or 0), alert.id, str(alert.state), alert.at))
                 size = _row_size(topic, payload)
                 cur = db.execute(
                     "INSERT INTO outbox (priority, topic, payload, size, state_id) "
@@ -364,6 +379,7 @@ class Outbox:
         except BaseException:
             self._rollback()
             raise
+        self._journal.append(journal)
         self._unsaved_drops = 0
         self._n[ALERT] += added[ALERT]
         self._n[AGGREGATE] += added[AGGREGATE] - dropped
@@ -450,6 +466,40 @@ class Outbox:
         ]
         return items[:limit]
 
+    def confirm(
+        self, entries: Iterable[tuple[str, str | None, str | None]], at: float
+    ) -> list[int]:
+        """A hub receipt at `at`: the hub stored these (alert id, state, severity) messages.
+
+        Deletes the matching alert rows and sets their `delivered_at` in the alarm log (the
+        delivery of an alert is its receipt, not a PUBACK); returns their seqs. A state or
+        severity of None matches any (a receipt that lists only ids).
+        """
+        seqs: list[int] = []
+        with self._lock:
+            try:
+                for alert_id, state, severity in entries:
+                    rows = self._db.execute(
+                        "SELECT seq, payload FROM outbox WHERE state_id IN"
+                        " (SELECT id FROM alarm_state WHERE alert_id = ?)",
+                        (alert_id,),
+                    ).fetchall()
+                    for seq, payload in rows:
+                        try:
+                            wire = json.loads(payload)
+                        except ValueError:
+                            wire = {}
+                        if state is not None and wire.get("state") != state:
+                            continue
+                        if severity is not None and wire.get("severity") != severity:
+                            continue
+                        seqs.append(int(seq))
+            except sqlite3.Error as exc:
+                raise StorageError(f"outbox {self.path}: receipt failed: {exc}") from exc
+            if seqs:
+                self.ack_many(seqs, at)
+        return seqs
+
     def ack(self, seq: int, at: float) -> None:
         """The hub broker acknowledged `seq` at `at`: delete it; log delivery of an alert."""
         self.ack_many((seq,), at)
@@ -460,6 +510,7 @@ class Outbox:
         with self._lock:
             removed = [0, 0]
             removed_bytes = 0
+            delivered: list[int] = []
             try:
                 db.execute("BEGIN IMMEDIATE")
                 for seq in seqs:
@@ -471,11 +522,13 @@ class Outbox:
                         continue
                     priority, size, state_id = row
                     if state_id is not None:
-                        db.execute(
+                        marked = db.execute(
                             "UPDATE alarm_state SET delivered_at = ? "
                             "WHERE id = ? AND delivered_at IS NULL",
                             (at, state_id),
                         )
+                        if marked.rowcount == 1:
+                            delivered.append(int(state_id))
                         db.execute(
                             "UPDATE alarm_log SET delivered_at = ? WHERE delivered_at IS NULL "
                             "AND alert_id = (SELECT alert_id FROM alarm_state WHERE id = ?)",
@@ -488,6 +541,8 @@ class Outbox:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StorageError(f"outbox {self.path}: ack failed: {exc}") from exc
+            if delivered:
+                self._journal.append([delivered_line(delivered, at)])
             self._n[ALERT] -= removed[ALERT]
             self._n[AGGREGATE] -= removed[AGGREGATE]
             self._bytes -= removed_bytes

@@ -50,11 +50,54 @@ def _read_rows(db: sqlite3.Connection, queries: Sequence[str], into: dict[Any, A
             _LOGGER.debug("salvage: %s stopped: %s", sql, exc)
 
 
-def salvage(aside: Path, home_id: str | None = None) -> Salvage:
+def merge_journal(
+    found: Salvage,
+    heads: dict[str, list[Any]],
+    states: dict[int, list[Any]],
+    delivered: dict[int, float],
+) -> int:
+    """Fill in from the alarm journal (edge.alarm_journal) what the salvage could not read;
+    returns how many alarm-log entries came from it."""
+    for state_id, (_i, alert_id, state, at) in states.items():
+        if state_id not in found.states:
+            found.states[state_id] = (state_id, alert_id, state, at, delivered.get(state_id))
+        elif found.states[state_id][4] is None and state_id in delivered:
+            found.states[state_id] = (*found.states[state_id][:4], delivered[state_id])
+    first_delivery: dict[str, float] = {}
+    for _i, alert_id, _state, _at, when in found.states.values():
+        if when is not None:
+            first_delivery[alert_id] = min(float(when), first_delivery.get(alert_id, float(when)))
+    added = 0
+    for alert_id, (_a, kind, severity, raised_at, room, device_id) in heads.items():
+        if alert_id in found.log:
+            row = found.log[alert_id]
+            if row[7] is None and alert_id in first_delivery:
+                found.log[alert_id] = (*row[:7], first_delivery[alert_id])
+            continue
+        rowid = max((r[1] for r in found.log.values()), default=0) + 1
+        found.log[alert_id] = (
+            alert_id,
+            rowid,
+            kind,
+            severity,
+            raised_at,
+            room,
+            device_id,
+            first_delivery.get(alert_id),
+        )
+        added += 1
+    return added
+
+
+def salvage(
+    aside: Path, home_id: str | None = None, journal: tuple[Any, Any, Any] | None = None
+) -> Salvage:
     """Read what can be read from a damaged file: alerts first, then the alarm log and the
     aggregates, each table walked forwards and backwards to get round a bad page. With
     `home_id`, an alert state the alarm log holds as not yet delivered whose queued message
-    was lost is queued again, rebuilt from the log (evidence says so). Never raises."""
+    was lost is queued again, rebuilt from the log (evidence says so). `journal`: what
+    `AlarmJournal.read` returned, merged in first so no alarm-log entry is lost. Never
+    raises."""
     found = Salvage()
     try:
         db = sqlite3.connect(aside, isolation_level=None)
@@ -98,6 +141,8 @@ def salvage(aside: Path, home_id: str | None = None) -> Salvage:
     finally:
         db.close()
     _check_salvage(found)
+    if journal is not None:
+        merge_journal(found, *journal)
     if home_id is not None:
         _requeue_lost_alerts(found, home_id)
     return found

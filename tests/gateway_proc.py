@@ -222,3 +222,136 @@ class PersistentHubCollector:
             if topic.endswith("/alert"):
                 ids.append(json.loads(payload)["id"])
         return ids
+
+
+STAFF_PASSWORD = "soins-de-nuit-2024"
+
+
+@dataclass
+class HubProc:
+    """The real `veille hub` receiver and care console as a subprocess, on a store spec."""
+
+    workdir: Path
+    broker_url: str
+    store: str
+    client_id: str = "veille-hub-test"
+    http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, wait_ready: bool = True) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        staff = self.workdir / "staff.txt"
+        staff.write_text(f"alice:{STAFF_PASSWORD}\n")
+        self.starts += 1
+        log = open(self.workdir / f"hub-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                VEILLE,
+                "-v",
+                "hub",
+                "--broker",
+                self.broker_url,
+                "--store",
+                self.store,
+                "--client-id",
+                self.client_id,
+                "--http",
+                f"127.0.0.1:{self.http_port}",
+                "--staff-password-file",
+                str(staff),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        if wait_ready:
+            self.wait_ready()
+
+    def health(self) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:  # noqa: S310
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def wait_ready(self, timeout: float = 60.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"veille hub exited with {self.proc.returncode}: {self.log()}")
+            with contextlib.suppress(OSError, ValueError):
+                code, body = self.health()
+                if code == 200:
+                    return body
+            time.sleep(0.1)
+        raise TimeoutError(f"veille hub not ready in {timeout} s: {self.log()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -9
+
+    def log(self) -> str:
+        return (self.workdir / f"hub-{self.starts}.log").read_text(errors="replace")[-4000:]
+
+    def hub_log(self) -> list[dict[str, object]]:
+        """`veille hub-log --store SPEC --json`, as an operator runs it."""
+        return hub_log(self.store)
+
+
+def hub_log(store: str, *extra: str) -> list[dict[str, object]]:
+    out = subprocess.run(
+        [VEILLE, "hub-log", "--store", store, "--json", *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def alarm_log(storage: Path) -> list[dict[str, object]]:
+    """`veille log --storage DIR --json`, run as the installer would."""
+    proc = subprocess.run(
+        [VEILLE, "log", "--storage", str(storage), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def logs_agree(
+    storage: Path, store: str, home_id: str
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The gateway's alarm log (`veille log`) and what the hub holds for that home
+    (`veille hub-log`) are equal both ways: the same ids, types and raise times; and every
+    entry of the log is delivered (its receipt came)."""
+    log = alarm_log(storage)
+    mine = [r for r in hub_log(store) if r["home_id"] == home_id]
+    home_ids = {str(e["id"]) for e in log}
+    assert len(home_ids) == len(log), "an alert id appears twice in the alarm log"
+    undelivered = [e["id"] for e in log if e["delivered_at"] is None]
+    assert undelivered == [], f"alarm log: {len(undelivered)} alerts without a receipt"
+    at_home = {(e["id"], e["type"], e["raised_at"]) for e in log}
+    at_hub = {(r["id"], r["type"], r["raised_at"]) for r in mine}
+    assert at_home - at_hub == set(), f"in the alarm log, not at the hub: {at_home - at_hub}"
+    assert at_hub - at_home == set(), f"at the hub, not in the alarm log: {at_hub - at_home}"
+    return log, mine

@@ -35,7 +35,15 @@ from edge.core import Outputs
 from edge.demo import SpeedClock
 from edge.events import parse_iso_utc
 from edge.gateway import Gateway, GatewaySettings
-from tests.gateway_proc import VEILLE, GatewayProc, PersistentHubCollector, sos_press
+from tests.gateway_proc import (
+    VEILLE,
+    GatewayProc,
+    HubProc,
+    PersistentHubCollector,
+    hub_log,
+    logs_agree,
+    sos_press,
+)
 from tests.support import Collector, Mosquitto, publish
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -153,6 +161,22 @@ def check_log_against_hub(storage: Path, hub_ids: set[str]) -> list[dict[str, An
     return log
 
 
+def real_hub(tmp_path: Path, broker: Mosquitto, name: str) -> HubProc:
+    """The real `veille hub` receiver (not started) on its own SQLite store."""
+    store = f"sqlite:///{tmp_path / f'hub-{name}.db'}"
+    return HubProc(tmp_path / f"receiver-{name}", broker.url, store, client_id=f"chaos-{name}")
+
+
+def wait_receipts(storage: Path, want: int, timeout_s: float = 120.0) -> None:
+    """The alarm log holds `want` alerts or more, each delivered (its receipt came)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        log = alarm_log(storage)
+        if len(log) >= want and all(e["delivered_at"] is not None for e in log):
+            return
+        time.sleep(0.5)
+
+
 def duplicates(alerts: Iterable[dict[str, Any]]) -> int:
     """Alert messages received more than once (same id and state), before dedupe."""
     seen = Counter((a["id"], a["state"]) for a in alerts)
@@ -184,6 +208,9 @@ def test_long_hub_outage_everything_delivered_alerts_first(
     collector = PersistentHubCollector(hub.port, "chaos-hub-outage")
     collector.connect()  # a persistent session that keeps everything while the test is away
     collector.close()
+    receiver = real_hub(tmp_path, hub, "outage")
+    receiver.start()  # the real receiver's persistent session, kept through the outage
+    assert receiver.stop() == 0
     gw = GatewayProc(tmp_path, "h-chaos-1", local_broker.port, hub.port)
     gw.provision(n_sos=n_sos)
     clock = SpeedClock(time.time(), speed)
@@ -204,15 +231,18 @@ def test_long_hub_outage_everything_delivered_alerts_first(
         raised = run.raised_ids()
         n_aggregates = len(run.aggregates())
         hub.start()
-        run.wait_drained(60)
+        receiver.start()
+        run.wait_drained(120)  # aggregates on their PUBACK, alerts on their receipts
         collector.connect()
         got = drain_queue(collector.messages, 1.0)
     finally:
         collector.close()
         run.stop()
+        receiver.stop()
         hub.stop()
     order = [(t, json.loads(p)) for t, p in got if not t.endswith("/status")]
     alerts = [(i, body) for i, (t, body) in enumerate(order) if t.endswith("/alert")]
+    firsts = {a["id"]: i for i, a in reversed(alerts)}  # first arrival of each (resends after)
     aggs = [i for i, (t, _b) in enumerate(order) if "/aggregate/" in t]
     hub_ids = {a["id"] for _i, a in alerts}
     dup = duplicates(a for _i, a in alerts)
@@ -232,8 +262,10 @@ def test_long_hub_outage_everything_delivered_alerts_first(
     assert queued["alerts"] >= n_sos
     assert set(raised) == hub_ids, f"lost: {set(raised) - hub_ids}"
     assert len(aggs) == n_aggregates
-    assert max(i for i, _a in alerts) < min(aggs), "an aggregate overtook a queued alert"
+    assert max(firsts.values()) < min(aggs), "an aggregate overtook a queued alert"
     check_log_against_hub(gw.storage, hub_ids)
+    _log, stored = logs_agree(gw.storage, receiver.store, gw.home_id)
+    assert {r["id"] for r in stored} == hub_ids
 
 
 # --- 2. twenty SIGKILLs during a busy run ----------------------------------------------------
@@ -360,6 +392,8 @@ def test_local_broker_restart_zigbee_events_still_arrive(
     gw = GatewayProc(tmp_path, "h-chaos-3", local.port, hub_broker.port)
     gw.provision(n_sos=3 * per_phase)
     hub = Collector(hub_broker.port, "veille/v1/h-chaos-3/alert")
+    receiver = real_hub(tmp_path, hub_broker, "local-restart")
+    receiver.start()
     gw.start()
     z2m = zigbee2mqtt_client(local.port)
     try:
@@ -374,14 +408,19 @@ def test_local_broker_restart_zigbee_events_still_arrive(
         for i in range(2 * per_phase, 3 * per_phase):  # as soon as it is back
             z2m_press(z2m, i)
         got = collect_alerts(hub, 3 * per_phase, 30)
+        wait_receipts(gw.storage, 3 * per_phase)
         code, body = gw.health()
     finally:
         z2m.disconnect()
         z2m.loop_stop()
         assert gw.stop() == 0
         hub.close()
+        receiver.stop()
         local.stop()
-    devices = Counter(a["device_id"] for a in got if a["type"] == "sos" and a["state"] == "raised")
+    store = SqliteHubStore(tmp_path / "hub-local-restart.db")
+    stored = store.alerts(home_id=gw.home_id)
+    store.close()
+    devices = Counter(a["device_id"] for a in stored if a["type"] == "sos")
     lost = [f"sos-{i}" for i in range(3 * per_phase) if devices[f"sos-{i}"] == 0]
     report(
         "local-restart",
@@ -397,7 +436,8 @@ def test_local_broker_restart_zigbee_events_still_arrive(
     assert code == 200
     assert body["local_broker"] is True
     assert "Traceback" not in gw.log()
-    check_log_against_hub(gw.storage, {a["id"] for a in got})
+    check_log_against_hub(gw.storage, {a["id"] for a in stored})
+    logs_agree(gw.storage, receiver.store, gw.home_id)
 
 
 # --- 5. damaged storage files ----------------------------------------------------------------
@@ -437,6 +477,8 @@ def test_damaged_outbox_and_registry_are_rebuilt_never_a_crash_loop(
     starts = []
     hub.start()
     hub_seen = Collector(hub.port, "veille/v1/+/alert")
+    receiver = real_hub(tmp_path, hub, f"damaged-{how}")
+    receiver.start()
     try:
         for n in range(3):
             gw.start()
@@ -444,9 +486,13 @@ def test_damaged_outbox_and_registry_are_rebuilt_never_a_crash_loop(
             time.sleep(0.5)
             assert gw.stop() == 0
             starts.append(gw.log())
+        gw.start()  # a last run, for the receipts of what the short ones sent
+        wait_receipts(gw.storage, n_before + 3)
+        assert gw.stop() == 0
         got = [json.loads(p) for _t, p, _r in hub_seen.drain(1.5)]
     finally:
         hub_seen.close()
+        receiver.stop()
         hub.stop()
     first = starts[0]
     assert "outbox" in first
@@ -459,8 +505,9 @@ def test_damaged_outbox_and_registry_are_rebuilt_never_a_crash_loop(
     assert len(list(gw.storage.glob("outbox.db.corrupt-*"))) == 1
     new = {f"sos-{n_before + n}" for n in range(3)}
     arrived = {a["device_id"] for a in got}
-    log = check_log_against_hub(gw.storage, {a["id"] for a in got})
-    salvaged = [e for e in log if e["id"] in {a["id"] for a in got}]
+    stored_ids = {str(r["id"]) for r in hub_log(receiver.store)}
+    log = check_log_against_hub(gw.storage, stored_ids)
+    salvaged = [e for e in log if e["id"] in stored_ids]
     report(
         f"damaged-{how}",
         starts=3,
@@ -468,11 +515,13 @@ def test_damaged_outbox_and_registry_are_rebuilt_never_a_crash_loop(
         queued_before=n_before,
         salvaged=len(salvaged) - len(new & arrived),
         raised_after=len(new),
-        delivered=len({a["id"] for a in got}),
+        delivered=len(stored_ids),
         duplicated=duplicates(got),
+        lost_before=n_before - len(salvaged) + len(new & arrived),
         lost_after=len(new - arrived),
     )
     assert new <= arrived, f"alerts raised after the rebuild did not arrive: {new - arrived}"
+    assert len(log) == n_before + 3, "the rebuild lost alarm-log entries"
 
 
 # --- 6. wall clock jumps ---------------------------------------------------------------------
@@ -514,10 +563,13 @@ def test_wall_clock_jumps_of_a_day_raise_no_spurious_alert(
     )
     gw.provision(n_sos=3)
     hub = Collector(hub_broker.port, "veille/v1/h-chaos-6/alert", "veille/v1/h-chaos-6/aggregate/#")
+    receiver = real_hub(tmp_path, hub_broker, "clock")
+    receiver.start()
     gw.start()
     jumps: list[str] = []
     spurious: list[dict[str, Any]] = []
     stamps: list[float] = []
+    sos_ids: list[str] = []
     try:
         # every sensor seen: a detector on the wall clock would find them silent for a day
         publish(local_broker.port, "zigbee2mqtt/kitchen_motion", '{"occupancy":true,"battery":90}')
@@ -534,15 +586,24 @@ def test_wall_clock_jumps_of_a_day_raise_no_spurious_alert(
             assert seen_day == (datetime.now(UTC) + timedelta(days=days)).date()
             jumps.append(f"{step}@{seen_day}")
             time.sleep(3.0)  # three detector ticks and a housekeeping round on the new clock
-            spurious += [json.loads(p) for _t, p, _r in hub.drain(0.5)]
+            seen = {first["id"], *sos_ids}  # a resend of one of these is no new message
+            spurious += [
+                m
+                for m in map(json.loads, (p for _t, p, _r in hub.drain(0.5)))
+                if m["id"] not in seen
+            ]
             sos_press(local_broker.port, n)
             alert = json.loads(hub.get(timeout=5)[1])
+            while alert["id"] == first["id"] or alert["device_id"] != f"sos-{n}":
+                alert = json.loads(hub.get(timeout=5)[1])  # a resend of an earlier one
             assert (alert["type"], alert["device_id"]) == ("sos", f"sos-{n}")
             stamps.append(parse_iso_utc(alert["at"]) - time.time())
+            sos_ids.append(alert["id"])
         code, body = gw.health()
     finally:
         assert gw.stop() == 0
         hub.close()
+        receiver.stop()
     report(
         "clock-jump",
         jumps=",".join(jumps),
@@ -622,6 +683,8 @@ def test_disk_full_keeps_alerts_drops_oldest_aggregates_and_says_warning(
     # no persistence: Mosquitto 2.0.11 crashed here (double free) autosaving this session
     hub = Mosquitto(tmp_path / "hub", extra_conf="persistence false\n")
     hub.start()
+    receiver = real_hub(tmp_path, hub, "disk-full")
+    receiver.start()  # it reconnects by itself after the outage
     with small_filesystem(tmp_path / "fs", "4m") as fs:
         gw = GatewayProc(fs, "h-chaos-4", local_broker.port, hub.port)
         gw.provision(n_sos=n_sos)
@@ -669,6 +732,7 @@ def test_disk_full_keeps_alerts_drops_oldest_aggregates_and_says_warning(
             assert run.alive(), "the gateway stopped on a full disk"
         finally:
             run.stop()
+            receiver.stop()
         status = Collector(hub.port, "veille/v1/h-chaos-4/status")
         last_status = json.loads(status.get()[1])
         status.close()

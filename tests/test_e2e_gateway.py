@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge.contract import validate_message
-from tests.gateway_proc import GatewayProc, PersistentHubCollector, sos_press
+from tests.gateway_proc import GatewayProc, HubProc, alarm_log, logs_agree, sos_press
 from tests.support import Collector, Mosquitto, publish
 
 pytestmark = pytest.mark.broker
@@ -141,13 +141,15 @@ def test_corrupt_registry_is_reported_and_the_gateway_still_starts(
 def test_nothing_lost_across_sigkills_and_a_hub_outage(
     tmp_path: Path, local_broker: Mosquitto, kill_while_arriving: bool
 ) -> None:
-    """Hub down, 200 alerts raised, SIGKILL twice, restart, hub up: all 200 ids, once each."""
+    """Hub down, 200 alerts raised, SIGKILL twice, restart, hub up: all 200 ids in the real
+    `veille hub`'s store, once each, and the alarm log equal to `veille hub-log`."""
     n = 200
     hub_broker = Mosquitto(tmp_path / "hub")
     hub_broker.start()
-    collector = PersistentHubCollector(hub_broker.port, "test-hub-collector")
-    collector.connect()  # registers a persistent session, then the hub goes down
-    collector.close()
+    store = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = HubProc(tmp_path / "receiver", hub_broker.url, store, client_id="e2e-receiver")
+    hub.start()  # registers its persistent session, then the hub goes down
+    assert hub.stop() == 0
     hub_broker.stop()
 
     gw = GatewayProc(tmp_path, "h-e2e-5", local_broker.port, hub_broker.port)
@@ -175,16 +177,25 @@ def test_nothing_lost_across_sigkills_and_a_hub_outage(
     gw.wait_ready()
     time.sleep(1.0)
     hub_broker.start()
-    collector.connect()
+    hub.start()
     try:
-        ids = collector.alert_ids(n, timeout=60)
+        deadline = time.monotonic() + 120
+        held: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            log = alarm_log(gw.storage)
+            if len(log) >= n and all(e["delivered_at"] is not None for e in log):
+                break
+            time.sleep(1.0)
+        _log, held = logs_agree(gw.storage, store, gw.home_id)
     finally:
-        collector.close()
         gw.stop()
+        hub.stop()
         hub_broker.stop()
-    print(f"kills={kills} raised={n} received={len(ids)} unique={len(set(ids))}")
+    ids = [str(r["id"]) for r in held]
+    print(f"kills={kills} raised={n} stored={len(ids)} unique={len(set(ids))}")
     assert kills == 2
     assert len(set(ids)) == n, f"{n - len(set(ids))} alerts lost"
+    assert len(ids) == n
 
 
 @pytest.mark.slow

@@ -76,3 +76,58 @@ def test_eval_fall_bad_files(tmp_path: Path) -> None:
         assert "Traceback" not in run.stderr
         assert words in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
+
+
+def _trial(activity: str, subject: str) -> np.ndarray:
+    with np.load(FALLS_NPZ) as z:
+        i = int(np.flatnonzero((z["activity"] == activity) & (z["subject"] == subject))[0])
+        return np.asarray(z["acc_mg"][z["offsets"][i] : z["offsets"][i + 1]])
+
+
+def test_link_simulation_does_what_it_says() -> None:
+    """The robustness figures' links: losses, outages of 1-2 s, late and repeated frames, all
+    seen as such by the real stream decoder."""
+    from edge.decode.wearable import WearableStream
+    from edge.eval_fall import LINKS, Link, link_notifications
+
+    samples = _trial("D01", "SA01")  # 100 s, 625 frames of 8 samples
+    n_frames = -(-samples.shape[0] // 8)
+    clean = link_notifications(samples, Link("clean"), np.random.default_rng(0))
+    assert len(clean) == n_frames
+    assert [at for _, at in clean] == sorted(at for _, at in clean)
+    by_name = {link.name: link for link in LINKS}
+    for name, share in (("frames lost at random, 5 %", 0.05),
+                        ("frames lost at random, 10 %", 0.10)):
+        got = link_notifications(samples, by_name[name], np.random.default_rng(1))
+        assert abs(1.0 - len(got) / n_frames - share) < 0.03, name
+    outages = link_notifications(samples, LINKS[2], np.random.default_rng(2))
+    times = np.array([at for _, at in outages])
+    holes = np.diff(times)[np.diff(times) > 0.2]  # a frame every 0.16 s otherwise
+    assert holes.size >= 3
+    assert np.all((holes > 0.9) & (holes < 2.2))
+    messy = link_notifications(samples, LINKS[3], np.random.default_rng(3))
+    stream = WearableStream("wearable")
+    for data, at in messy:
+        stream.feed(data, at)
+    s = stream.stats
+    assert s.duplicates >= 10
+    assert s.out_of_order >= 10
+    # nothing was lost on this link, but a late frame's samples were bridged before it came
+    assert 0 < s.lost_samples <= 8 * s.out_of_order
+    assert s.samples + s.lost_samples == samples.shape[0]
+    assert s.frames + s.duplicates + s.out_of_order == len(messy)
+
+
+def test_fall_through_a_clean_and_a_messy_link() -> None:
+    from edge.eval_fall import LINKS, Link, stream_over_link
+
+    samples = _trial("F05", "SA05")
+    direct = first_fall_s(stream_trial(load_default_detector(confirm_s=0.0), samples,
+                                       frame_samples=8))
+    assert direct is not None
+    clean = stream_over_link(load_default_detector(confirm_s=0.0), samples, Link("clean"),
+                             np.random.default_rng(0))
+    assert first_fall_s(clean) == direct
+    messy = stream_over_link(load_default_detector(confirm_s=0.0), samples, LINKS[3],
+                             np.random.default_rng(0))
+    assert first_fall_s(messy) is not None

@@ -8,6 +8,7 @@ marker is in, anything the broker had let through would already be there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import ssl
@@ -23,7 +24,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_bridge import pki
+from cloud_bridge.broker import Credentials, parse_broker_url
+from cloud_bridge.contract import alert_topic
+from cloud_bridge.hub import HubReceiver
+from cloud_bridge.hub_store import SqliteHubStore
+from cloud_bridge.uplink import Uplink
+from edge.outbox import Outbox
 from tests.support import HUB_ACL, HUB_CONF, TlsHub, make_hub_pki, tls_client
+from tests.test_uplink import alert as sos
 
 pytestmark = pytest.mark.broker
 
@@ -334,10 +342,103 @@ def test_render_hub_acl_makes_one_block_per_receiver() -> None:
     block = text.split("user hub-receiver-b\n", 1)[1].split("\n#", 1)[0].strip().splitlines()
     assert block == [
         "topic read veille/v1/+/alert",
-        "topic read veille/v1/+/aggregate/#",
+        "topic read veille/v1/+/aggregate/+",
         "topic read veille/v1/+/status",
         "topic write veille/v1/+/ack",
+        "topic write veille/v1/+/receipt",
     ]
-    assert text.count("pattern ") == 4
+    assert text.count("\npattern ") == 6
     with pytest.raises(pki.VeilleError, match="hub receiver name"):
         pki.render_hub_acl(HUB_ACL.read_text(), ("home-a",))
+
+
+def test_only_receivers_publish_receipts(hub: TlsHub) -> None:
+    """A home can neither forge a receipt for itself (that would mark an alert the hub never
+    stored as delivered) nor for another home; a receiver's receipt reaches its home only."""
+    end = marker()
+    with peers(
+        hub, (HOME_A, ("veille/v1/home-a/receipt",)), (HOME_B, ("veille/v1/+/receipt",))
+    ) as (home_a, home_b):
+        assert home_a.publish("veille/v1/home-a/receipt", b"forged").value == NOT_AUTHORIZED
+        assert home_b.publish("veille/v1/home-a/receipt", b"forged").value == NOT_AUTHORIZED
+        with peers(hub, (RECEIVERS[0], ())) as (receiver,):
+            assert receiver.publish("veille/v1/home-a/receipt", end).value == 0
+        assert home_a.until(end) == [("veille/v1/home-a/receipt", end)]
+        assert home_b.drain() == []
+
+
+def test_a_home_writes_only_the_exact_contract_topics(hub: TlsHub) -> None:
+    """No `aggregate/#` wildcard: only hourly and daily, nothing below them."""
+    end = marker()
+    with peers(hub, (RECEIVERS[0], ("veille/v1/#",))) as (spy,):
+        with peers(hub, (HOME_A, ())) as (home_a,):
+            codes = {
+                leaf: home_a.publish(f"veille/v1/home-a/{leaf}", b"x").value
+                for leaf in ("aggregate/weekly", "aggregate/hourly/x", "aggregate", "receipt")
+            }
+            for leaf in ("aggregate/hourly", "aggregate/daily", "alert"):
+                assert home_a.publish(f"veille/v1/home-a/{leaf}", b"ok").value == 0, leaf
+            assert home_a.publish("veille/v1/home-a/status", end, retain=True).value == 0
+        got = spy.until(end)
+    assert codes == dict.fromkeys(codes, NOT_AUTHORIZED)
+    assert [t for t, _p in got] == [
+        "veille/v1/home-a/aggregate/hourly",
+        "veille/v1/home-a/aggregate/daily",
+        "veille/v1/home-a/alert",
+        "veille/v1/home-a/status",
+    ]
+
+
+def test_a_home_in_the_shared_group_takes_no_alert_away(hub: TlsHub, tmp_path: Path) -> None:
+    """Home B's certificate joins the receivers' shared group. Mosquitto's acl_file cannot
+    refuse the subscription and hands it every other alert, which it may not read: dropped.
+    With receipts, every alert of home A still ends in the real receiver's store (its uplink
+    sends again what got no receipt), and home B reads none of them."""
+    share = "$share/hub/veille/v1/+/alert"
+    n_alerts = 8
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put(alerts=[(sos(HOME_A, i), alert_topic(HOME_A)) for i in range(n_alerts)])
+    tls = hub.tls_dir
+    store = SqliteHubStore(tmp_path / "hub.db")
+    receiver = HubReceiver(
+        parse_broker_url(hub.url),
+        store,
+        credentials=Credentials(
+            tls / "ca.pem", tls / f"{RECEIVERS[0]}.pem", tls / f"{RECEIVERS[0]}.key"
+        ),
+    )
+    receiver.start()
+    assert receiver.wait_connected()
+    uplink = Uplink(
+        parse_broker_url(hub.url),
+        HOME_A,
+        outbox,
+        now=time.time,
+        credentials=Credentials(tls / "ca.pem", tls / f"{HOME_A}.pem", tls / f"{HOME_A}.key"),
+        resend_base_s=0.5,
+        resend_max_s=2.0,
+    )
+
+    async def run() -> None:
+        task = asyncio.create_task(uplink.run())
+        deadline = time.monotonic() + 60
+        while outbox.counts()["alerts"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    time.sleep(1.0)  # the receiver's shared subscription is in place
+    with peers(hub, (HOME_B, (share, f"$share/hub/veille/v1/{HOME_A}/alert"))) as (intruder,):
+        asyncio.run(run())
+        stolen = intruder.drain()
+    receiver.stop()
+    stored = {a["id"] for a in store.alerts()}
+    store.close()
+    print(
+        f"\nforeign client in the shared group: {n_alerts} alerts, {uplink.resent} resent, "
+        f"{len(stored)} stored, {n_alerts - len(stored)} lost"
+    )
+    assert stored == {sos(HOME_A, i).id for i in range(n_alerts)}
+    assert uplink.resent > 0, "the intruder was handed some alerts"
+    assert all(e["delivered_at"] is not None for e in outbox.alarm_log())
+    assert stolen == []

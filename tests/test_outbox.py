@@ -365,8 +365,9 @@ def test_recorded_v1_file_opens_with_its_rows(tmp_path: Path) -> None:
     db.close()
     box = Outbox(path)
     assert box.health() == "ok"
-    # migrated to the newest schema (v2 adds the docs table), its rows untouched
-    assert box._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    # migrated to the newest schema (v2 adds the docs table, v3 an index for receipts), its
+    # rows untouched
+    assert box._db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert box.get_doc("alert_book") is None
     batch = box.next_batch(10)
     assert [(i.seq, i.priority, i.topic) for i in batch] == [
@@ -433,3 +434,34 @@ def test_veille_log_on_missing_or_bad_storage_says_so_in_one_line(
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("veille log: ")
     assert "outbox.db" in done.stderr
+
+
+def test_a_clobbered_header_loses_no_alarm_log_entry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first page of the file overwritten (SQLite cannot read a single row of it): the
+    alarm log is rebuilt whole from its journal kept beside the file, with the receipts it
+    had, and the alerts still waiting for theirs are queued again."""
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, home_id=HOME)
+    seqs = [box.put(alerts=[(alert(n), ALERT_TOPIC)])[0] for n in range(5)]
+    box.confirm([(alert(1).id, "raised", None), (alert(3).id, None, None)], T0 + 50)
+    box.put(aggregates=[aggregate(n) for n in range(20)])
+    before = list(box.alarm_log())
+    box.close()
+    with path.open("r+b") as f:
+        f.write(b"\0" * 4096)
+
+    again = Outbox(path, home_id=HOME)
+    assert "damaged" in caplog.text
+    after = list(again.alarm_log())
+    assert after == before
+    assert [e["delivered_at"] is not None for e in after] == [False, True, False, True, False]
+    queued = [contract.decode(i.payload)["id"] for i in again.next_batch(10)]
+    assert queued == [alert(n).id for n in (0, 2, 4)]
+    assert len(seqs) == 5
+    again.close()
+    caplog.clear()
+    third = Outbox(path, home_id=HOME)  # and it stays whole across later opens
+    assert list(third.alarm_log()) == before
+    assert "damaged" not in caplog.text

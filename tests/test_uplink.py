@@ -1,4 +1,5 @@
-"""The uplink against real brokers: drain order, delete on PUBACK, TLS, and a refused publish."""
+"""The uplink against real brokers and the real hub receiver: drain order, aggregates deleted on
+PUBACK, alerts only on the hub's receipt (sent again until it comes), TLS, a refused publish."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 from cloud_bridge.broker import Credentials, parse_broker_url
 from cloud_bridge.contract import aggregate_topic, alert_topic, encode
-from cloud_bridge.uplink import Uplink
+from cloud_bridge.hub import HubReceiver
+from cloud_bridge.hub_store import SqliteHubStore
+from cloud_bridge.uplink import RESEND_MAX_S, Uplink, resend_delay
 from edge.events import Alert, AlertState, AlertType, Severity
 from edge.outbox import Outbox
 from tests.support import Collector, Mosquitto, TlsHub, make_hub_pki, tls_client
@@ -56,7 +59,14 @@ async def drain(uplink: Uplink, outbox: Outbox, timeout_s: float = 20.0) -> None
     await asyncio.gather(task, return_exceptions=True)
 
 
-def test_backlog_drains_alerts_first_and_rows_go_only_after_puback(
+def receiver(broker: Mosquitto, path: Path, client_id: str = "hub-test") -> HubReceiver:
+    hub = HubReceiver(parse_broker_url(broker.url), SqliteHubStore(path), client_id=client_id)
+    hub.start()
+    assert hub.wait_connected()
+    return hub
+
+
+def test_backlog_drains_alerts_first_and_alert_rows_go_only_on_receipt(
     tmp_path: Path, hub_broker: Mosquitto
 ) -> None:
     home = "h-up-1"
@@ -65,12 +75,19 @@ def test_backlog_drains_alerts_first_and_rows_go_only_after_puback(
     outbox.put(aggregates=[hourly(home, i) for i in range(20)])
     outbox.put(alerts=[(alert(home, i), alert_topic(home)) for i in range(30)])
     hub = Collector(hub_broker.port, "veille/#")
+    store = receiver(hub_broker, tmp_path / "hub.db")
     uplink = Uplink(parse_broker_url(hub_broker.url), home, outbox, now=time.time, window=8)
     asyncio.run(drain(uplink, outbox))
+    store.stop()
     got = [(t, json.loads(p)) for t, p, _r in hub.drain(1.0)]
     hub.close()
-    leaves = [t.rsplit("/", 1)[-1] for t, _p in got if not t.endswith("/status")]
+    leaves = [t.rsplit("/", 1)[-1] for t, _p in got if t.endswith(("/alert", "/hourly"))]
     assert leaves == ["alert"] * 30 + ["hourly"] * 20
+    receipts = [p for t, p in got if t.endswith("/receipt")]
+    assert sorted(i for r in receipts for i in r["ids"]) == sorted(
+        a.id for a in map(lambda i: alert(home, i), range(30))
+    )
+    assert len(store.store.alerts()) == 30
     assert outbox.counts()["alerts"] == 0
     assert outbox.counts()["aggregates"] == 0
     assert uplink.delivered == 50
@@ -119,3 +136,49 @@ def test_a_publish_the_hub_refuses_stays_in_the_outbox(tmp_path: Path) -> None:
     assert outbox.counts()["alerts"] == 3  # kept, not deleted as if delivered
     assert seen == []
     assert all(entry["delivered_at"] is None for entry in outbox.alarm_log())
+
+
+def test_resend_delay_doubles_from_seconds_to_the_60_s_cap() -> None:
+    """The pure resend policy: equal jitter, ceiling 5, 10, 20, 40, then 60 s for ever."""
+    lows = [resend_delay(n, rand=lambda: 0.0) for n in range(1, 8)]
+    highs = [resend_delay(n, rand=lambda: 1.0) for n in range(1, 8)]
+    assert lows == [2.5, 5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+    assert highs == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+    assert max(resend_delay(10_000) for _ in range(200)) <= RESEND_MAX_S
+
+
+def test_puback_without_subscriber_is_not_delivery_and_the_alert_is_sent_again(
+    tmp_path: Path, hub_broker: Mosquitto
+) -> None:
+    """No receiver on the hub broker (PUBACK 0x10, no matching subscribers): the alert is
+    not delivered, stays queued and is sent again; a receiver that comes later (a new
+    session: the broker kept nothing for it) still gets it, and only then is it delivered."""
+    home = "h-up-3"
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put(alerts=[(alert(home, i), alert_topic(home)) for i in range(3)])
+    uplink = Uplink(parse_broker_url(hub_broker.url), home, outbox, now=time.time)
+    hub: HubReceiver | None = None
+
+    async def run() -> tuple[int, list[str | None]]:
+        nonlocal hub
+        task = asyncio.create_task(uplink.run())
+        while uplink.waiting_receipts() < 3:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        before = [e["delivered_at"] for e in outbox.alarm_log()]
+        hub = await asyncio.to_thread(receiver, hub_broker, tmp_path / "hub.db", "hub-late")
+        deadline = time.monotonic() + 30
+        while outbox.counts()["alerts"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return uplink.resent, before
+
+    resent, before = asyncio.run(run())
+    assert hub is not None
+    hub.stop()
+    assert before == [None, None, None], "a PUBACK is not a delivery"
+    assert resent >= 3
+    assert outbox.counts()["alerts"] == 0
+    assert {a["id"] for a in hub.store.alerts()} == {alert(home, i).id for i in range(3)}
+    assert all(e["delivered_at"] is not None for e in outbox.alarm_log())

@@ -1,6 +1,10 @@
 """Streaming fall detector for one wearable: pure, on event time, with a numpy ring buffer.
 
 Design (the model card explains the choice):
+0. The wearer's upright direction: every 2 s block of the stream that looks like walking
+   updates a `models.features.UprightTracker`, kept for the detector's life (a wearer, not a
+   window): posture and tilt features are measured against it, so the device may be clipped
+   on at any angle, upside down included.
 1. A cheap trigger: the acceleration magnitude crosses `TRIGGER_G`. Crossings within
    `CLUSTER_S` of the first form one cluster; its largest sample is the candidate peak.
 2. When `POST_S` seconds after the peak have arrived, the window around it goes through
@@ -65,9 +69,10 @@ class _PendingFall:
     moving_samples: int
 
 
-def posture(direction: np.ndarray) -> str:
-    """Mean gravity direction (sensor frame) -> "upright" | "reclined" | "lying"."""
-    tilt = ft.angle_deg(direction, ft.UP_AXIS)
+def posture(direction: np.ndarray, up: np.ndarray = ft.UP_AXIS) -> str:
+    """Mean gravity direction and the wearer's upright one (device axes) -> "upright" |
+    "reclined" | "lying"."""
+    tilt = ft.angle_deg(direction, up)
     if tilt <= UPRIGHT_MAX_DEG:
         return "upright"
     return "reclined" if tilt < LYING_MIN_DEG else "lying"
@@ -85,8 +90,12 @@ class FallDetector:
         *,
         threshold: float | None = None,
         offline_after_s: float | None = OFFLINE_AFTER_S,
+        upright: np.ndarray | None = None,
     ) -> None:
         self.model = model
+        # the wearer's upright direction: `upright` when already known, else learned
+        self.upright = ft.UprightTracker(upright)
+        self.upright_at: float | None = None  # event time of the last walk that updated it
         if threshold is None:
             threshold = float(getattr(model, "threshold", DEFAULT_THRESHOLD))
         self.threshold = threshold
@@ -110,6 +119,13 @@ class FallDetector:
         self._cluster: tuple[int, int, float] | None = None  # (end index, peak index, peak mg^2)
         self._candidates: list[int] = []
         self._holdoff_until = -1
+        self._walk_next = 0  # first sample of the next block for the upright tracker
+
+    def wearer_doc(self) -> dict[str, Any] | None:
+        """The learned upright direction to keep across restarts, or None before a walk."""
+        if not self.upright.found:
+            return None
+        return {"up": [round(float(v), 5) for v in self.upright.up]}
 
     @property
     def pending(self) -> bool:
@@ -148,6 +164,7 @@ class FallDetector:
                 self._write(np.repeat(last[None, :], frame.gap_samples, axis=0))
         k0 = self._n
         self._write(samples)
+        self._track_upright(float(frame.at))
         self._t_last = float(frame.at)
         found: list[Finding] = []
         if self._offline:
@@ -235,8 +252,24 @@ class FallDetector:
 
     def _restart(self) -> None:
         self._origin = self._n
+        self._walk_next = self._n
         self._cluster = None
         self._candidates = []
+
+    def _track_upright(self, now: float) -> None:
+        """Hand each whole block of new samples to the upright tracker."""
+        block = ft.WALK_BLOCK_N
+        self._walk_next = max(self._walk_next, self._n - _RING_N)
+        while self._walk_next + block <= self._n:
+            start = self._walk_next % _RING_N
+            if start + block <= _RING_N:
+                walked = self.upright.observe_block(self._buf[start : start + block])
+            else:
+                idx = np.arange(self._walk_next, self._walk_next + block) % _RING_N
+                walked = self.upright.observe_block(self._buf[idx])
+            if walked and self.upright.found:
+                self.upright_at = now
+            self._walk_next += block
 
     def _write(self, samples: np.ndarray) -> None:
         n = samples.shape[0]
@@ -304,7 +337,7 @@ class FallDetector:
             if peak < self._holdoff_until or self._pending is not None:
                 continue
             window = self._window(peak)
-            row = ft.window_features(window)
+            row = ft.window_features(window, self.upright.up)
             if ft.lying_before(row):  # already lying before the impact: not a fall from up
                 self.gated_windows += 1
                 continue
@@ -347,7 +380,7 @@ class FallDetector:
         if n <= 0:
             return "unknown"
         idx = np.arange(self._n - n, self._n) % _RING_N
-        return posture(self._buf[idx].astype(np.float64).mean(axis=0))
+        return posture(self._buf[idx].astype(np.float64).mean(axis=0), self.upright.up)
 
     def _raise(self, now: float, help_pressed: bool = False) -> Finding:
         pending = self._pending
@@ -372,6 +405,21 @@ class FallDetector:
             evidence=evidence,
             raised_at=pending.detected_at,
         )
+
+
+def upright_from_doc(doc: Any) -> np.ndarray | None:
+    """A saved `FallDetector.wearer_doc()` -> its upright direction; None (one log line) when
+    it is not three finite numbers of some length."""
+    up = doc.get("up") if isinstance(doc, dict) else None
+    try:
+        v = np.asarray(up, dtype=np.float64)
+    except (TypeError, ValueError):
+        v = np.zeros(0)
+    if v.shape != (3,) or not np.all(np.isfinite(v)) or float(np.linalg.norm(v)) < 1e-6:
+        if doc is not None:
+            _LOGGER.warning("saved wearer upright direction %r ignored", doc)
+        return None
+    return v
 
 
 def load_default_detector(

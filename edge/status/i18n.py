@@ -120,6 +120,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "walk_waiting": ("en attente", "waiting"),
     "walk_ok": ("reçu", "received"),
+    "walk_wearer": ("Portez le capteur, marchez quelques pas", "Wear the sensor, walk a few steps"),
+    "walk_upright": (
+        "verticale trouvée : capteur tourné de {deg}° par rapport à sa position de référence",
+        "upright found: sensor turned {deg}° from its reference position",
+    ),
     "report": ("Rapport d'installation", "Installation report"),
     "print": ("Imprimer", "Print"),
     "battery": ("Pile", "Battery"),

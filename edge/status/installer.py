@@ -384,7 +384,12 @@ def walkthrough_status(pages: Pages, lang: str) -> dict[str, Any]:
     steps = []
     for dev in profile.devices:
         last = pages.state.device_last.get(dev.id)
-        if (
+        wearer = _wearer_check(pages, dev.id, started, lang) if dev.role is Role.WEARABLE else None
+        if wearer is not None:  # the wearer's check: the gateway found their upright direction
+            if wearer["done"] and dev.id not in results:
+                results[dev.id] = wearer["at"]
+                changed = True
+        elif (
             isinstance(started, int | float)
             and dev.id not in results
             and last is not None
@@ -398,8 +403,11 @@ def walkthrough_status(pages: Pages, lang: str) -> dict[str, Any]:
                 "id": dev.id,
                 "room": dev.room or "",
                 "role": str(dev.role),
-                "prompt": i18n.role_prompt(str(dev.role), dev.room, lang),
+                "prompt": i18n.role_prompt(str(dev.role), dev.room, lang)
+                if wearer is None
+                else i18n.t("walk_wearer", lang),
                 "done": dev.id in results,
+                "detail": "" if wearer is None else wearer["detail"],
             }
         )
     if changed:
@@ -410,6 +418,24 @@ def walkthrough_status(pages: Pages, lang: str) -> dict[str, Any]:
         "done": sum(1 for s in steps if s["done"]),
         "total": len(steps),
     }
+
+
+def _wearer_check(pages: Pages, device_id: str, started: Any, lang: str) -> dict[str, Any] | None:
+    """"Wear the sensor, walk a few steps": done once the wearable's fall detector learned the
+    wearer's upright direction from a walk since the test started, whatever the orientation."""
+    core = pages.core
+    detector = core.wearable_detector(device_id) if hasattr(core, "wearable_detector") else None
+    if detector is None:
+        return None
+    at = detector.upright_at
+    done = isinstance(started, int | float) and at is not None and at >= started
+    detail = ""
+    if done:
+        from models.features import UP_AXIS, angle_deg
+
+        deg = round(angle_deg(detector.upright.up, UP_AXIS))
+        detail = i18n.t("walk_upright", lang, deg=deg)
+    return {"done": done, "at": at, "detail": detail}
 
 
 @router.get("/walkthrough", response_model=None)

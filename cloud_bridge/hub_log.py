@@ -1,0 +1,116 @@
+"""`veille hub-log`: what the hub holds, one record per alert (DESIGN.md section 4).
+
+Fields: `id`, `home_id`, `type`, `severity`, `state`, `raised_at`, `received_at` (when the
+hub first stored a state of it), `acknowledged_at`, `acknowledged_by`, `resolved_at`,
+`outcome` and `notified` (the channels and times it went to). The hub does not record an
+outcome or notifications yet: they are null and [] until it does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cloud_bridge.hub_store import open_store
+
+FIELDS = (
+    "id",
+    "home_id",
+    "type",
+    "severity",
+    "state",
+    "raised_at",
+    "received_at",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_at",
+    "outcome",
+    "notified",
+)
+
+
+def records(
+    alerts: Iterable[Mapping[str, Any]],
+    states: Iterable[Mapping[str, Any]],
+    since: float | None = None,
+) -> list[dict[str, Any]]:
+    """One record per alert, oldest raised first (pure); `since`: raised at or after it."""
+    from edge.events import iso_utc, parse_iso_utc
+
+    by_id: dict[str, list[Mapping[str, Any]]] = {}
+    for row in states:
+        by_id.setdefault(str(row["id"]), []).append(row)
+    out = []
+    for alert in alerts:
+        raised_at = str(alert["raised_at"])
+        if since is not None:
+            try:
+                if parse_iso_utc(raised_at) < since:
+                    continue
+            except ValueError:
+                pass  # an unreadable stored date is listed, never hidden
+        rows = by_id.get(str(alert["id"]), [])
+        received = [float(r["received_at"]) for r in rows if r.get("received_at") is not None]
+
+        def first_at(state: str, rows: list[Mapping[str, Any]] = rows) -> str | None:
+            times = sorted(str(r["at"]) for r in rows if r["state"] == state)
+            return times[0] if times else None
+
+        acknowledged_at = first_at("acknowledged")
+        out.append(
+            {
+                "id": alert["id"],
+                "home_id": alert["home_id"],
+                "type": alert["type"],
+                "severity": alert["severity"],
+                "state": alert["state"],
+                "raised_at": raised_at,
+                "received_at": iso_utc(min(received)) if received else None,
+                "acknowledged_at": acknowledged_at,
+                "acknowledged_by": alert.get("handled_by") or None,
+                "resolved_at": first_at("resolved"),
+                "outcome": None,
+                "notified": [],
+            }
+        )
+    out.sort(key=lambda r: (r["raised_at"], r["id"]))
+    return out
+
+
+def main(args: Any) -> int:
+    """`veille hub-log --store SPEC [--since TIME] (--json|--csv)`."""
+    from edge.errors import VeilleError
+    from edge.events import parse_iso_utc
+
+    spec = str(args.store)
+    if spec.startswith("sqlite:///") and not Path(spec.removeprefix("sqlite:///")).is_file():
+        raise VeilleError(f"{spec}: no hub store here")
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_iso_utc(args.since)
+        except ValueError as exc:
+            raise VeilleError(f"--since {args.since!r}: not a time ({exc})") from exc
+    try:
+        store = open_store(spec)
+    except Exception as exc:  # a bad spec, a server that is not there: one line, exit 1
+        raise VeilleError(f"{spec}: cannot open the hub store: {exc}") from exc
+    try:
+        rows = records(store.alerts(), store.states(), since)
+    finally:
+        store.close()
+    out = sys.stdout
+    if args.csv:
+        writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "notified": json.dumps(row["notified"])})
+    else:
+        for row in rows:
+            out.write(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n")
+    out.flush()
+    return 0
