@@ -107,7 +107,8 @@ class Notifier:
         self.store = store
         self.directory = directory
         self.ack_link = ack_link
-        records = store.load_chains()
+        # a stopped chain needs nothing more: only the open ones are taken back
+        records = [r for r in store.load_chains() if r["chain"].get("stopped") is None]
         self._alerts: dict[str, dict[str, Any]] = {
             r["chain"]["alert_id"]: dict(r["alert"]) for r in records
         }
@@ -134,7 +135,11 @@ class Notifier:
 
     def acknowledged(self, alert_id: str, now: float) -> None:
         """Someone took the alert (console or link): its chain stops."""
-        if self.chain.stopped(alert_id, "acknowledged", now) is not None:
+        self.stopped(alert_id, "acknowledged", now)
+
+    def stopped(self, alert_id: str, reason: str, now: float) -> None:
+        """Acknowledged or resolved at the hub: its chain stops."""
+        if reason in STOP_REASONS and self.chain.stopped(alert_id, reason, now) is not None:
             self._save(alert_id)
 
     def _save(self, alert_id: str) -> None:
