@@ -5,18 +5,20 @@ hub sends nothing twice; a bad notify.toml is refused in one line."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiosmtpd.controller import Controller
 from pysiaalarm import SIAAccount, SIAClient
 
 from cloud_bridge.contract import alert_topic, encode
 from cloud_bridge.hub_store import open_store
 from edge.events import iso_utc
-from tests.gateway_proc import VEILLE, HubProc
+from tests.gateway_proc import STAFF_PASSWORD, VEILLE, HubProc
 from tests.support import Mosquitto, free_port, publish
 from tests.test_notify_mail import Inbox
 
@@ -174,6 +176,49 @@ def test_a_hub_killed_in_the_middle_of_a_chain_resumes_it_and_sends_nothing_twic
         [(at, event)] = events
         assert event.event_type == "100"
         assert at >= t0 + CENTRE_DELAY_S
+    finally:
+        hub.stop()
+        centre.stop()
+        smtp.stop()
+
+
+def test_an_alert_acknowledged_in_the_console_never_reaches_the_centre(
+    tmp_path: Path, hub_broker: Mosquitto
+) -> None:
+    inbox, events = Inbox(), []
+    smtp_port, centre_port = free_port(), free_port()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    centre = SIAClient(
+        "127.0.0.1",
+        centre_port,
+        [SIAAccount("A1B2C3", KEY)],
+        function=lambda e: events.append((time.time(), e)),
+    )
+    centre.start()
+    notify = write_notify(tmp_path / "notify.toml", smtp_port, centre_port)
+    hub = HubProc(
+        tmp_path / "hub",
+        hub_broker.url,
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        extra_args=("--notify", str(notify)),
+    )
+    try:
+        hub.start()
+        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(4)))
+        wait(lambda: inbox.mails, 5)
+        with httpx.Client(base_url=hub.url, trust_env=False) as staff:
+            staff.post("/login", data={"name": "alice", "password": STAFF_PASSWORD})
+            page = staff.get("/").text
+            match = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert match is not None, page[:500]
+            done = staff.post(
+                f"/alerts/{alert(4)['id']}/ack", data={"csrf": match[1]}, follow_redirects=False
+            )
+            assert done.status_code == 303
+        time.sleep(CENTRE_DELAY_S + 1.5)
+        assert events == []
+        assert len(inbox.mails) == 1
     finally:
         hub.stop()
         centre.stop()
