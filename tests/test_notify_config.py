@@ -216,3 +216,14 @@ def test_empty_files_notify_nobody_and_are_refused(tmp_path: Path) -> None:
         load_notify_config(write(tmp_path, '[channel]\nname = "x"\n'))
     with pytest.raises(NotifyConfigError, match="cannot read"):
         load_notify_config(tmp_path / "missing.toml")
+
+
+def test_the_committed_example_loads() -> None:
+    example = Path(__file__).resolve().parents[1] / "firmware_configs" / "veille" / "notify.toml"
+    config = load_notify_config(example)
+    assert set(config.channels) == {"astreinte", "centre"}
+    assert [(s.after_s, s.repeat_s, s.channels) for s in config.steps] == [
+        (0.0, 0.0, ("astreinte",)),
+        (300.0, 300.0, ("astreinte",)),
+        (600.0, 0.0, ("centre",)),
+    ]
