@@ -217,3 +217,49 @@ def test_a_restarted_hub_resumes_the_chain_and_sends_nothing_twice(tmp_path: Pat
             assert len(received) == 1
 
     asyncio.run(scenario())
+
+
+def test_an_unexpected_error_in_a_channel_is_logged_and_the_chain_goes_on(
+    tmp_path: Path,
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "vapid.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "subs.json").write_text("{ not json")  # a broken subscriptions file
+
+    async def scenario() -> None:
+        async with parts() as (_, received, smtp_port, centre_port):
+            path = write_config(tmp_path, smtp_port, centre_port)
+            text = path.read_text().replace('channels = ["astreinte"]', 'channels = ["phones"]')
+            path.write_text(
+                text
+                + """
+[[channel]]
+name = "phones"
+kind = "webpush"
+vapid_private_key_file = "vapid.pem"
+subject = "mailto:admin@hub.example.org"
+subscriptions_file = "subs.json"
+"""
+            )
+            store = FileChainStore(tmp_path / "chains.json")
+            notifier = Notifier(
+                load_notify_config(path), store, directory=DIRECTORY.__getitem__, retry_delays_s=()
+            )
+            runner = asyncio.create_task(notifier.run())
+            notifier.alert(alert("a-00000005"), time.time())
+            await until(lambda: received, CENTRE_DELAY_S + 5)
+            runner.cancel()
+            log = store.log()
+            assert [(e["channel"], e["ok"]) for e in log] == [("phones", False), ("centre", True)]
+            assert "JSONDecodeError" in log[0]["error"]
+
+    asyncio.run(scenario())

@@ -203,6 +203,14 @@ class Notifier:
                     name,
                     exc.reason,
                 )
+            except Exception as exc:  # a bad file, a bug: that send failed, the chain goes on
+                entry.update(ok=False, error=repr(exc))
+                _LOGGER.exception(
+                    "notify: alert %s step %d via %s: unexpected error",
+                    send.alert_id,
+                    send.step,
+                    name,
+                )
             entries.append(entry)
         return entries
 
@@ -255,7 +263,10 @@ class Notifier:
         try:
             while True:
                 wake.clear()  # before the tick: an alert told during it wakes the next wait
-                await self.tick(clock())
+                try:
+                    await self.tick(clock())
+                except Exception:  # the store down, a bug: logged, and the loop goes on
+                    _LOGGER.exception("notify: tick failed; trying again")
                 next_due = self.chain.next_due()
                 delay = MAX_SLEEP_S if next_due is None else min(MAX_SLEEP_S, next_due - clock())
                 if delay > 0:
