@@ -8,10 +8,13 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiosmtpd.controller import Controller
 from pysiaalarm import SIAAccount, SIAClient
 
@@ -74,16 +77,22 @@ severities = ["critical"]
     return path
 
 
-def wait(check: Any, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+@dataclass
+class Rig:
+    """A real SMTP server, a real DC-09 receiver and `veille hub --notify` on the broker."""
+
+    inbox: Inbox
+    events: list[tuple[float, Any]]
+    hub: HubProc
+    broker_port: int
+    store: str
+
+    def publish(self, payload: dict[str, Any]) -> None:
+        publish(self.broker_port, alert_topic("h-0042"), encode(payload))
 
 
-def test_veille_hub_mails_at_once_then_tells_the_centre_unless_the_alert_went_away(
-    tmp_path: Path, hub_broker: Mosquitto
-) -> None:
+@pytest.fixture
+def rig(tmp_path: Path, hub_broker: Mosquitto) -> Iterator[Rig]:
     inbox, events = Inbox(), []
     smtp_port, centre_port = free_port(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
@@ -100,40 +109,53 @@ def test_veille_hub_mails_at_once_then_tells_the_centre_unless_the_alert_went_aw
     hub = HubProc(tmp_path / "hub", hub_broker.url, store, extra_args=("--notify", str(notify)))
     try:
         hub.start()
-        t0 = time.time()
-        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(1)))
-        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(2, alert_type="sos")))
-        wait(lambda: len(inbox.mails) == 2, 5)
-        mailed_s = time.time() - t0
-        # the gateway cancels the SOS (the person pressed again: all is well)
-        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(2, "cancelled", "sos")))
-        wait(lambda: events, CENTRE_DELAY_S + 10)
-        time.sleep(1.5)  # would the cancelled one come too?
-        [(at, event)] = events
-        assert (event.account, event.event_qualifier, event.event_type, event.encrypted) == (
-            "A1B2C3",
-            "1",
-            "100",
-            True,
-        )
-        assert mailed_s < 5.0
-        assert 0 <= at - t0 - CENTRE_DELAY_S < 1.5, at - t0  # publish and poll latency
-        assert sorted(m["Subject"] for m in inbox.mails) == [
-            "Appel d'urgence (bouton SOS) : logement h-0042",
-            "Chute détectée : logement h-0042",
-        ]
-        # a restart: the broker redelivers nothing new, the chains are in the store
-        assert hub.stop() == 0
-        hub.start()
-        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(1)))  # a resend
-        time.sleep(CENTRE_DELAY_S)
-        assert len(inbox.mails) == 2
-        assert len(events) == 1
+        yield Rig(inbox, events, hub, hub_broker.port, store)
     finally:
         hub.stop()
         centre.stop()
         smtp.stop()
-    check = open_store(store)
+
+
+def wait(check: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_veille_hub_mails_at_once_then_tells_the_centre_unless_the_alert_went_away(
+    rig: Rig,
+) -> None:
+    t0 = time.time()
+    rig.publish(alert(1))
+    rig.publish(alert(2, alert_type="sos"))
+    wait(lambda: len(rig.inbox.mails) == 2, 5)
+    mailed_s = time.time() - t0
+    # the gateway cancels the SOS (the person pressed again: all is well)
+    rig.publish(alert(2, "cancelled", "sos"))
+    wait(lambda: rig.events, CENTRE_DELAY_S + 10)
+    time.sleep(1.5)  # would the cancelled one come too?
+    [(at, event)] = rig.events
+    assert (event.account, event.event_qualifier, event.event_type, event.encrypted) == (
+        "A1B2C3",
+        "1",
+        "100",
+        True,
+    )
+    assert mailed_s < 5.0
+    assert 0 <= at - t0 - CENTRE_DELAY_S < 1.5, at - t0  # publish and poll latency
+    assert sorted(m["Subject"] for m in rig.inbox.mails) == [
+        "Appel d'urgence (bouton SOS) : logement h-0042",
+        "Chute détectée : logement h-0042",
+    ]
+    # a restart: the chains are in the store; the gateway's resend changes nothing
+    assert rig.hub.stop() == 0
+    rig.hub.start()
+    rig.publish(alert(1))
+    time.sleep(CENTRE_DELAY_S)
+    assert len(rig.inbox.mails) == 2
+    assert len(rig.events) == 1
+    check = open_store(rig.store)
     try:
         assert [(e["channel"], e["ok"]) for e in check.notifications()] == [
             ("astreinte", True),
@@ -145,84 +167,38 @@ def test_veille_hub_mails_at_once_then_tells_the_centre_unless_the_alert_went_aw
 
 
 def test_a_hub_killed_in_the_middle_of_a_chain_resumes_it_and_sends_nothing_twice(
-    tmp_path: Path, hub_broker: Mosquitto
+    rig: Rig,
 ) -> None:
-    inbox, events = Inbox(), []
-    smtp_port, centre_port = free_port(), free_port()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
-    smtp.start()
-    centre = SIAClient(
-        "127.0.0.1",
-        centre_port,
-        [SIAAccount("A1B2C3", KEY)],
-        function=lambda e: events.append((time.time(), e)),
-    )
-    centre.start()
-    store = f"sqlite:///{tmp_path / 'hub.db'}"
-    notify = write_notify(tmp_path / "notify.toml", smtp_port, centre_port)
-    hub = HubProc(tmp_path / "hub", hub_broker.url, store, extra_args=("--notify", str(notify)))
-    try:
-        hub.start()
-        t0 = time.time()
-        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(3)))
-        wait(lambda: inbox.mails, 5)
-        hub.kill()  # SIGKILL between the mail and the centre's step
-        assert not events
-        hub.start()
-        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(3)))  # the gateway resends
-        wait(lambda: events, CENTRE_DELAY_S + 20)
-        time.sleep(1.0)
-        assert len(inbox.mails) == 1
-        [(at, event)] = events
-        assert event.event_type == "100"
-        assert at >= t0 + CENTRE_DELAY_S
-    finally:
-        hub.stop()
-        centre.stop()
-        smtp.stop()
+    t0 = time.time()
+    rig.publish(alert(3))
+    wait(lambda: rig.inbox.mails, 5)
+    rig.hub.kill()  # SIGKILL between the mail and the centre's step
+    assert not rig.events
+    rig.hub.start()
+    rig.publish(alert(3))  # the gateway resends
+    wait(lambda: rig.events, CENTRE_DELAY_S + 20)
+    time.sleep(1.0)
+    assert len(rig.inbox.mails) == 1
+    [(at, event)] = rig.events
+    assert event.event_type == "100"
+    assert at >= t0 + CENTRE_DELAY_S
 
 
-def test_an_alert_acknowledged_in_the_console_never_reaches_the_centre(
-    tmp_path: Path, hub_broker: Mosquitto
-) -> None:
-    inbox, events = Inbox(), []
-    smtp_port, centre_port = free_port(), free_port()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
-    smtp.start()
-    centre = SIAClient(
-        "127.0.0.1",
-        centre_port,
-        [SIAAccount("A1B2C3", KEY)],
-        function=lambda e: events.append((time.time(), e)),
-    )
-    centre.start()
-    notify = write_notify(tmp_path / "notify.toml", smtp_port, centre_port)
-    hub = HubProc(
-        tmp_path / "hub",
-        hub_broker.url,
-        f"sqlite:///{tmp_path / 'hub.db'}",
-        extra_args=("--notify", str(notify)),
-    )
-    try:
-        hub.start()
-        publish(hub_broker.port, alert_topic("h-0042"), encode(alert(4)))
-        wait(lambda: inbox.mails, 5)
-        with httpx.Client(base_url=hub.url, trust_env=False) as staff:
-            staff.post("/login", data={"name": "alice", "password": STAFF_PASSWORD})
-            page = staff.get("/").text
-            match = re.search(r'name="csrf" value="([^"]+)"', page)
-            assert match is not None, page[:500]
-            done = staff.post(
-                f"/alerts/{alert(4)['id']}/ack", data={"csrf": match[1]}, follow_redirects=False
-            )
-            assert done.status_code == 303
-        time.sleep(CENTRE_DELAY_S + 1.5)
-        assert events == []
-        assert len(inbox.mails) == 1
-    finally:
-        hub.stop()
-        centre.stop()
-        smtp.stop()
+def test_an_alert_acknowledged_in_the_console_never_reaches_the_centre(rig: Rig) -> None:
+    rig.publish(alert(4))
+    wait(lambda: rig.inbox.mails, 5)
+    with httpx.Client(base_url=rig.hub.url, trust_env=False) as staff:
+        staff.post("/login", data={"name": "alice", "password": STAFF_PASSWORD})
+        page = staff.get("/").text
+        match = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert match is not None, page[:500]
+        done = staff.post(
+            f"/alerts/{alert(4)['id']}/ack", data={"csrf": match[1]}, follow_redirects=False
+        )
+        assert done.status_code == 303
+    time.sleep(CENTRE_DELAY_S + 1.5)
+    assert rig.events == []
+    assert len(rig.inbox.mails) == 1
 
 
 def test_a_bad_notify_toml_is_refused_in_one_line(tmp_path: Path) -> None:
