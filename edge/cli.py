@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hub.add_argument("--escalate-after", type=float, default=600.0, help="seconds")
     hub.add_argument("--staff-password-file", type=Path)
+    hub.add_argument(
+        "--notify", type=Path, help="notify.toml: channels and escalation chain (DESIGN.md 8)"
+    )
 
     hub_log = sub.add_parser("hub-log", help="what the hub holds, one record per alert")
     hub_log.add_argument("--store", required=True, help="sqlite:///path or postgresql://...")

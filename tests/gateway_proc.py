@@ -238,6 +238,7 @@ class HubProc:
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_args: tuple[str, ...] = ()  # e.g. ("--notify", "notify.toml")
 
     @property
     def url(self) -> str:
@@ -264,6 +265,7 @@ class HubProc:
                 f"127.0.0.1:{self.http_port}",
                 "--staff-password-file",
                 str(staff),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

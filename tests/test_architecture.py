@@ -17,6 +17,10 @@ PURE = [
     ROOT / "edge" / "home.py",
     ROOT / "models" / "features.py",
     ROOT / "cloud_bridge" / "contract.py",
+    *(
+        ROOT / "cloud_bridge" / "notify" / f"{name}.py"
+        for name in ("chain", "config", "contact_id", "dc09", "message")
+    ),
     *sorted((ROOT / "edge" / "decode").glob("*.py")),
     *sorted((ROOT / "edge" / "detect").glob("*.py")),
 ]
