@@ -45,7 +45,12 @@ BUILD_IN = "build.in"  # the build set's input (pip, setuptools): not in pyproje
 MANIFEST = "aarch64.txt"
 PYTHON = "3.11"
 # Packages published as source only and pure Python (no compiled code to need a wheel).
-PURE_SDISTS = frozenset({"pyric"})  # via bluetooth-auto-recovery (bleak-retry-connector)
+PURE_SDISTS = frozenset(
+    {
+        "pyric",  # via bluetooth-auto-recovery (bleak-retry-connector)
+        "http-ece",  # via pywebpush (the hub's web push channel)
+    }
+)
 # The Pi: Raspberry Pi OS bookworm, glibc 2.36, 64-bit.
 AARCH64_PLATFORMS = ("manylinux2014_aarch64", *(f"manylinux_2_{n}_aarch64" for n in range(17, 37)))
 PI_MARKERS = {
