@@ -174,6 +174,8 @@ def test_mail_server_down_the_chain_goes_on_and_retries(tmp_path: Path) -> None:
             t0 = time.time()
             notifier.alert(alert("a-00000003"), t0)
             await until(lambda: received, CENTRE_DELAY_S + 5)
+            # the centre has it: wait for the notifier to log its ACK too
+            await until(lambda: any(e["channel"] == "centre" for e in store.log()), 5)
             runner.cancel()
             log = [(e["channel"], e["retry"], e["ok"]) for e in store.log()]
             assert log == [
@@ -257,6 +259,8 @@ subscriptions_file = "subs.json"
             runner = asyncio.create_task(notifier.run())
             notifier.alert(alert("a-00000005"), time.time())
             await until(lambda: received, CENTRE_DELAY_S + 5)
+            # the centre has it: wait for the notifier to log its ACK too
+            await until(lambda: any(e["channel"] == "centre" for e in store.log()), 5)
             runner.cancel()
             log = store.log()
             assert [(e["channel"], e["ok"]) for e in log] == [("phones", False), ("centre", True)]
