@@ -186,6 +186,8 @@ def test_nothing_lost_across_sigkills_and_a_hub_outage(
             if len(log) >= n and all(e["delivered_at"] is not None for e in log):
                 break
             time.sleep(1.0)
+        assert gw.proc is not None
+        assert gw.proc.poll() is None, f"the gateway died ({gw.proc.returncode}): {gw.log()}"
         _log, held = logs_agree(gw.storage, store, gw.home_id)
     finally:
         gw.stop()
