@@ -186,7 +186,7 @@ listen = "127.0.0.1:{self.http_port}"
             [VEILLE, "-v", "run", "--config", str(self.workdir / "gateway.toml")],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **self.env},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         if wait_ready:
             self.wait_ready()
@@ -292,7 +292,7 @@ class HubProc(VeilleProcess):
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         if wait_ready:
             self.wait_ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -134,6 +135,22 @@ def test_corrupt_registry_is_reported_and_the_gateway_still_starts(
         hub.close()
     assert "registry" in gw.log().lower()
     assert "Traceback" not in gw.log()
+
+
+def test_a_fatal_signal_leaves_the_python_stacks_in_the_log(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    """SIGBUS or SIGSEGV in a C library (SQLite, OpenSSL) would otherwise kill the gateway
+    without a word; its log must say where every thread was."""
+    gw = GatewayProc(tmp_path, "h-e2e-6", local_broker.port, hub_broker.port)
+    gw.provision()
+    gw.start()
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGBUS)
+    assert gw.proc.wait(10) == -signal.SIGBUS
+    log = gw.log()
+    assert "Fatal Python error: Bus error" in log
+    assert "edge/gateway.py" in log  # the main thread's stack, in the product's own code
 
 
 @pytest.mark.slow
