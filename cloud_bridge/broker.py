@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.errors import ConfigError
+from cloud_bridge.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 

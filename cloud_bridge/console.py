@@ -35,9 +35,9 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
-from edge.errors import VeilleError
-from edge.status import charts, i18n, web
-from edge.status.auth import (
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.pages import charts, i18n, web
+from cloud_bridge.pages.auth import (
     SESSION_KEY_BYTES,
     LoginThrottle,
     MemorySessions,
@@ -47,7 +47,7 @@ from edge.status.auth import (
     client_key,
     safe_next,
 )
-from edge.status.web import Csrf, lang_of, render, verify_csrf
+from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -416,7 +416,7 @@ def create_console_app(
 @dataclass
 class ConsoleServer:
     url: str
-    server: Any  # edge.http.HttpServer
+    server: Any  # cloud_bridge.pages.http.HttpServer
     state: Any = None  # the console_sessions.ConsoleState it opened, if any
 
     async def stop(self) -> None:
@@ -438,7 +438,7 @@ async def start_console(
     `store`: the hub's store spec, where the console keeps its key and sessions (None: this
     process only, as in the demo)."""
     from cloud_bridge.console_sessions import open_console_state
-    from edge.http import HttpServer
+    from cloud_bridge.pages.http import HttpServer
 
     state = open_console_state(store) if store is not None else None
     app = create_console_app(

@@ -327,7 +327,7 @@ def _print_alert(payload: Mapping[str, Any], new: bool) -> None:
 
 def main(args: Any) -> int:
     """`veille hub --broker URL [--http HOST:PORT]`."""
-    from edge.errors import VeilleError
+    from cloud_bridge.errors import VeilleError
 
     notify = None
     if getattr(args, "notify", None):

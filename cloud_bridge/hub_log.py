@@ -83,7 +83,7 @@ def records(
 
 def main(args: Any) -> int:
     """`veille hub-log --store SPEC [--since TIME] (--json|--csv)`."""
-    from edge.errors import VeilleError
+    from cloud_bridge.errors import VeilleError
     from edge.events import parse_iso_utc
 
     spec = str(args.store)

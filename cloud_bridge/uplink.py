@@ -30,7 +30,7 @@ from cloud_bridge.contract import (
     status_topic,
     validate_message,
 )
-from edge.errors import StorageError
+from cloud_bridge.errors import StorageError
 
 _LOGGER = logging.getLogger(__name__)
 

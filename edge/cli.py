@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
 
 _LOGGER = logging.getLogger("veille")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from edge.errors import ConfigError
+from cloud_bridge.errors import ConfigError
 from edge.home import HOME_ID_RE, _Locator
 
 MQTT_PORT = 1883

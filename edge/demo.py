@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from cloud_bridge.broker import BrokerUrl, MqttLink, parse_broker_url
+from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
-from edge.errors import VeilleError
 from edge.gateway import Gateway, GatewaySettings
 from edge.pipeline import BleAdvert, WearableBytes
 

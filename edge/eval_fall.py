@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud_bridge.errors import VeilleError
 from edge.decode.wearable import WearableStream, encode_accel
 from edge.detect.fall import FallDetector
-from edge.errors import VeilleError
 from edge.events import AccelFrame, Finding
 
 _LOGGER = logging.getLogger(__name__)

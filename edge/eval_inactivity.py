@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cloud_bridge.errors import VeilleError
 from edge.detect.routine import RoutineDetector
-from edge.errors import VeilleError
 from edge.events import (
     CheckIn,
     Emission,

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge.broker import BrokerUrl, Credentials
+from cloud_bridge.errors import ConfigError, VeilleError
 from cloud_bridge.uplink import Uplink
 from edge.clock import Clock, GatewayClock, time_synced
 from edge.core import HomeCore, Outputs
-from edge.errors import ConfigError, VeilleError
 from edge.events import Role
 from edge.pipeline import BleAdvert, Pipeline, WearableBytes
 
@@ -255,7 +255,7 @@ class Gateway:
                     sources.append(self._wearable_source(dev.id, dev.address))
         http = None
         if self.settings.http:
-            from edge.http import HttpServer
+            from cloud_bridge.pages.http import HttpServer
             from edge.status.app import create_app
 
             app = create_app(self.state, registry=self.registry, core=self.core, gateway=self)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge import contract
+from cloud_bridge.errors import StorageError
 from edge.alarm_journal import AlarmJournal, delivered_line, log_line, state_line
 from edge.const import (
     OUTBOX_BUSY_TIMEOUT_S,
@@ -53,7 +54,6 @@ from edge.const import (
     PRIORITY_ALERT,
     STORAGE_FILE_MODE,
 )
-from edge.errors import StorageError
 from edge.events import Alert, iso_utc
 from edge.outbox_salvage import aside_name, restore, salvage
 from edge.registry import ensure_private_dir

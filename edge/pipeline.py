@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from cloud_bridge.errors import StorageError
 from edge.clock import Clock
 from edge.core import HomeCore, Outputs
-from edge.errors import StorageError
 from edge.events import Event
 
 _LOGGER = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError
+from cloud_bridge.errors import ConfigError
 from edge.events import Role, RoomKind
 from edge.home import HomeFileError, HomeProfile, load_home_toml
 from edge.registry import Registry

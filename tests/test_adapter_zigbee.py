@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_bridge.errors import ConfigError
 from edge.adapters.zigbee import (
     BrokerUrl,
     LocalMessage,
@@ -21,7 +22,6 @@ from edge.adapters.zigbee import (
     parse_broker_url,
 )
 from edge.clock import FakeClock
-from edge.errors import ConfigError
 from tests.support import Collector, Mosquitto, publish
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cloud_bridge.errors import ConfigError
 from edge.config import BrokerConfig, GatewayConfig, load_gateway_config
-from edge.errors import ConfigError
 
 EXAMPLE = """\
 [home]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge import contract
-from edge.errors import StorageError
+from cloud_bridge.errors import StorageError
 from edge.events import Alert, AlertState, AlertType, Severity
 from edge.outbox import Outbox, OutboxItem
 

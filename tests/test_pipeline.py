@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from cloud_bridge.errors import StorageError
 from edge.clock import FakeClock
 from edge.core import HomeCore
-from edge.errors import StorageError
 from edge.events import AlertType, Finding, Role, RoomKind, Severity
 from edge.home import Device, HomeProfile, Room
 from edge.outbox import Outbox

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
 from edge.events import EventKind, Role, RoomKind
 from edge.replay import load_events, room_kind, rooms_of
 from tests.conftest import AMBIENT

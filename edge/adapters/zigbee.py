@@ -41,8 +41,8 @@ from cloud_bridge.broker import (
     parse_broker_url,
     write_on_network_thread,
 )
+from cloud_bridge.errors import ConfigError, VeilleError
 from edge.clock import Clock, GatewayClock
-from edge.errors import ConfigError, VeilleError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 `create_app(state, registry=..., core=..., gateway=...)` builds one FastAPI app per gateway.
 Shared objects live in one `Pages` value on `app.state.pages` (no module globals), which is
-also the `app.state.site` of the page helpers in `edge.status.web` (shared with the care
+also the `app.state.site` of the page helpers in `cloud_bridge.pages.web` (shared with the care
 console); the routers (`login`, `family`, `installer`, web's `/logout` and `/prefs`) stay
 thin and call pure view builders.
 
@@ -27,10 +27,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from edge.errors import ConfigError
-from edge.state import HomeState
-from edge.status import web
-from edge.status.auth import (
+from cloud_bridge.errors import ConfigError
+from cloud_bridge.pages import web
+from cloud_bridge.pages.auth import (
     LoginThrottle,
     MemorySessions,
     RegistrySessions,
@@ -39,6 +38,7 @@ from edge.status.auth import (
     Signer,
     gateway_session_key,
 )
+from edge.state import HomeState
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 API_PREFIXES = ("/api/", "/installer/api/")

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from cloud_bridge.pages import i18n
+from cloud_bridge.pages.auth import Session
+from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 from edge.events import Role, RoomKind
 from edge.home import HomeFileError, HomeProfile, Thresholds
-from edge.status import editing, i18n
+from edge.status import editing
 from edge.status.app import Pages, pages_of, require
-from edge.status.auth import Session
-from edge.status.web import Csrf, lang_of, render, verify_csrf
 
 if TYPE_CHECKING:
     from edge.provision import Checklist

@@ -19,8 +19,8 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from edge.status import i18n
-from edge.status.auth import (
+from cloud_bridge.pages import i18n
+from cloud_bridge.pages.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     LoginThrottle,
