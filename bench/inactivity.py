@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cloud_bridge.contract import AlertType
 from edge.detect.inactivity import (
     DEFAULT_PARAMS,
     MINUTE_S,
@@ -56,7 +57,7 @@ from edge.detect.inactivity import (
 )
 from edge.detect.routine import RoutineDetector
 from edge.eval_inactivity import answer_until, replay
-from edge.events import AlertType, CheckIn, Event, Finding
+from edge.events import CheckIn, Event, Finding
 from edge.home import Thresholds
 from edge.replay import load_events, rooms_of
 

@@ -32,9 +32,9 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
+from cloud_bridge.contract import parse_iso_utc
 from cloud_bridge.errors import VeilleError
 from cloud_bridge.pages import charts, i18n, web
 from cloud_bridge.pages.auth import (
@@ -52,7 +52,6 @@ from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 _LOGGER = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
-EDGE_TEMPLATES = Path(__file__).resolve().parents[1] / "edge" / "status" / "templates"
 STAFF_SESSION_S = 12 * 3600.0
 SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 DAILY_SCHEMA = "veille.aggregate.daily/1"
@@ -171,8 +170,6 @@ StaffSession = Annotated[Session, Depends(staff)]
 
 # --- views (pure) --------------------------------------------------------------------------
 def _time(iso: str, tz: dt.tzinfo, lang: str, now: float) -> str:
-    from edge.events import parse_iso_utc
-
     try:
         return i18n.clock_time(parse_iso_utc(iso), tz, now, lang)
     except ValueError:
@@ -306,10 +303,7 @@ def create_console_app(
     `state` (a `console_sessions.ConsoleState`) holds the key and the sessions where several
     processes share them; without it they live in this process only."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
-    templates = Jinja2Templates(directory=str(TEMPLATES))
-    templates.env.loader = ChoiceLoader(
-        [FileSystemLoader(str(TEMPLATES)), FileSystemLoader(str(EDGE_TEMPLATES))]
-    )
+    templates = Jinja2Templates(directory=[TEMPLATES, web.TEMPLATES_DIR])
     key = state.key() if state is not None else os.urandom(SESSION_KEY_BYTES)
     console = Console(hub, passwords, Signer(key), templates, key=key)
     if state is not None:

@@ -34,11 +34,15 @@ from cloud_bridge.contract import (
     ContractError,
     ack_topic,
     encode,
+    iso_utc,
+    parse_iso_utc,
     parse_topic,
     receipt_topic,
     validate_message,
 )
-from cloud_bridge.hub_store import HubStore, open_store
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.hub_store import HubStore
+from cloud_bridge.stores import open_store
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,8 +66,6 @@ LOG_BURST = 20  # log lines per home and LOG_EVERY_S about bad messages; the res
 
 
 def iso_now() -> str:
-    from edge.events import iso_utc
-
     return iso_utc(time.time())
 
 
@@ -277,8 +279,6 @@ class HubReceiver:
 
     def escalate_due(self, now: float) -> list[dict[str, Any]]:
         """Alerts raised and not acknowledged within the delay: mark them escalated."""
-        from edge.events import parse_iso_utc
-
         due = []
         for alert in self.store.alerts(open_only=True):
             if alert["state"] != "raised" or alert["escalated"]:
@@ -327,8 +327,6 @@ def _print_alert(payload: Mapping[str, Any], new: bool) -> None:
 
 def main(args: Any) -> int:
     """`veille hub --broker URL [--http HOST:PORT]`."""
-    from cloud_bridge.errors import VeilleError
-
     notify = None
     if getattr(args, "notify", None):
         from cloud_bridge.notify.config import NotifyConfigError, load_notify_config

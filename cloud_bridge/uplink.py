@@ -26,6 +26,7 @@ from cloud_bridge.contract import (
     ContractError,
     ack_topic,
     encode,
+    iso_utc,
     receipt_topic,
     status_topic,
     validate_message,
@@ -237,7 +238,6 @@ class Uplink:
     def publish_status(self, online: bool = True) -> mqtt.MQTTMessageInfo | None:
         if not self.connected:
             return None
-        from edge.events import iso_utc
 
         payload = {
             "schema": "veille.status/1",

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from cloud_bridge.contract import HOME_ID_RE
 from cloud_bridge.errors import ConfigError
-from edge.home import HOME_ID_RE, _Locator
+from edge.home import _Locator
 
 MQTT_PORT = 1883
 MQTTS_PORT = 8883

@@ -221,7 +221,7 @@ class SimDriver:
 
 def alert_printer(tz: ZoneInfo) -> Callable[[Mapping[str, Any], bool], None]:
     """Print each alert state the hub receives, with the home's local time."""
-    from edge.events import parse_iso_utc
+    from cloud_bridge.contract import parse_iso_utc
 
     def show(payload: Mapping[str, Any], new: bool) -> None:
         if not new:

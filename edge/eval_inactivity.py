@@ -28,18 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cloud_bridge.contract import iso_utc, parse_iso_utc
 from cloud_bridge.errors import VeilleError
 from edge.detect.routine import RoutineDetector
-from edge.events import (
-    CheckIn,
-    Emission,
-    Event,
-    EventKind,
-    Finding,
-    Role,
-    iso_utc,
-    parse_iso_utc,
-)
+from edge.events import CheckIn, Emission, Event, EventKind, Finding, Role
 from edge.home import Thresholds
 from edge.replay import load_events, rooms_of
 

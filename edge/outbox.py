@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge import contract
+from cloud_bridge.contract import iso_utc
 from cloud_bridge.errors import StorageError
 from edge.alarm_journal import AlarmJournal, delivered_line, log_line, state_line
 from edge.const import (
@@ -54,7 +55,7 @@ from edge.const import (
     PRIORITY_ALERT,
     STORAGE_FILE_MODE,
 )
-from edge.events import Alert, iso_utc
+from edge.events import Alert
 from edge.outbox_salvage import aside_name, restore, salvage
 from edge.registry import ensure_private_dir
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge import contract
+from cloud_bridge.contract import iso_utc, parse_iso_utc
 from edge.const import OUTBOX_ROW_OVERHEAD_BYTES, PRIORITY_AGGREGATE, PRIORITY_ALERT
-from edge.events import iso_utc, parse_iso_utc
 
 _LOGGER = logging.getLogger(__name__)
 

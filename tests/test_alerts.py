@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from cloud_bridge.contract import AlertState, AlertType, Severity, iso_utc
 from edge.alerts import AlertBook
-from edge.events import AlertState, AlertType, Finding, Severity, iso_utc
+from edge.events import Finding
 
 
 def sos(at: float, action: str = "raise") -> Finding:

@@ -29,11 +29,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_bridge.broker import parse_broker_url
+from cloud_bridge.contract import parse_iso_utc
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
 from edge.core import Outputs
 from edge.demo import SpeedClock
-from edge.events import parse_iso_utc
 from edge.gateway import Gateway, GatewaySettings
 from tests.gateway_proc import (
     VEILLE,

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from cloud_bridge.console import create_console_app
 from cloud_bridge.console_sessions import open_console_state
-from cloud_bridge.hub_store import open_store
 from cloud_bridge.pages.auth import SESSION_COOKIE, Signer
+from cloud_bridge.stores import open_store
 from tests.pg import Postgres, running_postgres
 
 STAFF = "alice"

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from cloud_bridge.contract import AlertType
 from edge.decode.bthome import BthomeDecoder, NearbyDevice
-from edge.events import AlertType, Event, EventKind, Role, RoomKind
+from edge.events import Event, EventKind, Role, RoomKind
 from edge.home import Device, HomeProfile, Room
 
 VECTORS = Path(__file__).parent / "vectors" / "ble"

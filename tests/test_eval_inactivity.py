@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.events import parse_iso_utc
+from cloud_bridge.contract import parse_iso_utc
 from tests.conftest import AMBIENT
 
 REPO = Path(__file__).resolve().parents[1]

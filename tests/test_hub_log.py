@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from cloud_bridge.hub_store import open_store
-from edge.events import AlertState
+from cloud_bridge.contract import AlertState
+from cloud_bridge.stores import open_store
 from edge.outbox import Outbox
 from tests.gateway_proc import VEILLE
 from tests.pg import Postgres, running_postgres

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from cloud_bridge.contract import AlertType, Severity
 from cloud_bridge.errors import StorageError
 from edge.clock import FakeClock
 from edge.core import HomeCore
-from edge.events import AlertType, Finding, Role, RoomKind, Severity
+from edge.events import Finding, Role, RoomKind
 from edge.home import Device, HomeProfile, Room
 from edge.outbox import Outbox
 from edge.pipeline import Pipeline

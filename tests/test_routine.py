@@ -9,22 +9,11 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from cloud_bridge.contract import validate_daily
+from cloud_bridge.contract import AlertType, Severity, validate_daily
 from edge.detect.inactivity import MINUTE_S, RoutineModel, time_bin
 from edge.detect.routine import RoutineDetector
 from edge.eval_inactivity import answer_until, raised, replay
-from edge.events import (
-    Aggregate,
-    AlertType,
-    CheckIn,
-    Emission,
-    Event,
-    EventKind,
-    Finding,
-    Role,
-    RoomKind,
-    Severity,
-)
+from edge.events import Aggregate, CheckIn, Emission, Event, EventKind, Finding, Role, RoomKind
 from edge.home import Thresholds
 from edge.replay import load_events, rooms_of
 from tests.conftest import AMBIENT

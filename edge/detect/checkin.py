@@ -27,9 +27,10 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cloud_bridge.contract import AlertType
 from edge.detect.inactivity import HOUR_S, MINUTE_S, OFF_FURNITURE, OUT, REST_CONTEXTS
 from edge.detect.summary import local_hhmm
-from edge.events import AlertType, CheckIn, Emission, Finding
+from edge.events import CheckIn, Emission, Finding
 from edge.home import Thresholds
 
 __all__ = ["OFF_FURNITURE", "CheckInGate", "CheckInPolicy"]

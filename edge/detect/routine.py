@@ -34,6 +34,7 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 
+from cloud_bridge.contract import SEVERITY_RANK, AlertType, Severity
 from edge.detect.checkin import CheckInGate, CheckInPolicy
 from edge.detect.inactivity import (
     DAY_S,
@@ -51,19 +52,7 @@ from edge.detect.inactivity import (
 from edge.detect.summary import DayLog, RoomDay, local_hhmm, summarise_day
 from edge.detect.watches import MORNING_FROM_S, BathroomWatch, MorningWatch, NightExitWatch
 from edge.detect.whereabouts import Whereabouts
-from edge.events import (
-    SEVERITY_RANK,
-    Aggregate,
-    AlertType,
-    Emission,
-    Event,
-    EventKind,
-    Finding,
-    Role,
-    RoomKind,
-    Severity,
-    is_activity,
-)
+from edge.events import Aggregate, Emission, Event, EventKind, Finding, Role, RoomKind, is_activity
 from edge.home import Thresholds
 
 __all__ = ["RoutineDetector", "RoutineModel"]

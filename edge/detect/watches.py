@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from cloud_bridge.contract import SEVERITY_RANK, AlertType, Severity
 from edge.detect.inactivity import DAY_S, HOUR_S, MINUTE_S, DayRecord, Limits, hhmm, is_night
 from edge.detect.summary import local_hhmm
-from edge.events import SEVERITY_RANK, AlertType, Emission, Finding, RoomKind, Severity
+from edge.events import Emission, Finding, RoomKind
 
 __all__ = ["BathroomWatch", "MorningWatch", "NightExitWatch"]
 

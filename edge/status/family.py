@@ -18,7 +18,7 @@ from markupsafe import Markup
 from cloud_bridge.pages import charts, i18n
 from cloud_bridge.pages.auth import Session
 from cloud_bridge.pages.web import lang_of, render
-from edge.status.app import pages_of, require
+from edge.status.deps import pages_of, require
 
 router = APIRouter(tags=["family"])
 FamilySession = Annotated[Session, Depends(require("family"))]

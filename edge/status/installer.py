@@ -23,7 +23,7 @@ from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 from edge.events import Role, RoomKind
 from edge.home import HomeFileError, HomeProfile, Thresholds
 from edge.status import editing
-from edge.status.app import Pages, pages_of, require
+from edge.status.deps import Pages, pages_of, require
 
 if TYPE_CHECKING:
     from edge.provision import Checklist
