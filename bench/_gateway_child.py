@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.events import Role
-from edge.gateway import Gateway, settings_from_config
-from edge.pipeline import BleAdvert, WearableBytes
+from edge.runtime.gateway import Gateway, settings_from_config
+from edge.runtime.pipeline import BleAdvert, WearableBytes
 
 _LOGGER = logging.getLogger(__name__)
 HEADER = struct.Struct(">cI")

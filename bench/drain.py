@@ -30,7 +30,7 @@ from cloud_bridge.hub import HomeBudget, HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
 from cloud_bridge.uplink import INFLIGHT_WINDOW, Uplink
 from edge.events import Alert, new_alert_id
-from edge.outbox import Outbox
+from edge.storage.outbox import Outbox
 
 HOME = "bench-drain"
 BACKLOG = 100_000

@@ -38,7 +38,7 @@ from cloud_bridge.contract import (
 )
 from cloud_bridge.uplink import Uplink
 from edge.events import Alert, new_alert_id
-from edge.outbox import Outbox
+from edge.storage.outbox import Outbox
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -122,7 +122,7 @@ def _receivers(hub: TlsHub, dsn: str, names: list[str], folder: Path) -> Iterato
                     [
                         sys.executable,
                         "-m",
-                        "edge.cli",
+                        "edge.commands.cli",
                         "hub",
                         "--broker",
                         hub.url,

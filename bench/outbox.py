@@ -29,7 +29,7 @@ from typing import Any
 
 from cloud_bridge.contract import AlertState, AlertType, Severity, aggregate_topic, alert_topic
 from edge.events import Alert, new_alert_id
-from edge.outbox import Outbox
+from edge.storage.outbox import Outbox
 
 HOME = "bench-home"
 BACKLOG_MESSAGES = 100_000

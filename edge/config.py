@@ -90,7 +90,7 @@ class GatewayConfig:
     speaker: str = ""  # text-to-speech command for check-ins; "" = none
     source: Path | None = None  # the file it was loaded from
 
-    # flat names, as `edge.gateway` reads them
+    # flat names, as `edge.runtime.gateway` reads them
     @property
     def local_url(self) -> str:
         return self.local.url

@@ -5,7 +5,7 @@ is about) and `Aggregate`s; the alert book (`edge.alerts`) turns findings into `
 messages with stable ids. Everything here is pure data: no I/O, no clock.
 
 Times are float seconds on the pipeline's time basis: event time in replays and the
-simulator, the gateway's monotonic-anchored clock in production (see `edge.clock`).
+simulator, the gateway's monotonic-anchored clock in production (see `edge.runtime.clock`).
 """
 
 from __future__ import annotations

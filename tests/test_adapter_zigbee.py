@@ -21,7 +21,7 @@ from edge.adapters.zigbee import (
     backoff_delay,
     parse_broker_url,
 )
-from edge.clock import FakeClock
+from edge.runtime.clock import FakeClock
 from tests.support import Collector, Mosquitto, publish
 
 ROOT = Path(__file__).resolve().parents[1]

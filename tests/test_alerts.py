@@ -74,9 +74,9 @@ def test_open_alerts_survive_a_restart_through_state_dict() -> None:
 
 
 def test_times_sent_after_an_ntp_step_are_corrected_detectors_untouched() -> None:
-    from edge.core import Outputs
     from edge.events import Aggregate
-    from edge.pipeline import shifted
+    from edge.runtime.core import Outputs
+    from edge.runtime.pipeline import shifted
 
     [alert] = AlertBook("h-001").apply(sos(1000.0))
     hour = Aggregate("hourly", 3600.0, 7200.0, {})

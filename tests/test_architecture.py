@@ -26,7 +26,7 @@ PURE = [
 ]
 # I/O and clocks: none of these may be imported by a pure module
 IMPURE = {"asyncio", "paho", "bleak", "sqlite3", "socket", "threading", "subprocess", "time"}
-IMPURE |= {"edge.clock", "edge.pipeline", "edge.gateway", "edge.outbox", "edge.registry"}
+IMPURE |= {"edge.runtime", "edge.storage", "edge.commands"}  # the shell: clock, pipeline, files
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -53,9 +53,9 @@ def test_only_the_cli_imports_the_pipeline_shell() -> None:
     users = {
         str(p.relative_to(ROOT))
         for p in (ROOT / "edge").rglob("*.py")
-        if "edge.pipeline" in imported_modules(p)
+        if "edge.runtime.pipeline" in imported_modules(p)
     }
-    assert users <= {"edge/gateway.py", "edge/demo.py"}
+    assert users <= {"edge/runtime/gateway.py", "edge/commands/demo.py"}
 
 
 def test_ruff_is_clean() -> None:
@@ -241,3 +241,30 @@ def test_no_import_cycles() -> None:
     """No two modules import each other, directly or through others (lazy imports count:
     a cycle hidden in a function is still a cycle in the design)."""
     assert _cycles(_graph()) == []
+
+
+EDGE_ROOT_MAX_MODULES = 10
+
+
+def test_the_root_of_edge_holds_few_modules() -> None:
+    """The rest live in folders named for their job (storage, runtime, commands, ...)."""
+    loose = sorted(p.name for p in (ROOT / "edge").glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= EDGE_ROOT_MAX_MODULES, loose
+    for folder in (p for p in (ROOT / "edge").iterdir() if p.is_dir() and any(p.glob("*.py"))):
+        assert (folder / "__init__.py").is_file(), f"{folder.name} is not a package"
+
+
+TIME_UNITS = {"MINUTE_S", "HOUR_S", "DAY_S"}
+
+
+def test_minutes_hours_and_days_are_defined_once() -> None:
+    """`MINUTE_S`, `HOUR_S`, `DAY_S` come from edge.const everywhere."""
+    where = {
+        str(p.relative_to(ROOT))
+        for pkg in (*PACKAGES, "tests", "bench")
+        for p in (ROOT / pkg).rglob("*.py")
+        for node in ast.parse(p.read_text()).body
+        if isinstance(node, ast.Assign)
+        and {t.id for t in node.targets if isinstance(t, ast.Name)} & TIME_UNITS
+    }
+    assert where == {"edge/const.py"}

@@ -76,7 +76,7 @@ def test_client_certificate_login_default_ports_and_ipv6(folder: Path) -> None:
     assert cfg.local.password() is None
     assert cfg.storage_dir == folder / "state"
     assert (cfg.http_host, cfg.http_port) == ("::1", 9000)
-    # the flat names edge.gateway reads
+    # the flat names edge.runtime.gateway reads
     assert cfg.http_listen == "[::1]:9000"
     assert cfg.local_url == "mqtt://localhost"
     assert cfg.hub_url == "mqtts://hub.example.org"

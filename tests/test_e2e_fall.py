@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from cloud_bridge.broker import parse_broker_url
-from edge.clock import FakeClock
 from edge.decode.wearable import encode_button
 from edge.events import Role, RoomKind
-from edge.gateway import Gateway, GatewaySettings
 from edge.home import Device, HomeProfile, Room
-from edge.pipeline import WearableBytes
-from edge.registry import Registry
-from edge.sim_wearable import encode_frames
+from edge.runtime.clock import FakeClock
+from edge.runtime.gateway import Gateway, GatewaySettings
+from edge.runtime.pipeline import WearableBytes
+from edge.sim.wearable import encode_frames
+from edge.storage.registry import Registry
 from tests.conftest import FALLS_NPZ
 from tests.support import Collector, Mosquitto
 

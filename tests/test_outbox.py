@@ -16,7 +16,7 @@ from cloud_bridge import contract
 from cloud_bridge.contract import AlertState, AlertType, Severity
 from cloud_bridge.errors import StorageError
 from edge.events import Alert
-from edge.outbox import Outbox, OutboxItem
+from edge.storage.outbox import Outbox, OutboxItem
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors" / "db"

@@ -8,12 +8,12 @@ import pytest
 
 from cloud_bridge.contract import AlertType, Severity
 from cloud_bridge.errors import StorageError
-from edge.clock import FakeClock
-from edge.core import HomeCore
 from edge.events import Finding, Role, RoomKind
 from edge.home import Device, HomeProfile, Room
-from edge.outbox import Outbox
-from edge.pipeline import Pipeline
+from edge.runtime.clock import FakeClock
+from edge.runtime.core import HomeCore
+from edge.runtime.pipeline import Pipeline
+from edge.storage.outbox import Outbox
 
 T0 = 1_700_000_000.0
 PROFILE = HomeProfile(

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_bridge import pki
 from cloud_bridge.errors import VeilleError
-from edge import cli
+from edge.commands import cli
 
 OPENSSL = shutil.which("openssl")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

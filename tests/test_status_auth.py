@@ -27,10 +27,10 @@ from cloud_bridge.pages.auth import (
     throttle_decision,
     wait_after,
 )
-from edge.core import HomeCore
 from edge.home import load_home_toml
-from edge.registry import Registry
+from edge.runtime.core import HomeCore
 from edge.status.app import create_app
+from edge.storage.registry import Registry
 from tests.gateway_proc import write_home
 
 FAMILY_PIN = "2468"

@@ -23,7 +23,7 @@ from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
 from cloud_bridge.uplink import RESEND_MAX_S, Uplink, resend_delay
 from edge.events import Alert
-from edge.outbox import Outbox
+from edge.storage.outbox import Outbox
 from tests.support import Collector, Mosquitto, TlsHub, make_hub_pki, tls_client
 
 pytestmark = pytest.mark.broker

@@ -16,9 +16,9 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
-from edge.clock import Clock
 from edge.decode.wearable import WearableFrameError, decode_battery
 from edge.events import Event, EventKind, Role
+from edge.runtime.clock import Clock
 
 _LOGGER = logging.getLogger(__name__)
 

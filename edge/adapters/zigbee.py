@@ -42,7 +42,7 @@ from cloud_bridge.broker import (
     write_on_network_thread,
 )
 from cloud_bridge.errors import ConfigError, VeilleError
-from edge.clock import Clock, GatewayClock
+from edge.runtime.clock import Clock, GatewayClock
 
 _LOGGER = logging.getLogger(__name__)
 

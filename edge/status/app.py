@@ -30,9 +30,9 @@ from cloud_bridge.pages.auth import (
     Signer,
     gateway_session_key,
 )
-from edge.state import HomeState
 from edge.status import family, installer, login
 from edge.status.deps import CREDENTIALS, Pages, require
+from edge.storage.state import HomeState
 
 
 def missing_credentials(registry: Any) -> list[str]:

@@ -23,7 +23,7 @@ from cloud_bridge.pages.auth import (
     SessionStore,
     Signer,
 )
-from edge.state import HomeState
+from edge.storage.state import HomeState
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")  # then the base page and style of web
 API_PREFIXES = ("/api/", "/installer/api/")

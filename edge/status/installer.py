@@ -1,7 +1,7 @@
 """The installer's pages: the home, rooms, contacts, thresholds, pairing, walk-through, report.
 
 Behind the installer code. Edits go through `edge.status.editing` (the same checks as
-`veille provision import`) and the checklist is `edge.provision.checklist`; Zigbee pairing
+`veille provision import`) and the checklist is `edge.commands.provision.checklist`; Zigbee pairing
 publishes Zigbee2MQTT's own requests on the local broker through the gateway's adapter.
 """
 
@@ -26,7 +26,7 @@ from edge.status import editing
 from edge.status.deps import Pages, pages_of, require
 
 if TYPE_CHECKING:
-    from edge.provision import Checklist
+    from edge.commands.provision import Checklist
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _edit(request: Request, csrf: str, change: Any, path: str = "/installer") ->
 
 def _checklist(pages: Pages, profile: HomeProfile) -> Checklist:
     """`veille provision`'s checklist of the home, knowing which codes are set."""
-    from edge.provision import checklist
+    from edge.commands.provision import checklist
 
     pins = {
         "family": pages.registry.has_secret("family_pin"),

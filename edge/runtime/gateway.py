@@ -21,10 +21,11 @@ from typing import Any
 from cloud_bridge.broker import BrokerUrl, Credentials
 from cloud_bridge.errors import ConfigError, VeilleError
 from cloud_bridge.uplink import Uplink
-from edge.clock import Clock, GatewayClock, time_synced
-from edge.core import HomeCore, Outputs
 from edge.events import Role
-from edge.pipeline import BleAdvert, Pipeline, WearableBytes
+from edge.runtime import systemd
+from edge.runtime.clock import Clock, GatewayClock, time_synced
+from edge.runtime.core import HomeCore, Outputs
+from edge.runtime.pipeline import BleAdvert, Pipeline, WearableBytes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ class Gateway:
         on_outputs: Callable[[Outputs], None] | None = None,
         seed_docs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        from edge.outbox import Outbox
-        from edge.registry import Registry
+        from edge.storage.outbox import Outbox
+        from edge.storage.registry import Registry
 
         self.settings = settings
         self.clock = clock or GatewayClock()
@@ -142,7 +143,7 @@ class Gateway:
 
     def _prompt(self, check_ins: list[Any]) -> None:
         """Ask the resident (or stop asking): the prompt devices, and the speaker if any."""
-        from edge.prompt import say, send_prompts
+        from edge.runtime.prompt import say, send_prompts
 
         for check_in in check_ins:
             _LOGGER.info("check-in %s: %s", check_in.action, check_in.key)
@@ -182,8 +183,6 @@ class Gateway:
         self.state.local_connected = True
         self.state.ready = True
         _LOGGER.info("gateway ready: subscribed to the local broker %s", self.settings.local)
-        from edge import systemd
-
         systemd.ready()
 
     async def _ble_source(self) -> AsyncIterator[Any]:
@@ -232,8 +231,6 @@ class Gateway:
         self.state.time_synced = synced
 
     async def _housekeeping(self) -> None:
-        from edge import systemd
-
         interval = systemd.watchdog_interval_s() or WATCHDOG_DEFAULT_S
         while True:
             self.state.hub_connected = self.uplink.connected
@@ -270,8 +267,6 @@ class Gateway:
             if task.done():
                 task.result()  # a crash in the pipeline is raised here
         finally:
-            from edge import systemd
-
             systemd.stopping()
             house.cancel()
             task.cancel()

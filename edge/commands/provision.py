@@ -17,7 +17,7 @@ from typing import Any
 from cloud_bridge.errors import ConfigError
 from edge.events import Role, RoomKind
 from edge.home import HomeFileError, HomeProfile, load_home_toml
-from edge.registry import Registry
+from edge.storage.registry import Registry
 
 FAMILY_PIN_RE = re.compile(r"^\d{4,12}$")
 INSTALLER_MIN_CHARS = 8
@@ -252,7 +252,7 @@ Send the certificate signing request to the hub operator: {csr}
 def make_home_csr(storage: Path) -> tuple[Path, Path]:
     """The home's TLS key and certificate signing request, in `storage/tls/` (key 0600)."""
     from cloud_bridge.pki import make_csr
-    from edge.registry import ensure_private_dir
+    from edge.storage.registry import ensure_private_dir
 
     profile = load_profile(storage)
     tls = ensure_private_dir(storage / "tls")

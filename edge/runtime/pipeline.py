@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from cloud_bridge.contract import aggregate_topic, alert_topic, encode
 from cloud_bridge.errors import StorageError
-from edge.clock import Clock
-from edge.core import HomeCore, Outputs
 from edge.events import Event
+from edge.runtime.clock import Clock
+from edge.runtime.core import HomeCore, Outputs
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ def shifted(out: Outputs, offset_s: float) -> Outputs:
 @dataclass
 class Pipeline:
     core: HomeCore
-    outbox: Any  # edge.outbox.Outbox
+    outbox: Any  # edge.storage.outbox.Outbox
     clock: Clock
-    registry: Any = None  # edge.registry.Registry, for learned state
+    registry: Any = None  # edge.storage.registry.Registry, for learned state
     uplink: Any = None  # cloud_bridge.uplink.Uplink
     tick_s: float = TICK_S
     on_outputs: Callable[[Outputs], None] | None = None

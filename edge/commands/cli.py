@@ -19,14 +19,14 @@ _LOGGER = logging.getLogger("veille")
 
 # command -> "module:function"; each function takes the parsed namespace and returns an exit code
 HANDLERS = {
-    "demo": "edge.demo:main",
-    "run": "edge.gateway:main",
-    "provision": "edge.provision:main",
+    "demo": "edge.commands.demo:main",
+    "run": "edge.runtime.gateway:main",
+    "provision": "edge.commands.provision:main",
     "hub": "cloud_bridge.hub:main",
-    "log": "edge.outbox:log_main",
+    "log": "edge.storage.outbox:log_main",
     "hub-log": "cloud_bridge.hub_log:main",
-    "eval-fall": "edge.eval_fall:main",
-    "eval-inactivity": "edge.eval_inactivity:main",
+    "eval-fall": "edge.commands.eval_fall:main",
+    "eval-inactivity": "edge.commands.eval_inactivity:main",
     "pki": "cloud_bridge.pki:main",
 }
 

@@ -30,10 +30,10 @@ from typing import Any
 
 from cloud_bridge.contract import iso_utc, parse_iso_utc
 from cloud_bridge.errors import VeilleError
-from edge.detect.routine import RoutineDetector
+from edge.commands.replay import load_events, rooms_of
+from edge.detect.inactivity import RoutineDetector
 from edge.events import CheckIn, Emission, Event, EventKind, Finding, Role
 from edge.home import Thresholds
-from edge.replay import load_events, rooms_of
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 `HomeCore` decodes (Zigbee2MQTT JSON, BTHome service data, wearable frames), feeds every
 detector, runs the alert book and keeps the home state. It never reads a clock: each call
-carries its time. The async shell (`edge.pipeline`) does the I/O around it.
+carries its time. The async shell (`edge.runtime.pipeline`) does the I/O around it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from edge.events import (
     Role,
 )
 from edge.home import HomeProfile
-from edge.state import HomeState
+from edge.storage.state import HomeState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class HomeCore:
         self._make_wearables()
 
     def _make_routine(self, model: Any) -> None:
-        from edge.detect.routine import RoutineDetector
+        from edge.detect.inactivity import RoutineDetector
 
         rooms = {r.name: r.kind for r in self.profile.rooms}
         self.routine = RoutineDetector(rooms, self.tz, self.profile.thresholds, model)
