@@ -27,9 +27,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
-from cloud_bridge.broker import BrokerUrl, Credentials, MqttLink, parse_broker_url
+from cloud_bridge.broker import (
+    BrokerUrl,
+    Credentials,
+    MqttLink,
+    mqtt,  # paho's names, through the one MQTT runtime
+    parse_broker_url,
+)
 from cloud_bridge.contract import (
     ContractError,
     ack_topic,

@@ -19,9 +19,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import paho.mqtt.client as mqtt
-
-from cloud_bridge.broker import BrokerUrl, Credentials, MqttLink, backoff_delay
+from cloud_bridge.broker import (
+    BrokerUrl,
+    Credentials,
+    MqttLink,
+    backoff_delay,
+    mqtt,  # paho's names, through the one MQTT runtime
+)
 from cloud_bridge.contract import (
     ContractError,
     ack_topic,

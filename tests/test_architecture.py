@@ -268,3 +268,27 @@ def test_minutes_hours_and_days_are_defined_once() -> None:
         and {t.id for t in node.targets if isinstance(t, ast.Name)} & TIME_UNITS
     }
     assert where == {"edge/const.py"}
+
+
+def test_only_the_mqtt_runtime_imports_paho() -> None:
+    """Every link (uplink, hub receiver, Zigbee2MQTT adapter, demo) is a broker.MqttLink."""
+    users = {
+        module
+        for module, path in _project_files().items()
+        if any(n == "paho" or n.startswith("paho.") for n in _all_imports(path, module))
+    }
+    assert users == {"cloud_bridge.broker"}
+
+
+def test_one_backoff_rule() -> None:
+    """Reconnects and resends all draw their delay from broker.backoff_delay."""
+    randoms = {
+        module
+        for module, path in _project_files().items()
+        if module.startswith(("edge.adapters", "edge.runtime", "cloud_bridge"))
+        and any(
+            isinstance(node, ast.Attribute) and node.attr in {"uniform", "expovariate"}
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    }
+    assert randoms == set()
