@@ -69,7 +69,7 @@ async def radio(
             stop.set()
             return
         if kind == b"W" and wearable is not None:
-            yield WearableBytes(wearable, body)
+            yield WearableBytes(wearable, body, clock.now())
         elif kind == b"B":
             adv = json.loads(body)
             data = {uuid: bytes.fromhex(h) for uuid, h in adv["service_data"].items()}

@@ -78,11 +78,11 @@ async def stream_fall(tmp_path: Path, local: Mosquitto, hub: Mosquitto, cancel: 
         await asyncio.sleep(0.02)
     for frame in encode_frames(fall_trace(), per_frame=FRAME):
         clock.advance(FRAME / 50)
-        radio.put_nowait(WearableBytes("belt", frame))
+        radio.put_nowait(WearableBytes("belt", frame, clock.now()))
         await asyncio.sleep(0)
         if cancel and gateway.core._wearables["belt"].pending:
             clock.advance(5.0)  # the wearer presses "I'm fine" a few seconds later
-            radio.put_nowait(WearableBytes("belt", encode_button(1, "single")))
+            radio.put_nowait(WearableBytes("belt", encode_button(1, "single"), clock.now()))
             cancel = False
     while not radio.empty():
         await asyncio.sleep(0.01)

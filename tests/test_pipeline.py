@@ -30,6 +30,8 @@ class Press:
 
     topic = "zigbee2mqtt/btn"
     payload = b'{"action":"single"}'
+    received_at = T0
+    retain = False
 
     def __init__(self) -> None:
         self.acked = False

@@ -210,7 +210,7 @@ class SimDriver:
                 self._schedule_wearable(out.at, out.kind, out.duration_s)
         while self._frames and self._frames[0][0] <= now and self.wearable_id:
             _at, _n, frame = heapq.heappop(self._frames)
-            self.radio.put_nowait(WearableBytes(self.wearable_id, frame))
+            self.radio.put_nowait(WearableBytes(self.wearable_id, frame, self.clock.now()))
 
     async def run(self, until: float | None) -> None:
         while until is None or self.clock.now() < until:

@@ -145,9 +145,14 @@ class HomeCore:
         return self._events(list(result.events))
 
     def ble_advert(
-        self, address: str, service_data: Mapping[str, bytes], rssi: float, at: float
+        self,
+        address: str,
+        service_data: Mapping[str, bytes],
+        rssi: float,
+        at: float,
+        name: str | None = None,
     ) -> Outputs:
-        result = self.bthome.decode(address, service_data, int(rssi), at)
+        result = self.bthome.decode(address, service_data, int(rssi), at, name)
         if result.unknown:
             self.state.note_unknown("bthome", address, at, rssi)
         return self._events(list(result.events))

@@ -13,19 +13,22 @@ import dataclasses
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_bridge.broker import BrokerUrl, Credentials
 from cloud_bridge.errors import ConfigError, VeilleError
 from cloud_bridge.uplink import Uplink
-from edge.events import Role
+from edge.events import Event, Role
 from edge.runtime import systemd
 from edge.runtime.clock import Clock, GatewayClock, time_synced
 from edge.runtime.core import HomeCore, Outputs
 from edge.runtime.pipeline import BleAdvert, Pipeline, WearableBytes
+
+if TYPE_CHECKING:  # the BLE adapter is loaded only by a home with BLE devices (footprint)
+    from edge.adapters.ble import Advertisement
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,6 +64,26 @@ def load_fall_model() -> Any:
     except Exception as exc:  # a broken model file must not stop SOS and inactivity alerts
         _LOGGER.error("fall detection disabled: cannot load the fall model: %s", exc)
         return None
+
+
+async def ble_inputs(scanner: AsyncIterable[Advertisement]) -> AsyncIterator[BleAdvert]:
+    """The scanner's advertisements as pipeline inputs, name included."""
+    async for adv in scanner:
+        yield BleAdvert(adv.address, dict(adv.service_data), adv.rssi, adv.name)
+
+
+async def wearable_inputs(
+    device_id: str, queue: asyncio.Queue[Any]
+) -> AsyncIterator[WearableBytes | Event]:
+    """A wearable link's queue as pipeline inputs: `(frame, received_at)` tuples keep their
+    reception time; battery `Event`s pass as they are."""
+    while True:
+        item = await queue.get()
+        if isinstance(item, tuple):
+            data, at = item
+            yield WearableBytes(device_id, data, at)
+        else:
+            yield item
 
 
 class Gateway:
@@ -191,8 +214,8 @@ class Gateway:
 
         try:
             async with BleScanner() as scanner:
-                async for adv in scanner:
-                    yield BleAdvert(adv.address, dict(adv.service_data), adv.rssi)
+                async for advert in ble_inputs(scanner):
+                    yield advert
         except Exception as exc:  # no radio on this machine: run on Zigbee alone
             _LOGGER.error("BLE scanning unavailable: %s", exc)
 
@@ -203,12 +226,8 @@ class Gateway:
         link = WearableLink(device_id, queue, self.clock, bleak_connector(address, device_id))
         task = asyncio.create_task(link.run(), name=f"wearable-{device_id}")
         try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, tuple):  # (frame bytes, received at)
-                    yield WearableBytes(device_id, item[0])
-                else:  # a battery Event
-                    yield item
+            async for item in wearable_inputs(device_id, queue):
+                yield item
         finally:
             task.cancel()
 

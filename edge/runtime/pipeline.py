@@ -29,8 +29,12 @@ BATCH_MAX = 500
 
 
 class LocalMessage(Protocol):
+    """A local broker message (`edge.adapters.zigbee.LocalMessage`)."""
+
     topic: str
     payload: bytes
+    received_at: float  # on the clock's time basis
+    retain: bool
 
     def ack(self) -> None: ...
 
@@ -40,15 +44,24 @@ class BleAdvert:
     address: str
     service_data: dict[str, bytes]
     rssi: float
+    name: str | None = None  # the advertised local name: the installer's "heard nearby" list
 
 
 @dataclass(frozen=True, slots=True)
 class WearableBytes:
     device_id: str
     data: bytes
+    received_at: float  # when the link delivered the notification (the clock's time basis)
 
 
 Input = LocalMessage | BleAdvert | WearableBytes | Event
+
+
+def received_at(item: Input, now: float) -> float:
+    """When the adapter received `item`, where it says so; never later than `now`."""
+    if isinstance(item, BleAdvert | Event):
+        return now
+    return min(item.received_at, now)
 
 
 def shifted(out: Outputs, offset_s: float) -> Outputs:
@@ -94,13 +107,12 @@ class Pipeline:
         core = self.core
         try:
             if isinstance(item, BleAdvert):
-                return core.ble_advert(item.address, item.service_data, item.rssi, at)
+                return core.ble_advert(item.address, item.service_data, item.rssi, at, item.name)
             if isinstance(item, WearableBytes):
                 return core.wearable_frame(item.device_id, item.data, at)
             if isinstance(item, Event):  # already normalized (the wearable's battery)
                 return core.event(item)
-            retained = bool(getattr(item, "retain", False))
-            return core.zigbee_message(item.topic, bytes(item.payload), at, retained)
+            return core.zigbee_message(item.topic, bytes(item.payload), at, bool(item.retain))
         except Exception:  # one bad input must never stop the gateway
             core.state.bad_input += 1
             _LOGGER.exception("dropped an input that broke a detector: %r", item)
@@ -171,15 +183,12 @@ class Pipeline:
             out = Outputs()
             now = self.clock.now()
             for item in batch:
-                # the time the adapter received it, when it says (the clock's time basis)
-                at = min(getattr(item, "received_at", now), now)
-                out.extend(self.handle(item, at))
+                out.extend(self.handle(item, received_at(item, now)))
             if not self.commit(out):
                 continue  # not durable: the local broker keeps these inputs unacknowledged
             for item in batch:
-                ack = getattr(item, "ack", None)
-                if ack is not None:
-                    ack()
+                if not isinstance(item, BleAdvert | WearableBytes | Event):
+                    item.ack()
             self.processed += len(batch)
 
     def ack_from_hub(self, payload: dict[str, Any]) -> None:
