@@ -17,9 +17,12 @@ from typing import Any, Protocol
 
 from cloud_bridge.contract import aggregate_topic, alert_topic, encode
 from cloud_bridge.errors import StorageError
-from edge.events import Event
+from cloud_bridge.uplink import Uplink
+from edge.events import CheckIn, Event
 from edge.runtime.clock import Clock
 from edge.runtime.core import HomeCore, Outputs
+from edge.storage.outbox import Outbox
+from edge.storage.registry import Registry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,10 +86,10 @@ def shifted(out: Outputs, offset_s: float) -> Outputs:
 @dataclass
 class Pipeline:
     core: HomeCore
-    outbox: Any  # edge.storage.outbox.Outbox
+    outbox: Outbox
     clock: Clock
-    registry: Any = None  # edge.storage.registry.Registry, for learned state
-    uplink: Any = None  # cloud_bridge.uplink.Uplink
+    registry: Registry | None = None  # for learned state
+    uplink: Uplink | None = None
     tick_s: float = TICK_S
     on_outputs: Callable[[Outputs], None] | None = None
     inbox: asyncio.Queue[Input] = field(default_factory=asyncio.Queue)
@@ -94,7 +97,7 @@ class Pipeline:
     _unsaved: Outputs = field(default_factory=Outputs)  # refused by a full disk, retried
     wire_offset_s: float = 0.0  # added to times sent upstream after an NTP step (gateway.py)
     # asks the resident (prompt devices, speaker) for each check-in; never the hub
-    prompter: Callable[[list[Any]], None] | None = None
+    prompter: Callable[[list[CheckIn]], None] | None = None
 
     # --- sources -------------------------------------------------------------------------
     async def pump(self, source: AsyncIterator[Any]) -> None:

@@ -16,6 +16,7 @@ request, so setting them takes effect without a restart.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,19 +31,21 @@ from cloud_bridge.pages.auth import (
     Signer,
     gateway_session_key,
 )
+from edge.runtime.core import HomeCore
 from edge.status import family, installer, login
-from edge.status.deps import CREDENTIALS, Pages, require
+from edge.status.deps import CREDENTIALS, GatewayView, Pages, require
+from edge.storage.registry import Registry
 from edge.storage.state import HomeState
 
 
-def missing_credentials(registry: Any) -> list[str]:
+def missing_credentials(registry: Registry) -> list[str]:
     """Who has no credential yet ("family", "installer"), in that order."""
     return [who for who, kind in CREDENTIALS if not registry.has_secret(kind)]
 
 
-def not_configured(registry: Any, missing: list[str]) -> Response:
+def not_configured(registry: Registry, missing: list[str]) -> Response:
     """What every page answers while a credential is missing: 503 and the command to run."""
-    storage = getattr(registry, "storage_dir", "DIR")
+    storage = registry.storage_dir
     commands = "\n".join(
         f"  veille provision set-pin {who} {'PIN' if who == 'family' else 'CODE'}"
         f" --storage {storage}"
@@ -58,9 +61,16 @@ def not_configured(registry: Any, missing: list[str]) -> Response:
     return PlainTextResponse(body, status_code=503, headers={"Retry-After": "60"})
 
 
-def create_app(state: HomeState, **services: Any) -> FastAPI:
-    """One app per gateway; `services`: registry (required), core, gateway."""
-    registry = services.get("registry")
+def create_app(
+    state: HomeState,
+    *,
+    registry: Registry | None,
+    core: HomeCore | None = None,
+    gateway: GatewayView | None = None,
+    clock: Callable[[], float] | None = None,
+) -> FastAPI:
+    """One app per gateway; `registry` (where the PINs are kept) is required, `clock` (wall
+    time for sessions and the login throttle) is for tests."""
     if registry is None:
         raise ConfigError("the status pages need the registry (where the PINs are kept)")
     # no /docs or /openapi.json: nothing answers without a credential but /login and /health
@@ -70,16 +80,14 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
     pages = Pages(
         state=state,
         registry=registry,
-        core=services.get("core"),
-        gateway=services.get("gateway"),
+        core=core,
+        gateway=gateway,
         signer=Signer(gateway_session_key(registry)),
         sessions=RegistrySessions(registry),
+        throttle=LoginThrottle(clock or time.monotonic),
+        wall=clock or time.time,
     )
-    if "clock" in services:
-        pages.throttle = LoginThrottle(services["clock"])
-        pages.wall = services["clock"]
     app.state.home = state
-    app.state.services = services
     app.state.pages = pages
 
     @app.middleware("http")

@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from cloud_bridge.errors import ConfigError
 from cloud_bridge.pages import web
 from cloud_bridge.pages.auth import (
     LoginThrottle,
@@ -23,6 +24,11 @@ from cloud_bridge.pages.auth import (
     SessionStore,
     Signer,
 )
+from edge.adapters.zigbee import Zigbee2MqttAdapter
+from edge.home import HomeProfile
+from edge.runtime.clock import Clock
+from edge.runtime.core import HomeCore
+from edge.storage.registry import Registry
 from edge.storage.state import HomeState
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")  # then the base page and style of web
@@ -32,14 +38,25 @@ PAGE_HEADERS: Mapping[str, str] = web.PAGE_HEADERS
 CREDENTIALS = (("family", "family_pin"), ("installer", "installer"))
 
 
+class GatewayView(Protocol):
+    """What the pages use of the running gateway (`edge.runtime.gateway.Gateway`)."""
+
+    clock: Clock
+    local_adapter: Zigbee2MqttAdapter | None  # None until connected to the local broker
+
+    def want_ble(self) -> None: ...
+
+    def apply_profile(self, profile: HomeProfile) -> None: ...
+
+
 @dataclass
 class Pages:
     """What every route of the gateway app needs."""
 
     state: HomeState
-    registry: Any
-    core: Any = None
-    gateway: Any = None
+    registry: Registry
+    core: HomeCore | None = None
+    gateway: GatewayView | None = None
     signer: Signer = field(default_factory=lambda: Signer(secrets.token_bytes(32)))
     throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(time.monotonic))
     templates: Jinja2Templates = field(
@@ -56,17 +73,19 @@ class Pages:
 
     def now(self) -> float:
         """The pipeline's time basis (simulated in the demo), for 'how long ago'."""
-        clock = getattr(self.gateway, "clock", None)
-        return float(clock.now()) if clock is not None else time.time()
+        return self.gateway.clock.now() if self.gateway is not None else time.time()
 
     def credential(self, role: str, name: str) -> str:
         """The version of the PIN (family) or code (installer) that opens `role`'s sessions."""
         kind = dict(CREDENTIALS).get(role)
         return self.registry.secret_version(kind) if kind is not None else ""
 
-    def profile(self) -> Any:
-        core_profile = getattr(self.core, "profile", None)
-        return core_profile if core_profile is not None else self.registry.profile()
+    def profile(self) -> HomeProfile:
+        """The home as the running core sees it, else as provisioned."""
+        profile = self.core.profile if self.core is not None else self.registry.profile()
+        if profile is None:
+            raise ConfigError(f"no home is provisioned in {self.registry.storage_dir}")
+        return profile
 
 
 def pages_of(request: Request) -> Pages:
