@@ -105,7 +105,6 @@ class WearableLink:
         self.battery_read_s = battery_read_s
         self.rng = rng or random.Random()
         self.backoff = backoff or backoff_s
-        self.connections = 0
 
     def _event(self, kind: EventKind, value: float | None) -> Event:
         return Event(
@@ -137,7 +136,6 @@ class WearableLink:
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
-            self.connections += 1
             _LOGGER.info("%s: connected", self.device_id)
             try:
                 await client.start_notify(FRAME_CHAR_UUID, self._on_notify)

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True)
 
     prov = sub.add_parser("provision", help="installer workflow")
-    prov.add_argument("action", help="import | show | checklist | set-pin | add-room | ...")
+    prov.add_argument("action", help="import | show | checklist | set-pin | csr")
     prov.add_argument("args", nargs="*")
     prov.add_argument("--storage", type=Path, required=True)
     prov.add_argument("--config", type=Path, help="gateway.toml, for actions that need brokers")

@@ -37,7 +37,7 @@ from edge.home import Thresholds
 
 _LOGGER = logging.getLogger(__name__)
 
-STEP_S = 60.0  # event-time step between checks, like the gateway's one-minute tick
+STEP_S = 60.0  # event-time step between checks (the gateway ticks every second, TICK_S)
 CONTINUITY_S = 86400.0  # a monitor file starting within a day of the history continues it
 ANSWER_AFTER_S = 30.0  # the simulated resident presses "ça va" this long after being asked
 ANSWER_DEVICE = "checkin-button"

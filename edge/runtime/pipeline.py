@@ -117,7 +117,6 @@ class Pipeline:
                 return core.event(item)
             return core.zigbee_message(item.topic, bytes(item.payload), at, bool(item.retain))
         except Exception:  # one bad input must never stop the gateway
-            core.state.bad_input += 1
             _LOGGER.exception("dropped an input that broke a detector: %r", item)
             return Outputs()
 
