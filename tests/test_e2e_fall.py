@@ -76,13 +76,23 @@ async def stream_fall(tmp_path: Path, local: Mosquitto, hub: Mosquitto, cancel: 
     task = asyncio.create_task(gateway.run(stop, (radio_source(),)))
     while not gateway.state.ready:
         await asyncio.sleep(0.02)
+    sent = 0
+
+    async def received(data: bytes) -> None:
+        """One notification, dated when received; simulated time moves on once it is handled
+        (frames carry their reception time, so a lagging pipeline would date nothing late)."""
+        nonlocal sent
+        radio.put_nowait(WearableBytes("belt", data, clock.now()))
+        sent += 1
+        while gateway.pipeline.processed < sent:
+            await asyncio.sleep(0.001)
+
     for frame in encode_frames(fall_trace(), per_frame=FRAME):
         clock.advance(FRAME / 50)
-        radio.put_nowait(WearableBytes("belt", frame, clock.now()))
-        await asyncio.sleep(0)
+        await received(frame)
         if cancel and gateway.core._wearables["belt"].pending:
             clock.advance(5.0)  # the wearer presses "I'm fine" a few seconds later
-            radio.put_nowait(WearableBytes("belt", encode_button(1, "single"), clock.now()))
+            await received(encode_button(1, "single"))
             cancel = False
     while not radio.empty():
         await asyncio.sleep(0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,11 @@ def test_an_alert_the_disk_refuses_stays_in_memory_unacked_then_is_stored(
     press = Press()
     out = pipeline.handle(press, T0)
     assert [a.type for a in out.alerts] == ["sos"]
-    assert pipeline.commit(out) is False
+    assert asyncio.run(pipeline.commit(out)) is False
     assert pipeline.core.state.health() == "error"
     assert outbox.counts()["alerts"] == stored
     outbox._db.execute("PRAGMA max_page_count = 1000000")  # space again
-    assert pipeline.commit(pipeline.core.tick(T0 + 1)) is True
+    assert asyncio.run(pipeline.commit(pipeline.core.tick(T0 + 1))) is True
     assert outbox.counts()["alerts"] == stored + 1
     assert len(list(outbox.alarm_log())) == stored + 1
     assert pipeline.core.state.storage_health != "error"
