@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +71,37 @@ def test_an_alert_the_disk_refuses_stays_in_memory_unacked_then_is_stored(
     assert outbox.counts()["alerts"] == stored + 1
     assert len(list(outbox.alarm_log())) == stored + 1
     assert pipeline.core.state.storage_health != "error"
+
+
+class SlowDisk(Outbox):
+    """A real outbox whose commits take as long as a slow SD card's fsync."""
+
+    def put(self, *args: Any, **kwargs: Any) -> list[int]:
+        time.sleep(0.3)
+        return super().put(*args, **kwargs)
+
+
+def test_an_outbox_commit_does_not_stop_the_event_loop(tmp_path: Path) -> None:
+    """While an alert is written (synchronous=FULL), the loop keeps serving the rest."""
+    outbox = SlowDisk(tmp_path / "outbox.db")
+    pipeline = Pipeline(HomeCore(PROFILE, routine=False), outbox, FakeClock(T0))
+
+    async def main() -> tuple[bool, int]:
+        beats = 0
+
+        async def heartbeat() -> None:
+            nonlocal beats
+            while True:
+                beats += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0)
+        saved = await pipeline.commit(pipeline.handle(Press(), T0))
+        task.cancel()
+        return saved, beats
+
+    saved, beats = asyncio.run(main())
+    assert saved
+    assert outbox.counts()["alerts"] == 1
+    assert beats >= 10  # about 30 in 0.3 s; a blocked loop gives 1
