@@ -333,6 +333,7 @@ def main(args: Any) -> int:
     """`veille hub --broker URL [--http HOST:PORT]`."""
     notify = None
     if getattr(args, "notify", None):
+        # lazy, as the notifier below: a hub without --notify loads no channel library
         from cloud_bridge.notify.config import NotifyConfigError, load_notify_config
 
         try:
@@ -364,7 +365,7 @@ def main(args: Any) -> int:
 
 def _start_notifier(hub: HubReceiver, config: Any) -> asyncio.Task[None]:
     """Alerts and acks handed from paho's thread (and the console's) to the notifier's loop."""
-    from cloud_bridge.notify.notifier import Notifier
+    from cloud_bridge.notify.notifier import Notifier  # lazy: web push, SMTP, SIA clients
 
     notifier = Notifier(config, hub.store)  # the store keeps the chains and the log
     loop = asyncio.get_running_loop()
@@ -397,6 +398,7 @@ async def _serve(
     hub.start()
     console = None
     if http:
+        # lazy: fastapi and uvicorn are loaded only when the console is served
         from cloud_bridge.console import start_console
         from cloud_bridge.console_sessions import DEFAULT_STORE
 

@@ -180,6 +180,7 @@ def iter_results(
 
 def main(args: argparse.Namespace) -> int:
     """Print one JSON line per trial to stdout."""
+    # lazy: numpy and onnxruntime, for this command only
     from edge.detect.fall import load_default_detector
     from models.runtime import ModelError
 
