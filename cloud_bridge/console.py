@@ -32,12 +32,12 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
-from edge.errors import VeilleError
-from edge.status import charts, i18n, web
-from edge.status.auth import (
+from cloud_bridge.contract import parse_iso_utc
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.pages import charts, i18n, web
+from cloud_bridge.pages.auth import (
     SESSION_KEY_BYTES,
     LoginThrottle,
     MemorySessions,
@@ -47,12 +47,11 @@ from edge.status.auth import (
     client_key,
     safe_next,
 )
-from edge.status.web import Csrf, lang_of, render, verify_csrf
+from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
-EDGE_TEMPLATES = Path(__file__).resolve().parents[1] / "edge" / "status" / "templates"
 STAFF_SESSION_S = 12 * 3600.0
 SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 DAILY_SCHEMA = "veille.aggregate.daily/1"
@@ -171,8 +170,6 @@ StaffSession = Annotated[Session, Depends(staff)]
 
 # --- views (pure) --------------------------------------------------------------------------
 def _time(iso: str, tz: dt.tzinfo, lang: str, now: float) -> str:
-    from edge.events import parse_iso_utc
-
     try:
         return i18n.clock_time(parse_iso_utc(iso), tz, now, lang)
     except ValueError:
@@ -306,10 +303,7 @@ def create_console_app(
     `state` (a `console_sessions.ConsoleState`) holds the key and the sessions where several
     processes share them; without it they live in this process only."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
-    templates = Jinja2Templates(directory=str(TEMPLATES))
-    templates.env.loader = ChoiceLoader(
-        [FileSystemLoader(str(TEMPLATES)), FileSystemLoader(str(EDGE_TEMPLATES))]
-    )
+    templates = Jinja2Templates(directory=[TEMPLATES, web.TEMPLATES_DIR])
     key = state.key() if state is not None else os.urandom(SESSION_KEY_BYTES)
     console = Console(hub, passwords, Signer(key), templates, key=key)
     if state is not None:
@@ -416,7 +410,7 @@ def create_console_app(
 @dataclass
 class ConsoleServer:
     url: str
-    server: Any  # edge.http.HttpServer
+    server: Any  # cloud_bridge.pages.http.HttpServer
     state: Any = None  # the console_sessions.ConsoleState it opened, if any
 
     async def stop(self) -> None:
@@ -438,7 +432,7 @@ async def start_console(
     `store`: the hub's store spec, where the console keeps its key and sessions (None: this
     process only, as in the demo)."""
     from cloud_bridge.console_sessions import open_console_state
-    from edge.http import HttpServer
+    from cloud_bridge.pages.http import HttpServer
 
     state = open_console_state(store) if store is not None else None
     app = create_console_app(

@@ -27,18 +27,26 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
-from cloud_bridge.broker import BrokerUrl, Credentials, MqttLink, parse_broker_url
+from cloud_bridge.broker import (
+    BrokerUrl,
+    Credentials,
+    MqttLink,
+    mqtt,  # paho's names, through the one MQTT runtime
+    parse_broker_url,
+)
 from cloud_bridge.contract import (
     ContractError,
     ack_topic,
     encode,
+    iso_utc,
+    parse_iso_utc,
     parse_topic,
     receipt_topic,
     validate_message,
 )
-from cloud_bridge.hub_store import HubStore, open_store
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.hub_store import HubStore
+from cloud_bridge.stores import open_store
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,8 +70,6 @@ LOG_BURST = 20  # log lines per home and LOG_EVERY_S about bad messages; the res
 
 
 def iso_now() -> str:
-    from edge.events import iso_utc
-
     return iso_utc(time.time())
 
 
@@ -277,8 +283,6 @@ class HubReceiver:
 
     def escalate_due(self, now: float) -> list[dict[str, Any]]:
         """Alerts raised and not acknowledged within the delay: mark them escalated."""
-        from edge.events import parse_iso_utc
-
         due = []
         for alert in self.store.alerts(open_only=True):
             if alert["state"] != "raised" or alert["escalated"]:
@@ -327,10 +331,9 @@ def _print_alert(payload: Mapping[str, Any], new: bool) -> None:
 
 def main(args: Any) -> int:
     """`veille hub --broker URL [--http HOST:PORT]`."""
-    from edge.errors import VeilleError
-
     notify = None
     if getattr(args, "notify", None):
+        # lazy, as the notifier below: a hub without --notify loads no channel library
         from cloud_bridge.notify.config import NotifyConfigError, load_notify_config
 
         try:
@@ -362,7 +365,7 @@ def main(args: Any) -> int:
 
 def _start_notifier(hub: HubReceiver, config: Any) -> asyncio.Task[None]:
     """Alerts and acks handed from paho's thread (and the console's) to the notifier's loop."""
-    from cloud_bridge.notify.notifier import Notifier
+    from cloud_bridge.notify.notifier import Notifier  # lazy: web push, SMTP, SIA clients
 
     notifier = Notifier(config, hub.store)  # the store keeps the chains and the log
     loop = asyncio.get_running_loop()
@@ -395,6 +398,7 @@ async def _serve(
     hub.start()
     console = None
     if http:
+        # lazy: fastapi and uvicorn are loaded only when the console is served
         from cloud_bridge.console import start_console
         from cloud_bridge.console_sessions import DEFAULT_STORE
 

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cloud_bridge.hub_store import open_store
+from cloud_bridge.contract import iso_utc, parse_iso_utc
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.stores import open_store
 
 FIELDS = (
     "id",
@@ -39,8 +41,6 @@ def records(
     since: float | None = None,
 ) -> list[dict[str, Any]]:
     """One record per alert, oldest raised first (pure); `since`: raised at or after it."""
-    from edge.events import iso_utc, parse_iso_utc
-
     by_id: dict[str, list[Mapping[str, Any]]] = {}
     for row in states:
         by_id.setdefault(str(row["id"]), []).append(row)
@@ -83,9 +83,6 @@ def records(
 
 def main(args: Any) -> int:
     """`veille hub-log --store SPEC [--since TIME] (--json|--csv)`."""
-    from edge.errors import VeilleError
-    from edge.events import parse_iso_utc
-
     spec = str(args.store)
     if spec.startswith("sqlite:///") and not Path(spec.removeprefix("sqlite:///")).is_file():
         raise VeilleError(f"{spec}: no hub store here")

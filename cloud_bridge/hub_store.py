@@ -341,14 +341,3 @@ def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
     out["escalated"] = bool(out["escalated"])
     return out
 
-
-def open_store(spec: str | None) -> HubStore:
-    """`sqlite:///path` (default `hub.db`) or `postgresql://...` (see hub_store_pg)."""
-    spec = spec or "sqlite:///hub.db"
-    if spec.startswith("sqlite:///"):
-        return SqliteHubStore(spec.removeprefix("sqlite:///"))
-    if spec.startswith(("postgresql://", "postgres://")):
-        from cloud_bridge.hub_store_pg import PostgresHubStore
-
-        return PostgresHubStore(spec)
-    raise ValueError(f"unknown store {spec!r}: use sqlite:///path or postgresql://...")

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from edge.errors import ConfigError
-from edge.home import HOME_ID_RE, _Locator
+from cloud_bridge.contract import HOME_ID_RE
+from cloud_bridge.errors import ConfigError
+from edge.home import _Locator
 
 MQTT_PORT = 1883
 MQTTS_PORT = 8883
@@ -89,7 +90,7 @@ class GatewayConfig:
     speaker: str = ""  # text-to-speech command for check-ins; "" = none
     source: Path | None = None  # the file it was loaded from
 
-    # flat names, as `edge.gateway` reads them
+    # flat names, as `edge.runtime.gateway` reads them
     @property
     def local_url(self) -> str:
         return self.local.url

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_bridge.errors import ConfigError
 from edge.adapters.zigbee import (
     BrokerUrl,
     LocalMessage,
@@ -20,8 +21,7 @@ from edge.adapters.zigbee import (
     backoff_delay,
     parse_broker_url,
 )
-from edge.clock import FakeClock
-from edge.errors import ConfigError
+from edge.runtime.clock import FakeClock
 from tests.support import Collector, Mosquitto, publish
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cloud_bridge.errors import ConfigError
 from edge.config import BrokerConfig, GatewayConfig, load_gateway_config
-from edge.errors import ConfigError
 
 EXAMPLE = """\
 [home]
@@ -76,7 +76,7 @@ def test_client_certificate_login_default_ports_and_ipv6(folder: Path) -> None:
     assert cfg.local.password() is None
     assert cfg.storage_dir == folder / "state"
     assert (cfg.http_host, cfg.http_port) == ("::1", 9000)
-    # the flat names edge.gateway reads
+    # the flat names edge.runtime.gateway reads
     assert cfg.http_listen == "[::1]:9000"
     assert cfg.local_url == "mqtt://localhost"
     assert cfg.hub_url == "mqtts://hub.example.org"

@@ -19,11 +19,11 @@ import psycopg
 import pytest
 
 from cloud_bridge.broker import parse_broker_url
-from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from cloud_bridge.contract import aggregate_topic, alert_topic, encode, iso_utc
 from cloud_bridge.hub import HubReceiver
-from cloud_bridge.hub_store import HubStore, SqliteHubStore, open_store
+from cloud_bridge.hub_store import HubStore, SqliteHubStore
 from cloud_bridge.hub_store_pg import PostgresHubStore
-from edge.events import iso_utc
+from cloud_bridge.stores import open_store
 from tests.pg import Postgres, running_postgres
 from tests.support import Mosquitto
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge import contract
-from edge.errors import StorageError
-from edge.events import Alert, AlertState, AlertType, Severity
-from edge.outbox import Outbox, OutboxItem
+from cloud_bridge.contract import AlertState, AlertType, Severity
+from cloud_bridge.errors import StorageError
+from edge.events import Alert
+from edge.storage.outbox import Outbox, OutboxItem
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors" / "db"

@@ -23,9 +23,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cloud_bridge.broker import parse_broker_url
-from edge.gateway import Gateway, GatewaySettings
 from edge.home import load_home_toml
-from edge.registry import Registry
+from edge.runtime.gateway import Gateway, GatewaySettings
+from edge.storage.registry import Registry
 from tests.gateway_proc import write_home
 from tests.support import Collector, Mosquitto, free_port, publish
 
