@@ -488,7 +488,7 @@ else:
 _WRITER = """
 import sys
 from pathlib import Path
-from edge.outbox import Outbox
+from edge.storage.outbox import Outbox
 from tests.test_outbox import ALERT_TOPIC, HOME, T0, alert
 box = Outbox(Path(sys.argv[1]), home_id=HOME)
 for n in range(int(sys.argv[2])):
