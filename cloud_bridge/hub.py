@@ -285,18 +285,19 @@ class HubReceiver:
         A valid message goes to the store worker, which acknowledges it once stored; any
         other is acknowledged at once (dropped: an alert without a receipt comes again)."""
         try:
-            queued = self._handle(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid, msg.qos)
+            if self._handle(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid, msg.qos):
+                return
         except Exception as exc:  # the receiver must outlive any message
             self.failed += 1
             self._log_once("?", "error", "hub: message on %r not handled: %r", msg.topic, exc)
-            queued = False
-        if not queued and not self._stopping.is_set():
-            self.link.client.ack(msg.mid, msg.qos)
+        self.link.client.ack(msg.mid, msg.qos)
 
     def _handle(
         self, topic_name: str, raw: bytes, retained: bool, mid: int = 0, qos: int = 0
     ) -> bool:
-        """Check one message and queue it for the store; False if it was dropped."""
+        """Check one message and queue it for the store. False: dropped, acknowledge it now.
+        True: the worker acknowledges it once stored (or, if it could not be queued because
+        the receiver stops, nobody does and the broker delivers it again)."""
         try:
             home, leaf = parse_topic(topic_name)
         except ContractError as exc:
@@ -318,18 +319,19 @@ class HubReceiver:
             self.rejected += 1
             self._log_once(home, "contract", "hub: rejected message on %s: %s", topic_name, exc)
             return False
-        return self._enqueue(Inbound(leaf, payload, mid, qos, self._session))
+        self._enqueue(Inbound(leaf, payload, mid, qos, self._session))
+        return True
 
-    def _enqueue(self, item: Inbound) -> bool:
-        """Wait for room in the queue (the back-pressure); True once queued. Never if the
-        worker is gone or the receiver stops: unacknowledged, the message comes again."""
+    def _enqueue(self, item: Inbound) -> None:
+        """Wait for room in the queue (the back-pressure). Give up if the worker is gone or
+        the receiver stops: unacknowledged, the message comes again."""
         while True:
             try:
                 self._inbox.put(item, timeout=POLL_S)
-                return True
+                return
             except queue.Full:
                 if self._stopping.is_set() or not self._worker.is_alive():
-                    return False
+                    return
 
     # -- the store worker ------------------------------------------------------------------
 

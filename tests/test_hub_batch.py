@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from fastapi.testclient import TestClient
 
+import cloud_bridge.hub
 from cloud_bridge.broker import parse_broker_url
+from cloud_bridge.console import create_console_app
 from cloud_bridge.contract import validate_receipt
 from cloud_bridge.hub import HubReceiver, Inbound, make_batch, receipts_for
 from cloud_bridge.hub_store import Batch, HubStore, open_store
@@ -53,11 +56,14 @@ class GatedStore:
         self.gate.set()
         self.entered = threading.Event()
         self.fail = False
+        self.die = False  # raise what no `except Exception` catches: the worker thread ends
         self.sizes: list[int] = []
 
     def record_batch(self, batch: Batch) -> list[bool]:
         self.entered.set()
         self.gate.wait(30)
+        if self.die:
+            raise SystemExit("store worker killed")
         if self.fail:
             raise RuntimeError("commit refused")
         new = self.inner.record_batch(batch)
@@ -252,3 +258,68 @@ def test_a_receiver_killed_before_its_commit_loses_nothing(
         first.stop()
     store.close()
     gated.inner.close()
+
+
+def test_a_full_queue_holds_the_network_thread_and_loses_nothing(
+    hub_broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for 2 in the queue and the worker held in a commit, the network thread
+    waits on the 4th message (the PUBACKs wait with it); once the commit ends all 6 are
+    stored, and the queue never held more than 2."""
+    monkeypatch.setattr(cloud_bridge.hub, "QUEUE_MAX", 2)
+    gated = GatedStore(open_store(f"sqlite:///{tmp_path / 'hub.db'}"))
+    hub = HubReceiver(parse_broker_url(hub_broker.url), cast(HubStore, gated), client_id="hq")
+    hub.start()
+    assert hub.wait_connected()
+    gated.gate.clear()
+    sos = [alert(H1, n) for n in range(6)]
+    try:
+        publish(hub_broker.port, f"veille/v1/{H1}/alert", raw(sos[0]))
+        assert gated.entered.wait(10)
+        for payload in sos[1:]:
+            publish(hub_broker.port, f"veille/v1/{H1}/alert", raw(payload))
+        assert wait_for(lambda: hub.health()["queued"] == 2)
+        time.sleep(0.5)
+        assert hub.health()["queued"] == 2
+        gated.gate.set()
+        assert wait_for(lambda: len(gated.inner.alerts()) == 6)
+    finally:
+        hub.stop()
+    assert sorted(a["id"] for a in gated.inner.alerts()) == sorted(a["id"] for a in sos)
+    gated.inner.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # on purpose
+def test_health_is_503_once_the_store_worker_is_gone_and_its_batch_comes_again(
+    hub_broker: Mosquitto, tmp_path: Path
+) -> None:
+    from tests.test_console import PASSWORD, STAFF
+
+    spec = f"sqlite:///{tmp_path / 'hub.db'}"
+    gated = GatedStore(open_store(spec))
+    gated.die = True
+    hub = HubReceiver(parse_broker_url(hub_broker.url), cast(HubStore, gated), client_id="hw")
+    pw = tmp_path / "staff.txt"
+    pw.write_text(f"{STAFF}:{PASSWORD}\n")
+    sos = alert(H1, 9)
+    hub.start()
+    try:
+        assert hub.wait_connected()
+        with TestClient(create_console_app(hub, staff_password_file=pw)) as client:
+            assert client.get("/health").status_code == 200
+            publish(hub_broker.port, f"veille/v1/{H1}/alert", raw(sos))
+            assert wait_for(lambda: client.get("/health").status_code == 503)
+            body = client.get("/health").json()
+            assert body["worker"] is False
+            assert body["thread"] is True
+    finally:
+        hub.stop()
+    store = open_store(spec)
+    again = HubReceiver(parse_broker_url(hub_broker.url), store, client_id="hw")
+    again.start()
+    try:
+        assert wait_for(lambda: store.alert(sos["id"]) is not None)
+    finally:
+        again.stop()
+        store.close()
+        gated.inner.close()
