@@ -8,6 +8,7 @@ in a child process: `bench._gateway_child`). Process figures come from `/proc/<p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -153,9 +154,37 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
     return int(proc.returncode)
 
 
-def veille_run(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def veille_run(config: Path, log: Path, veille: str = VEILLE) -> subprocess.Popen[bytes]:
     """Start the production gateway, `veille run --config FILE`."""
-    return start_process([VEILLE, "run", "--config", str(config)], log)
+    return start_process([veille, "run", "--config", str(config)], log)
+
+
+# ---- the production gateway's own environment ------------------------------------------------
+GATEWAY_VENV = REPO / ".venv-gateway"
+
+
+def gateway_python() -> Path:
+    """The Python of a virtualenv holding only what a Pi installs: the locked production set
+    (requirements/build.txt + gateway.txt, hash-checked) and the project. Built once, again
+    when the lock changes. Footprints are measured there, not in the test tools' .venv."""
+    locks = [REPO / "requirements" / n for n in ("build.txt", "gateway.txt")]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in locks)).hexdigest()[:16]
+    python = GATEWAY_VENV / "bin" / "python"
+    stamp = GATEWAY_VENV / ".lock-digest"
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+        return python
+    shutil.rmtree(GATEWAY_VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(GATEWAY_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    for args in (
+        *(["--require-hashes", "-r", str(lock)] for lock in locks),
+        ["--no-deps", "--no-build-isolation", "-e", str(REPO)],
+    ):
+        out = subprocess.run([*pip, *args], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"cannot build {GATEWAY_VENV.name}: {out.stderr[-2000:]}")
+    stamp.write_text(digest + "\n")
+    return python
 
 
 # ---- the machine --------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ async def _stdin() -> asyncio.StreamReader:
 
 
 async def radio(
-    reader: asyncio.StreamReader, clock: PiecewiseClock, wearable: str, stop: asyncio.Event
+    reader: asyncio.StreamReader, clock: PiecewiseClock, wearable: str | None, stop: asyncio.Event
 ) -> AsyncIterator[Any]:
     """What the radio hears, from stdin; a clock record moves the clock; EOF stops."""
     while True:
@@ -68,7 +68,7 @@ async def radio(
         except asyncio.IncompleteReadError:
             stop.set()
             return
-        if kind == b"W":
+        if kind == b"W" and wearable is not None:
             yield WearableBytes(wearable, body)
         elif kind == b"B":
             adv = json.loads(body)
@@ -92,7 +92,7 @@ async def main(config: Path) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(settings, clock=clock)
-    wearable = next(d.id for d in gateway.profile.devices if d.role is Role.WEARABLE)
+    wearable = next((d.id for d in gateway.profile.devices if d.role is Role.WEARABLE), None)
     await gateway.run(stop, (radio(reader, clock, wearable, stop),))
 
 

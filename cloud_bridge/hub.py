@@ -188,9 +188,11 @@ class HubReceiver:
         escalate_after_s: float = 600.0,
         budget: HomeBudget | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
+        on_ack: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.on_alert = on_alert
+        self.on_ack = on_ack  # (alert_id, action) after an ack is sent: stops its chain
         self.escalate_after_s = escalate_after_s
         self.budget = budget or HomeBudget()
         self.received = 0
@@ -417,6 +419,8 @@ class HubReceiver:
             "note": note,
         }
         self.store.mark(alert_id, handled_by=by, **({"note": note} if note else {}))
+        if self.on_ack is not None:
+            self.on_ack(alert_id, action)
         info = self.link.client.publish(ack_topic(alert["home_id"]), encode(payload), qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
@@ -474,6 +478,14 @@ def main(args: Any) -> int:
     """`veille hub --broker URL [--http HOST:PORT]`."""
     from edge.errors import VeilleError
 
+    notify = None
+    if getattr(args, "notify", None):
+        from cloud_bridge.notify.config import NotifyConfigError, load_notify_config
+
+        try:
+            notify = load_notify_config(args.notify)
+        except NotifyConfigError as exc:
+            raise VeilleError(str(exc)) from exc
     try:
         url = parse_broker_url(args.broker)
         store = open_store(args.store)
@@ -494,16 +506,41 @@ def main(args: Any) -> int:
         on_alert=_print_alert,
         escalate_after_s=args.escalate_after,
     )
-    return asyncio.run(_serve(hub, args.http, args.staff_password_file, args.store))
+    return asyncio.run(_serve(hub, args.http, args.staff_password_file, args.store, notify))
+
+
+def _start_notifier(hub: HubReceiver, config: Any) -> asyncio.Task[None]:
+    """Alerts and acks handed from paho's thread (and the console's) to the notifier's loop."""
+    from cloud_bridge.notify.notifier import Notifier
+
+    notifier = Notifier(config, hub.store)  # the store keeps the chains and the log
+    loop = asyncio.get_running_loop()
+    printer = hub.on_alert
+
+    def on_alert(payload: Mapping[str, Any], new: bool) -> None:
+        if printer is not None:
+            printer(payload, new)
+        loop.call_soon_threadsafe(notifier.alert, dict(payload), time.time())
+
+    def on_ack(alert_id: str, action: str) -> None:
+        loop.call_soon_threadsafe(notifier.stopped, alert_id, action, time.time())
+
+    hub.on_alert, hub.on_ack = on_alert, on_ack
+    return asyncio.create_task(notifier.run(), name="notifier")
 
 
 async def _serve(
-    hub: HubReceiver, http: str | None, staff_password_file: Path | None, store: str | None
+    hub: HubReceiver,
+    http: str | None,
+    staff_password_file: Path | None,
+    store: str | None,
+    notify: Any = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    notifier = _start_notifier(hub, notify) if notify is not None else None
     hub.start()
     console = None
     if http:
@@ -528,5 +565,9 @@ async def _serve(
         if console is not None:
             await console.stop()
         hub.stop()
+        if notifier is not None:
+            notifier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notifier
         hub.store.close()
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,20 @@ CREATE TABLE IF NOT EXISTS statuses (
     body TEXT NOT NULL,
     received_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS notify_chains (
+    alert_id TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notify_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    at REAL NOT NULL,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notify_log_alert ON notify_log(alert_id, seq);
 """
 
 
@@ -126,6 +141,17 @@ class HubStore(Protocol):
 
     def states(self) -> list[dict[str, Any]]:
         """Every alert state stored: {"id", "state", "severity", "at", "received_at"}."""
+        ...
+
+    # the escalation chain's state and the notification log (cloud_bridge.notify.notifier)
+    def load_chains(self) -> list[Mapping[str, Any]]: ...
+
+    def save_chain(self, record: Mapping[str, Any]) -> None: ...
+
+    def log_notification(self, entry: Mapping[str, Any]) -> None: ...
+
+    def notifications(self, alert_id: str | None = None) -> list[dict[str, Any]]:
+        """The notification log, oldest first (one alert's, or all)."""
         ...
 
     def close(self) -> None: ...
@@ -252,6 +278,38 @@ class SqliteHubStore:
                 "SELECT id, state, severity, at, received_at FROM alert_states"
             ).fetchall()
         return [{k: sanitized(v) for k, v in dict(r).items()} for r in rows]
+
+    def load_chains(self) -> list[Mapping[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM notify_chains").fetchall()
+        records = (loads_stored(r["record"]) for r in rows)
+        return [r for r in records if isinstance(r, dict)]
+
+    def save_chain(self, record: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO notify_chains(alert_id, record, updated_at) VALUES (?,?,?)"
+                " ON CONFLICT(alert_id) DO UPDATE SET record=excluded.record,"
+                " updated_at=excluded.updated_at",
+                (record["chain"]["alert_id"], json.dumps(record), time.time()),
+            )
+
+    def log_notification(self, entry: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO notify_log(alert_id, channel, ok, at, entry) VALUES (?,?,?,?,?)",
+                (entry["alert_id"], entry["channel"], int(bool(entry["ok"])), entry["at"],
+                 json.dumps(entry)),
+            )
+
+    def notifications(self, alert_id: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT entry FROM notify_log", []
+        if alert_id is not None:
+            sql, args = sql + " WHERE alert_id = ?", [alert_id]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
+        entries = (loads_stored(r["entry"]) for r in rows)
+        return [e for e in entries if isinstance(e, dict)]
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.rows import dict_row
@@ -74,6 +74,20 @@ PG_SCHEMA = (
         body JSONB NOT NULL,
         received_at DOUBLE PRECISION NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS notify_chains (
+        alert_id TEXT COLLATE "C" PRIMARY KEY,
+        record JSONB NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS notify_log (
+        seq BIGSERIAL PRIMARY KEY,
+        alert_id TEXT COLLATE "C" NOT NULL,
+        channel TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        entry JSONB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS notify_log_alert ON notify_log(alert_id, seq)",
 )
 
 ALERT_COLUMNS = (
@@ -291,6 +305,41 @@ class PostgresHubStore:
             ).fetchall()
         )
         return [dict(r) for r in rows]
+
+    # -- the escalation chain's state and the notification log ------------------------------
+
+    def load_chains(self) -> list[Mapping[str, Any]]:
+        rows = self._run(lambda conn: conn.execute("SELECT record FROM notify_chains").fetchall())
+        return [dict(r["record"]) for r in rows if isinstance(r["record"], dict)]
+
+    def save_chain(self, record: Mapping[str, Any]) -> None:
+        args = (record["chain"]["alert_id"], Jsonb(dict(record)), time.time())
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO notify_chains (alert_id, record, updated_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (alert_id) DO UPDATE SET record = EXCLUDED.record,"
+                " updated_at = EXCLUDED.updated_at",
+                args,
+            )
+        )
+
+    def log_notification(self, entry: Mapping[str, Any]) -> None:
+        args = (entry["alert_id"], entry["channel"], int(bool(entry["ok"])), entry["at"],
+                Jsonb(dict(entry)))
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO notify_log (alert_id, channel, ok, at, entry)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                args,
+            )
+        )
+
+    def notifications(self, alert_id: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT entry FROM notify_log", cast(tuple[str, ...], ())
+        if alert_id is not None:
+            sql, args = sql + " WHERE alert_id = %s", (alert_id,)
+        rows = self._run(lambda conn: conn.execute(sql + " ORDER BY seq", args).fetchall())
+        return [dict(r["entry"]) for r in rows]
 
     def close(self) -> None:
         """Close every thread's connection; the store cannot be used afterwards."""

@@ -7,6 +7,7 @@ FastAPI and `veille log` does not pay for onnxruntime. Bad input: one line on st
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import logging
 import sys
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hub.add_argument("--escalate-after", type=float, default=600.0, help="seconds")
     hub.add_argument("--staff-password-file", type=Path)
+    hub.add_argument(
+        "--notify", type=Path, help="notify.toml: channels and escalation chain (DESIGN.md 8)"
+    )
 
     hub_log = sub.add_parser("hub-log", help="what the hub holds, one record per alert")
     hub_log.add_argument("--store", required=True, help="sqlite:///path or postgresql://...")
@@ -109,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # a fatal signal in a C library (SIGSEGV, SIGBUS) leaves every thread's Python stack in
+    # the journal instead of a silent death
+    faulthandler.enable()
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(

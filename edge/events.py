@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:  # only wearable frames hold arrays: a Zigbee-only gateway never loads numpy
+    import numpy as np
 
 
 class EventKind(StrEnum):

@@ -45,6 +45,12 @@ class GatewaySettings:
     speaker: str = ""  # a text-to-speech command for check-ins (e.g. espeak-ng); "" = none
 
 
+def uses_ble(profile: Any) -> bool:
+    """Whether the home has a BLE device (BTHome sensor, wearable): only then does the
+    gateway scan, and load bleak and bthome-ble."""
+    return any(d.source != "zigbee2mqtt" for d in profile.devices)
+
+
 def load_fall_model() -> Any:
     """The shipped fall model, or None with an error line (the rest of the gateway runs)."""
     try:
@@ -119,11 +125,20 @@ class Gateway:
         self.local_adapter: Any = None
         self._prompts: set[asyncio.Task[None]] = set()
         self.url: str | None = None
+        self._ble_wanted = asyncio.Event()
+        if uses_ble(profile):
+            self._ble_wanted.set()
+
+    def want_ble(self) -> None:
+        """Start BLE scanning if it is not running (the installer looks for BLE sensors)."""
+        self._ble_wanted.set()
 
     def apply_profile(self, profile: Any) -> None:
         """The installer pages changed the home (already saved in the registry)."""
         self.profile = profile
         self.core.apply_profile(profile)
+        if uses_ble(profile):
+            self._ble_wanted.set()
 
     def _prompt(self, check_ins: list[Any]) -> None:
         """Ask the resident (or stop asking): the prompt devices, and the speaker if any."""
@@ -172,6 +187,7 @@ class Gateway:
         systemd.ready()
 
     async def _ble_source(self) -> AsyncIterator[Any]:
+        await self._ble_wanted.wait()  # a Zigbee-only home never scans, nor loads bleak
         from edge.adapters.ble import BleScanner
 
         try:

@@ -25,7 +25,14 @@ class HttpServer:
 
         host, port = parse_listen(listen)
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            http="h11",  # the pages need neither httptools nor websockets: not loaded
+            ws="none",
         )
         self.server = uvicorn.Server(config)
         self.host = host

@@ -189,7 +189,7 @@ class Outbox:
 
     def _open(self) -> sqlite3.Connection:
         """Connect, check and migrate; _Damaged for a corrupt file, StorageError otherwise."""
-        _private_file(self.path)
+        _private_file(self.path, create=True)
         try:
             db = sqlite3.connect(
                 self.path,
@@ -209,6 +209,7 @@ class Outbox:
             if result != ["ok"]:
                 raise _Damaged("; ".join(str(r) for r in result[:3]))
             _migrate(db, self.path)
+            # SQLite creates -wal and -shm with the main file's mode; older ones may be wider
             for suffix in ("-wal", "-shm"):
                 side = Path(f"{self.path}{suffix}")
                 if side.exists():
@@ -665,14 +666,19 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
             _LOGGER.info("outbox %s: migrated schema to version %d", path, target)
 
 
-def _private_file(path: Path) -> None:
-    """Create `path` (empty) readable by the service user alone, or tighten its mode."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, STORAGE_FILE_MODE)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, STORAGE_FILE_MODE)
-    finally:
-        os.close(fd)
+def _private_file(path: Path, create: bool = False) -> None:
+    """Make `path` readable by the service user alone (creating it empty if `create`).
+
+    By path only, never through a descriptor kept or closed here: SQLite's locks are POSIX
+    locks, owned by the process and dropped by *any* close() of the file in it. A dropped
+    lock on `-shm` let another process (`veille log`) take the WAL index for abandoned and
+    reset it under the gateway's memory map, which killed the gateway with SIGBUS.
+    """
+    if create:
+        with contextlib.suppress(FileExistsError):  # a new file: nobody holds locks on it
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STORAGE_FILE_MODE))
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, STORAGE_FILE_MODE)
 
 
 def log_main(args: Any) -> int:

@@ -75,9 +75,68 @@ role = "door_entrance"
     return path
 
 
+class VeilleProcess:
+    """What the tests do with a running `veille` process: its /health, waiting for it,
+    SIGKILL, SIGTERM and the tail of its log (`{LOG_NAME}-{starts}.log` in `workdir`)."""
+
+    LABEL = "veille"
+    LOG_NAME = "veille"
+    READY_TIMEOUT_S = 30.0
+    workdir: Path
+    http_port: int
+    proc: subprocess.Popen[bytes] | None
+    starts: int
+
+    def health(self) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/health", timeout=2
+            ) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def wait_ready(self, timeout: float | None = None) -> dict[str, object]:
+        timeout = self.READY_TIMEOUT_S if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                raise AssertionError(f"{self.LABEL} exited with {code}: {self.log()}")
+            with contextlib.suppress(OSError, ValueError):
+                code, body = self.health()
+                if code == 200:
+                    return body
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.LABEL} not ready in {timeout} s: {self.log()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -9
+
+    def log(self) -> str:
+        path = self.workdir / f"{self.LOG_NAME}-{self.starts}.log"
+        return path.read_text(errors="replace")[-4000:]
+
+
 @dataclass
-class GatewayProc:
+class GatewayProc(VeilleProcess):
     """`veille run` on a storage dir, with its own gateway.toml."""
+
+    LABEL = "gateway"
+    LOG_NAME = "gateway"
 
     workdir: Path
     home_id: str
@@ -131,46 +190,6 @@ listen = "127.0.0.1:{self.http_port}"
         )
         if wait_ready:
             self.wait_ready()
-
-    def health(self) -> tuple[int, dict[str, object]]:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.http_port}/health", timeout=2
-            ) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
-
-    def wait_ready(self, timeout: float = 30.0) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited with {self.proc.returncode}: {self.log()}")
-            with contextlib.suppress(OSError, ValueError):
-                code, body = self.health()
-                if code == 200:
-                    return body
-            time.sleep(0.1)
-        raise TimeoutError(f"gateway not ready in {timeout} s: {self.log()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return -9
-
-    def log(self) -> str:
-        return (self.workdir / f"gateway-{self.starts}.log").read_text(errors="replace")[-4000:]
 
 
 def sos_press(port: int, i: int) -> None:
@@ -228,8 +247,12 @@ STAFF_PASSWORD = "soins-de-nuit-2024"
 
 
 @dataclass
-class HubProc:
+class HubProc(VeilleProcess):
     """The real `veille hub` receiver and care console as a subprocess, on a store spec."""
+
+    LABEL = "veille hub"
+    LOG_NAME = "hub"
+    READY_TIMEOUT_S = 60.0
 
     workdir: Path
     broker_url: str
@@ -238,6 +261,7 @@ class HubProc:
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_args: tuple[str, ...] = ()  # e.g. ("--notify", "notify.toml")
 
     @property
     def url(self) -> str:
@@ -264,6 +288,7 @@ class HubProc:
                 f"127.0.0.1:{self.http_port}",
                 "--staff-password-file",
                 str(staff),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -271,44 +296,6 @@ class HubProc:
         )
         if wait_ready:
             self.wait_ready()
-
-    def health(self) -> tuple[int, dict[str, object]]:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:  # noqa: S310
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
-
-    def wait_ready(self, timeout: float = 60.0) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"veille hub exited with {self.proc.returncode}: {self.log()}")
-            with contextlib.suppress(OSError, ValueError):
-                code, body = self.health()
-                if code == 200:
-                    return body
-            time.sleep(0.1)
-        raise TimeoutError(f"veille hub not ready in {timeout} s: {self.log()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return -9
-
-    def log(self) -> str:
-        return (self.workdir / f"hub-{self.starts}.log").read_text(errors="replace")[-4000:]
 
     def hub_log(self) -> list[dict[str, object]]:
         """`veille hub-log --store SPEC --json`, as an operator runs it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -136,6 +137,22 @@ def test_corrupt_registry_is_reported_and_the_gateway_still_starts(
     assert "Traceback" not in gw.log()
 
 
+def test_a_fatal_signal_leaves_the_python_stacks_in_the_log(
+    tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto
+) -> None:
+    """SIGBUS or SIGSEGV in a C library (SQLite, OpenSSL) would otherwise kill the gateway
+    without a word; its log must say where every thread was."""
+    gw = GatewayProc(tmp_path, "h-e2e-6", local_broker.port, hub_broker.port)
+    gw.provision()
+    gw.start()
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGBUS)
+    assert gw.proc.wait(10) == -signal.SIGBUS
+    log = gw.log()
+    assert "Fatal Python error: Bus error" in log
+    assert "edge/gateway.py" in log  # the main thread's stack, in the product's own code
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_while_arriving", [False, True])
 def test_nothing_lost_across_sigkills_and_a_hub_outage(
@@ -186,6 +203,8 @@ def test_nothing_lost_across_sigkills_and_a_hub_outage(
             if len(log) >= n and all(e["delivered_at"] is not None for e in log):
                 break
             time.sleep(1.0)
+        assert gw.proc is not None
+        assert gw.proc.poll() is None, f"the gateway died ({gw.proc.returncode}): {gw.log()}"
         _log, held = logs_agree(gw.storage, store, gw.home_id)
     finally:
         gw.stop()

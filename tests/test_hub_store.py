@@ -402,3 +402,40 @@ def test_two_receivers_share_the_load_and_store_every_id_once(
     finally:
         for r in receivers:
             r.store.close()
+
+
+def test_the_chain_state_and_notification_log_survive_a_restart(spec: str) -> None:
+    """The notifier's records (cloud_bridge.notify) kept by the store: the latest state per
+    alert, and the log in order; a store opened again resumes the chain, nothing twice."""
+    from cloud_bridge.notify.chain import ChainState, Escalation
+    from cloud_bridge.notify.config import Step
+
+    steps = (Step(index=0, after_s=0, channels=("astreinte",)),
+             Step(index=1, after_s=600, channels=("centre",)))
+    first = open_store(spec)
+    chain = Escalation(steps)
+    chain.raised("a-00000001", "fall", "critical", T0)
+    chain.raised("a-00000002", "sos", "critical", T0)
+    assert [(s.alert_id, s.step) for s in chain.due(T0)] == [
+        ("a-00000001", 0), ("a-00000002", 0)]
+    chain.stopped("a-00000002", "acknowledged", T0 + 60)
+    for state in chain.states():
+        first.save_chain({"chain": state.to_dict(), "alert": {"id": state.alert_id,
+                                                              "home_id": "h-0001"}})
+    first.save_chain({"chain": chain.states()[0].to_dict(), "alert": {"id": "a-00000001"}})
+    for n, ok in ((1, True), (2, False), (1, True)):
+        first.log_notification({"alert_id": f"a-0000000{n}", "step": 0, "channel": "astreinte",
+                                "kind": "email", "at": T0 + n, "ok": ok, "error": None})
+    first.close()
+    again = open_store(spec)
+    try:
+        records = sorted(again.load_chains(), key=lambda r: r["chain"]["alert_id"])
+        assert [r["alert"] for r in records] == [{"id": "a-00000001"},
+                                                 {"id": "a-00000002", "home_id": "h-0001"}]
+        resumed = Escalation(steps, [ChainState.from_dict(r["chain"]) for r in records])
+        assert resumed.due(T0 + 300) == []
+        assert [(s.alert_id, s.step) for s in resumed.due(T0 + 600)] == [("a-00000001", 1)]
+        assert [e["ok"] for e in again.notifications()] == [True, False, True]
+        assert [e["at"] for e in again.notifications("a-00000001")] == [T0 + 1, T0 + 1]
+    finally:
+        again.close()

@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -465,3 +466,82 @@ def test_a_clobbered_header_loses_no_alarm_log_entry(
     third = Outbox(path, home_id=HOME)  # and it stays whole across later opens
     assert list(third.alarm_log()) == before
     assert "damaged" not in caplog.text
+
+
+# SQLite shares the WAL index (outbox.db-shm) between processes through POSIX locks; every
+# connection holds a read lock on its byte 128. A process that finds that lock free takes the
+# index for abandoned and resets it, under a live writer's memory map (SIGBUS). POSIX locks
+# belong to the process and die with *any* close() of the file in it, so an Outbox must never
+# open and close a descriptor of its own on -shm or -wal.
+_DMS_PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+except OSError:
+    print("held")
+else:
+    print("free")
+"""
+
+_WRITER = """
+import sys
+from pathlib import Path
+from edge.outbox import Outbox
+from tests.test_outbox import ALERT_TOPIC, HOME, T0, alert
+box = Outbox(Path(sys.argv[1]), home_id=HOME)
+for n in range(int(sys.argv[2])):
+    box.put(alerts=[(alert(n), ALERT_TOPIC)])
+    box.confirm([(alert(n).id, None, None)], T0 + n)
+box.close()
+"""
+
+
+def _veille_log(storage: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VEILLE, "log", "--storage", str(storage), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_an_open_outbox_keeps_sqlite_shared_memory_lock_for_other_processes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    _write_rows(path, alerts=3, aggregates=3)
+    box = Outbox(path, home_id=HOME)  # opened with -wal and -shm already there
+    box.put(alerts=[(alert(9), ALERT_TOPIC)])
+    probe = subprocess.run(
+        [sys.executable, "-c", _DMS_PROBE, f"{path}-shm"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    box.close()
+    assert probe.stdout.strip() == "held", probe.stderr
+
+
+def test_the_gateway_survives_veille_log_reading_while_it_writes(tmp_path: Path) -> None:
+    """`veille log` run by an installer while the gateway stores alerts and receipts: the
+    writer does not die (it did, of SIGBUS, in every run) and no delivery is lost."""
+    storage = tmp_path / "storage"
+    Outbox(storage / "outbox.db", home_id=HOME).close()
+    n = 400
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(storage / "outbox.db"), str(n)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    reads = 0
+    while writer.poll() is None:
+        out = _veille_log(storage)
+        assert out.returncode == 0, out.stderr
+        reads += 1
+    _out, err = writer.communicate()
+    assert writer.returncode == 0, err.decode()
+    log = [json.loads(line) for line in _veille_log(storage).stdout.splitlines()]
+    assert reads >= 2
+    assert len(log) == n
+    assert all(e["delivered_at"] is not None for e in log)

@@ -17,15 +17,15 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from bthome_ble import BTHomeBluetoothDeviceData, SensorUpdate
-from bthome_ble.event import BUTTON_EVENTS
-from habluetooth import BluetoothServiceInfoBleak
+from typing import TYPE_CHECKING, Any
 
 from edge.decode.policy import ChangeFilter, WarnLimiter
 from edge.events import Event, EventKind, Role, Value
 from edge.home import Device, HomeProfile
+
+if TYPE_CHECKING:  # imported where first used: a home without BLE sensors never loads them
+    from bthome_ble import BTHomeBluetoothDeviceData, SensorUpdate
+    from habluetooth import BluetoothServiceInfoBleak
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,7 +65,13 @@ BINARY_KINDS: Mapping[str, EventKind] = {
 # Button event 0xFE: a held press, as buttons met in real homes send it (Shelly BLU); the
 # library's table stops at 0x81 and would drop it silently. Our row, added to its table.
 HELD_EVENT = 0xFE
-BUTTON_EVENTS.setdefault(HELD_EVENT, "hold_press")
+
+
+def _load_library() -> None:
+    """Import bthome-ble (and habluetooth) and add our held-press row to its event table."""
+    from bthome_ble.event import BUTTON_EVENTS
+
+    BUTTON_EVENTS.setdefault(HELD_EVENT, "hold_press")
 
 # BTHome button event types -> our action names (Zigbee2MQTT's words).
 BUTTON_ACTIONS: Mapping[str, str] = {
@@ -166,6 +172,8 @@ class BthomeDecoder:
                 del self._parsers[mac]
                 self._seen.pop(mac, None)
         self._devices = devices
+        if devices:  # loaded now, not with the first advertisement (which may be an alert)
+            _load_library()
 
     def decode(
         self,
@@ -225,6 +233,8 @@ class BthomeDecoder:
         parser = self._parsers.get(mac)
         if parser is None:
             key = bytes.fromhex(device.bindkey) if device.bindkey else None
+            from bthome_ble import BTHomeBluetoothDeviceData
+
             parser = self._parsers[mac] = BTHomeBluetoothDeviceData(bindkey=key)
             self._seen.pop(mac, None)
         return parser
@@ -308,6 +318,8 @@ def service_info(
     address: str, service_data: Mapping[str, bytes], rssi: int, at: float, name: str | None
 ) -> BluetoothServiceInfoBleak:
     """The lightest `BluetoothServiceInfoBleak` bthome-ble accepts (no bleak device object)."""
+    from habluetooth import BluetoothServiceInfoBleak
+
     return BluetoothServiceInfoBleak(
         name=name or address,
         address=address,

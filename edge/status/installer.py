@@ -355,6 +355,8 @@ async def permit_join(request: Request, session: InstallerSession, csrf: Csrf) -
 def ble_page(request: Request, session: InstallerSession, partial: bool = False) -> Response:
     """BLE devices heard nearby, strongest first, with a form to bind one."""
     pages = pages_of(request)
+    if (want_ble := getattr(pages.gateway, "want_ble", None)) is not None:
+        want_ble()  # a home without BLE devices scans from now on
     bthome = getattr(pages.core, "bthome", None)
     heard = list(getattr(bthome, "nearby", {}).values()) if bthome is not None else []
     heard.sort(key=lambda d: -d.rssi)

@@ -1,0 +1,67 @@
+"""The benchmarks' own helpers: the py-spy summary of the hub ramp and the report comparison."""
+
+from __future__ import annotations
+
+from bench.compare import compare
+from bench.hub_ramp import profile_summary
+
+RAW = """\
+MainThread (1);run (cloud_bridge/hub.py:10);write (cloud_bridge/hub_store_pg.py:88);\
+execute (psycopg/cursor.py:7) 30
+MainThread (1);run (cloud_bridge/hub.py:10);decode (cloud_bridge/contract.py:40) 10
+paho (2);loop (paho/mqtt/client.py:1);_packet_read (paho/mqtt/client.py:2) 60
+not a stack line
+"""
+
+
+def test_profile_summary_counts_self_and_inclusive_shares() -> None:
+    s = profile_summary(RAW)
+    assert s["samples"] == 100
+    assert s["self_pct"][0] == ("_packet_read (client.py)", 60.0)
+    assert ("execute (cursor.py)", 30.0) in s["self_pct"]
+    incl = dict(s["inclusive_pct"])
+    assert incl["run (hub.py)"] == 40.0
+    assert incl["write (hub_store_pg.py)"] == 30.0
+    assert profile_summary("")["self_pct"] == []
+
+
+def _report(date: str, mb: float) -> dict:
+    step = {"offered_per_s": 50.0, "seconds": 8.0, "stored_per_s": 49.0, "lost": 0,
+            "put_per_s": 50.0, "alert_latency_ms": {"p50": 5.0, "p99": 20.0, "max": 30.0},
+            "cpu_cores_busy": {"broker": 0.1}}  # fmt: skip
+    return {
+        "date": date,
+        "machine": {"numpy": "2.4.6"},
+        "results": {
+            "drain": {
+                "backlog": 100,
+                "drain_s": mb,
+                "drain_per_s": 10.0,
+                "baseline_bare_paho_s": 1.0,
+                "target_s": 30.0,
+                "pass": True,
+            },
+            "hub_ramp": {
+                "homes": 1000,
+                "steps": [step],
+                "stop_reason": "x",
+                "max_stored_per_s_without_loss": 49.0,
+                "at_offered_per_s": 50.0,
+                "steady_alert_p99_ms": 20.0,
+                "steady_offered_per_s": 50.0,
+                "targets": {"stored_per_s": 2000.0, "alert_p99_ms_steady": 200.0},
+                "pass": {"stored_per_s": False, "alert_p99_ms_steady": True},
+            },
+        },
+    }
+
+
+def test_compare_puts_each_figure_before_and_after() -> None:
+    out = compare(_report("d1", 12.5), _report("d2", 9.0))
+    drain = next(line for line in out.splitlines() if line.startswith("| drain |"))
+    cells = [c.strip() for c in drain.split("|")]
+    assert cells[3].startswith("12.5 s")
+    assert cells[4].startswith("9.0 s")
+    assert cells[6] == "pass"
+    capacity = next(line for line in out.splitlines() if "hub capacity" in line)
+    assert "**FAIL**" in capacity
