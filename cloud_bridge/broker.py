@@ -137,6 +137,7 @@ class MqttLink:
         on_disconnect: Callable[[], None] | None = None,
         on_message: Callable[[mqtt.MQTTMessage], None] | None = None,
         on_publish: Callable[[int, bool], None] | None = None,
+        on_subscribed: Callable[[bool], None] | None = None,
         name: str = "mqtt",
     ) -> None:
         self.url = url
@@ -184,6 +185,11 @@ class MqttLink:
             # (mid, refused): a PUBACK with a failure reason (0x80+, e.g. 0x87 not authorized)
             # means the broker did not take the message; 0x10 "no subscribers" is a success
             client.on_publish = lambda _c, _u, mid, rc, _p: on_publish(mid, rc.is_failure)
+        if on_subscribed is not None:
+            # True when the broker granted every topic filter of the SUBSCRIBE
+            client.on_subscribe = lambda _c, _u, _mid, codes, _p: on_subscribed(
+                not any(code.is_failure for code in codes)
+            )
         self.client = client
 
     @property

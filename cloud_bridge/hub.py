@@ -206,6 +206,7 @@ class HubReceiver:
         self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=QUEUE_MAX)
         self._stopping = threading.Event()
         self._session = 0  # connections made so far
+        self.subscribed = threading.Event()  # the broker acknowledged our subscriptions
         self._worker = threading.Thread(target=self._work, name="hub-store", daemon=True)
         self.link = MqttLink(
             url,
@@ -215,7 +216,9 @@ class HubReceiver:
             session_expiry_s=session_expiry_s,
             manual_ack=True,  # PUBACK once stored (`_ack`), not when paho hands it over
             on_connect=self._connected,
+            on_disconnect=self.subscribed.clear,
             on_message=self._message,
+            on_subscribed=self._subscribed,
             name="hub",
         )
 
@@ -231,7 +234,9 @@ class HubReceiver:
         self.link.stop()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        return self.link.connected.wait(timeout_s)
+        """Connected and subscribed: before the SUBACK, a first session's messages would
+        find no subscriber and the broker would drop them."""
+        return self.subscribed.wait(timeout_s)
 
     def health(self) -> dict[str, Any]:
         """`ok` only while the link is up and both its network thread and the store worker
@@ -240,9 +245,11 @@ class HubReceiver:
         running = bool(thread is not None and thread.is_alive())
         worker = self._worker.is_alive()
         connected = self.link.connected.is_set()
+        subscribed = self.subscribed.is_set()
         return {
-            "ok": running and worker and connected,
+            "ok": running and worker and connected and subscribed,
             "connected": connected,
+            "subscribed": subscribed,
             "thread": running,
             "worker": worker,
             "queued": self._inbox.qsize(),
@@ -280,6 +287,12 @@ class HubReceiver:
             # MQTT 3.1.1 brokers (the demo's embedded one) have no shared subscriptions
             subs = [(t.removeprefix(f"$share/{SHARE_GROUP}/"), q) for t, q in subs]
         self.link.client.subscribe(subs)
+
+    def _subscribed(self, granted: bool) -> None:
+        if granted:
+            self.subscribed.set()
+        else:  # e.g. the broker's ACL refused a filter: not ready, and say why once
+            _LOGGER.error("hub: the broker %s refused a subscription", self.link.url)
 
     def _message(self, msg: mqtt.MQTTMessage) -> None:
         """Runs on the network thread; never raises (an exception would stop the thread).

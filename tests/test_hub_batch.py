@@ -30,6 +30,7 @@ from tests.test_hub_poison import alert, raw, wait_for
 from tests.test_hub_store import hourly, status
 
 H1, H2 = "h-0001", "h-0002"
+HOURLY = "veille.aggregate.hourly/1"
 
 
 @pytest.fixture(scope="module")
@@ -323,3 +324,26 @@ def test_health_is_503_once_the_store_worker_is_gone_and_its_batch_comes_again(
         again.stop()
         store.close()
         gated.inner.close()
+
+
+def test_a_new_receiver_is_ready_only_once_subscribed(
+    hub_broker: Mosquitto, tmp_path: Path
+) -> None:
+    """A first session has no subscription until the SUBACK: an aggregate published as soon
+    as the receiver says it is ready must be stored, not dropped for want of a subscriber
+    (it has no receipt, so nobody would send it again). Twenty new receivers in a row."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        for n in range(20):
+            url = parse_broker_url(hub_broker.url)  # sessions end with them: none left over
+            hub = HubReceiver(url, store, client_id=f"first-{n}", session_expiry_s=0)
+            hub.start()
+            try:
+                assert hub.wait_connected()
+                assert hub.health()["ok"]
+                publish(hub_broker.port, f"veille/v1/{H1}/aggregate/hourly", raw(hourly(H1, n)))
+                assert wait_for(lambda n=n: len(store.aggregates(H1, HOURLY)) == n + 1)
+            finally:
+                hub.stop()
+    finally:
+        store.close()
