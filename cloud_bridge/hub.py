@@ -76,6 +76,11 @@ BATCH_MAX = 500  # messages per transaction (the broker's max_inflight_messages 
 BATCH_LINGER_S = 0.002  # once a message is there, wait this long for more to share its commit
 POLL_S = 0.2  # how often a waiting thread looks at the stop flag
 STOP_TIMEOUT_S = 10.0  # a clean stop waits this long for the queue to be stored
+# The store does not answer (PostgreSQL down, failing over): the batch is held, not
+# acknowledged, and tried again 0.5 s later, doubling up to 10 s, until the store is back;
+# meanwhile the full queue holds the network thread and the broker keeps the rest.
+STORE_RETRY_S = 0.5
+STORE_RETRY_MAX_S = 10.0
 assert BATCH_MAX <= MAX_RECEIPT_IDS  # one receipt per home and batch holds every id
 
 
@@ -201,6 +206,7 @@ class HubReceiver:
         self.failed = 0  # valid, but the store or the receipt failed (sent again by the home)
         self.receipts = 0
         self.batches = 0  # transactions committed
+        self.store_up = True  # False while the store does not answer (batches held)
         self._logged: dict[str, list[float]] = {}  # home -> [window start, lines]
         self._bad_rows: set[str] = set()
         self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=QUEUE_MAX)
@@ -247,7 +253,8 @@ class HubReceiver:
         connected = self.link.connected.is_set()
         subscribed = self.subscribed.is_set()
         return {
-            "ok": running and worker and connected and subscribed,
+            "ok": running and worker and connected and subscribed and self.store_up,
+            "store": self.store_up,
             "connected": connected,
             "subscribed": subscribed,
             "thread": running,
@@ -363,27 +370,60 @@ class HubReceiver:
                 _LOGGER.error("hub: batch of %d messages not handled: %r", len(items), exc)
 
     def _store(self, items: Sequence[Inbound]) -> None:
-        """Commit the batch, then acknowledge it and send its receipts. If the commit fails,
-        each message is tried alone, so one the store refuses does not hold back the rest."""
-        batch = make_batch(items, time.time())
-        try:
-            new = self.store.record_batch(batch)
-        except Exception as exc:
-            if len(items) == 1:
-                self.failed += 1
-                home = str(items[0].payload.get("home_id", "?"))
-                self._log_once(home, "store", "hub: %s of %s not stored: %r",
-                               items[0].leaf, home, exc)  # fmt: skip
-                self._ack(items)  # as refused: an alert has no receipt and comes again
-                return
-            _LOGGER.warning("hub: batch of %d not stored (%r); one at a time", len(items), exc)
-            for item in items:
-                self._store([item])
-            return
+        """Commit the batch, then acknowledge it and send its receipts.
+
+        If the commit fails and the store does not answer at all, the batch is held and
+        tried again until it does (nothing acknowledged: a receiver stopped meanwhile
+        leaves it to the broker). If the store answers, it refused something in the batch:
+        each message is tried alone, so one it refuses does not hold back the rest."""
+        delay = STORE_RETRY_S
+        while True:
+            batch = make_batch(items, time.time())
+            try:
+                new = self.store.record_batch(batch)
+                break
+            except Exception as exc:
+                if self._store_answers():
+                    self._refused(items, exc)
+                    return
+                if self.store_up:
+                    _LOGGER.error(
+                        "hub: the store does not answer (%r): messages held, not "
+                        "acknowledged, until it does",
+                        exc,
+                    )
+                    self.store_up = False
+            if self._stopping.wait(delay):
+                return  # unacknowledged: the broker delivers them again
+            delay = min(delay * 2, STORE_RETRY_MAX_S)
+        if not self.store_up:
+            _LOGGER.warning("hub: the store answers again")
+            self.store_up = True
         self.batches += 1
         self.received += len(items)
         self._ack(items)
         self._stored(list(zip(batch.alerts, new, strict=True)))
+
+    def _store_answers(self) -> bool:
+        try:
+            self.store.state_count()
+        except Exception:
+            return False
+        return True
+
+    def _refused(self, items: Sequence[Inbound], exc: Exception) -> None:
+        """The store answers but refused this batch: try each message alone; one refused
+        alone is counted, logged and acknowledged (an alert without a receipt comes again;
+        an aggregate is dropped)."""
+        if len(items) > 1:
+            _LOGGER.warning("hub: batch of %d not stored (%r); one at a time", len(items), exc)
+            for item in items:
+                self._store([item])
+            return
+        self.failed += 1
+        home = str(items[0].payload.get("home_id", "?"))
+        self._log_once(home, "store", "hub: %s of %s not stored: %r", items[0].leaf, home, exc)
+        self._ack(items)
 
     def _ack(self, items: Sequence[Inbound]) -> None:
         """PUBACK each message, on the connection it came on (after a reconnect the broker

@@ -24,7 +24,7 @@ from cloud_bridge.console import create_console_app
 from cloud_bridge.contract import validate_receipt
 from cloud_bridge.hub import HubReceiver, Inbound, make_batch, receipts_for
 from cloud_bridge.hub_store import Batch, HubStore, open_store
-from tests.pg import Postgres, running_postgres
+from tests.pg import Postgres, pause_postgres, resume_postgres, running_postgres
 from tests.support import Collector, Mosquitto, publish
 from tests.test_hub_poison import alert, raw, wait_for
 from tests.test_hub_store import hourly, status
@@ -347,3 +347,37 @@ def test_a_new_receiver_is_ready_only_once_subscribed(
                 hub.stop()
     finally:
         store.close()
+
+
+def test_a_store_that_does_not_answer_holds_the_messages_until_it_does(
+    hub_broker: Mosquitto, tmp_path: Path
+) -> None:
+    """PostgreSQL down for a while: the receiver acknowledges nothing, says so on /health,
+    and stores the aggregate and the alert once the database is back (before this, the
+    aggregate was acknowledged as refused and lost)."""
+    with running_postgres() as pg:
+        store = open_store(pg.new_database("hold"))
+        hub = HubReceiver(parse_broker_url(hub_broker.url), store, client_id="hold")
+        got = Collector(hub_broker.port, f"veille/v1/{H1}/receipt")
+        hub.start()
+        try:
+            assert hub.wait_connected()
+            pause_postgres(pg)
+            agg, sos = hourly(H1, 7), alert(H1, 8)
+            publish(hub_broker.port, f"veille/v1/{H1}/aggregate/hourly", raw(agg))
+            publish(hub_broker.port, f"veille/v1/{H1}/alert", raw(sos))
+            assert wait_for(lambda: not hub.health()["store"])
+            assert not hub.health()["ok"]
+            time.sleep(3.0)  # several retries while it is down
+            assert got.messages.empty()  # no receipt for what is not stored
+            resume_postgres(pg)
+            assert wait_for(lambda: store.alert(sos["id"]) is not None, timeout=20)
+            assert wait_for(lambda: len(store.aggregates(H1, HOURLY)) == 1)
+            assert receipts([got.get(10)])[0]["ids"] == [sos["id"]]
+            assert hub.health()["ok"]
+            print(f"held through the outage: failed={hub.failed} received={hub.received}")
+            assert hub.failed == 0
+        finally:
+            got.close()
+            hub.stop()
+            store.close()
