@@ -67,7 +67,7 @@ class BrokerUrl:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """TLS files and/or username/password file, as the hub broker needs."""
+    """TLS files and/or username/password file: how a link logs in to its broker."""
 
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -75,14 +75,24 @@ class Credentials:
     username: str | None = None
     password_file: Path | None = None
 
+    def password(self) -> str | None:
+        """The first line of `password_file`, read when needed; ConfigError if unreadable."""
+        if self.password_file is None:
+            return None
+        try:
+            lines = self.password_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.password_file}: cannot read the password: {exc}") from exc
+        return lines[0] if lines else ""
+
 
 def parse_broker_url(url: str) -> BrokerUrl:
     """Parse a broker URL; BrokerUrlError (a ConfigError) with the reason."""
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise BrokerUrlError(f"broker URL {url!r}: {exc}") from exc
+    except ValueError as exc:  # a port out of range or not a number, a broken [IPv6]
+        raise BrokerUrlError(f"broker URL {url!r}: bad port or host ({exc})") from exc
     if parts.scheme not in ("mqtt", "mqtts"):
         raise BrokerUrlError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
     if not parts.hostname:
@@ -200,7 +210,7 @@ class MqttLink:
         username = url.username or creds.username
         password = url.password
         if creds.password_file is not None:
-            password = creds.password_file.read_text(encoding="utf-8").strip()
+            password = creds.password()
         if username:
             client.username_pw_set(username, password)
         if url.tls:

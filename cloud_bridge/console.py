@@ -432,14 +432,14 @@ async def start_console(
     `store`: the hub's store spec, where the console keeps its key and sessions (None: this
     process only, as in the demo)."""
     from cloud_bridge.console_sessions import open_console_state
-    from cloud_bridge.pages.http import HttpServer
+    from cloud_bridge.pages.http import HttpServer, parse_listen
 
     state = open_console_state(store) if store is not None else None
     app = create_console_app(
         hub, staff_password_file=staff_password_file, staff_password=staff_password, state=state
     )
     try:
-        server = HttpServer(app, listen)
+        server = HttpServer(app, *parse_listen(listen))
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()

@@ -32,6 +32,7 @@ from cloud_bridge.broker import parse_broker_url
 from cloud_bridge.contract import parse_iso_utc
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
+from cloud_bridge.pages.http import parse_listen
 from edge.commands.demo import SpeedClock
 from edge.const import HOUR_S
 from edge.runtime.core import Outputs
@@ -122,7 +123,7 @@ def settings_for(gw: GatewayProc, hub: Mosquitto, http: str | None = None) -> Ga
         local=parse_broker_url(f"mqtt://127.0.0.1:{gw.local_port}"),
         hub=parse_broker_url(hub.url),
         storage=gw.storage,
-        http=http,
+        http=parse_listen(http) if http else None,
         ble=False,
     )
 

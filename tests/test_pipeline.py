@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,22 @@ def test_an_outbox_commit_does_not_stop_the_event_loop(tmp_path: Path) -> None:
     assert saved
     assert outbox.counts()["alerts"] == 1
     assert beats >= 10  # about 30 in 0.3 s; a blocked loop gives 1
+
+
+def test_an_aggregate_leaves_the_core_whole_and_the_shell_only_encodes_it(
+    tmp_path: Path,
+) -> None:
+    """The hourly aggregate carries the home's sensor health as of its hour's end, from the
+    core itself; the outbox row is exactly its wire form (no call back into the core)."""
+    core = HomeCore(PROFILE, routine=False)
+    core.zigbee_message("zigbee2mqtt/btn", b'{"action":"single"}', T0 + 5, False)
+    hour_end = (T0 // 3600 + 1) * 3600
+    out = core.tick(hour_end + 1)
+    [hourly] = [a for a in out.aggregates if a.period == "hourly"]
+    assert hourly.body["sensor_health"] == core.sensor_health(hour_end + 1)
+    outbox = Outbox(tmp_path / "outbox.db")
+    pipeline = Pipeline(core, outbox, FakeClock(hour_end + 600))
+    assert asyncio.run(pipeline.commit(out))
+    row = next(i for i in outbox.next_batch(10) if i.priority == 1)
+    assert json.loads(row.payload) == hourly.to_wire(PROFILE.id)
+    outbox.close()

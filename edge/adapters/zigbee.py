@@ -6,7 +6,8 @@ every QoS 1 message until the pipeline calls `message.ack()`, which it does only
 message's effects are durable. Messages published while the gateway restarts, and messages it
 received but had not acknowledged when it died, are delivered again.
 
-    async with Zigbee2MqttAdapter("mqtt://127.0.0.1:1883", "veille-h-0001") as z2m:
+    url = parse_broker_url("mqtt://127.0.0.1:1883")
+    async with Zigbee2MqttAdapter(url, "veille-h-0001") as z2m:
         async for msg in z2m.messages():
             ...            # decode, detect, write durably
             msg.ack()
@@ -33,10 +34,10 @@ from typing import Any
 from cloud_bridge.broker import (
     KEEPALIVE_S,
     BrokerUrl,
+    Credentials,
     MqttLink,
     backoff_delay,
     mqtt,
-    parse_broker_url,
 )
 from cloud_bridge.errors import ConfigError, VeilleError
 from edge.runtime.clock import Clock, GatewayClock
@@ -83,9 +84,10 @@ class Zigbee2MqttAdapter:
 
     def __init__(
         self,
-        url: str | BrokerUrl,
+        url: BrokerUrl,
         client_id: str,
         *,
+        credentials: Credentials | None = None,
         subscription: str = SUBSCRIPTION,
         clock: Clock | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
@@ -94,7 +96,7 @@ class Zigbee2MqttAdapter:
     ) -> None:
         if not client_id:
             raise ConfigError("the local broker session needs a fixed client id")
-        self.broker = url if isinstance(url, BrokerUrl) else parse_broker_url(url)
+        self.broker = url
         self.client_id = client_id
         self._subscription = subscription
         self._clock = clock or GatewayClock()
@@ -108,6 +110,7 @@ class Zigbee2MqttAdapter:
         self._link = MqttLink(
             self.broker,
             client_id,
+            credentials=credentials,
             clean_start=False,  # a persistent session, in MQTT 3.1.1 too
             session_expiry_s=session_expiry_s,
             receive_maximum=RECEIVE_MAXIMUM,

@@ -29,6 +29,7 @@ from cloud_bridge.broker import BrokerUrl, MqttLink, parse_broker_url
 from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
+from cloud_bridge.pages.http import parse_listen
 from edge.runtime.gateway import Gateway, GatewaySettings
 from edge.runtime.pipeline import BleAdvert, WearableBytes
 
@@ -279,7 +280,7 @@ async def run_demo(args: Any) -> int:
             local=local,
             hub=hub_url,
             storage=Path(storage),
-            http=args.http,
+            http=parse_listen(args.http) if args.http else None,
             ble=False,
         )
         gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -187,7 +187,7 @@ class HomeCore:
                     )
                 )
             )
-        out.extend(self._apply(detector.feed_frame(frame)))
+        out.extend(self._apply(detector.feed_frame(frame), at))
         return out
 
     def event(self, event: Event) -> Outputs:
@@ -205,7 +205,7 @@ class HomeCore:
                 emissions += self.routine.feed(ev)
             if ev.role is Role.WEARABLE and ev.device_id in self._wearables:
                 emissions += self._wearables[ev.device_id].feed(ev)
-            out.extend(self._apply(emissions))
+            out.extend(self._apply(emissions, ev.at))
         return out
 
     def hub_ack(self, payload: Mapping[str, Any]) -> Outputs:
@@ -221,12 +221,14 @@ class HomeCore:
             emissions += self.routine.advance(now)
         for detector in self._wearables.values():
             emissions += detector.advance(now)
-        out = self._apply(emissions)
+        out = self._apply(emissions, now)
         self.state.devices = self.rules.device_status(now)
         return out
 
     # --- outputs ---------------------------------------------------------------------------
-    def _apply(self, emissions: Sequence[Emission]) -> Outputs:
+    def _apply(self, emissions: Sequence[Emission], now: float) -> Outputs:
+        """Alerts through the book, check-ins noted, aggregates completed with the home's
+        sensor health at `now`: what leaves the core is whole (the shell only encodes it)."""
         out = Outputs()
         for item in emissions:
             if isinstance(item, Finding):
@@ -235,9 +237,13 @@ class HomeCore:
                 out.check_ins.append(item)
                 self.state.note_check_in(item)
             else:
-                out.aggregates.append(item)
-                if item.period == "daily":
-                    self.state.note_daily(item)
+                aggregate = item
+                if "sensor_health" not in aggregate.body:
+                    health = self.sensor_health(now)
+                    aggregate = replace(aggregate, body={**aggregate.body, "sensor_health": health})
+                out.aggregates.append(aggregate)
+                if aggregate.period == "daily":
+                    self.state.note_daily(aggregate)
         self._note(out.alerts)
         return out
 
@@ -253,11 +259,6 @@ class HomeCore:
 
     def sensor_health(self, now: float) -> dict[str, int]:
         return {**self.rules.health(now), "unknown_devices": len(self.state.unknown)}
-
-    def wire_aggregate(self, aggregate: Aggregate, now: float) -> dict[str, Any]:
-        wire = aggregate.to_wire(self.profile.id)
-        wire.setdefault("sensor_health", self.sensor_health(now))
-        return wire
 
     def docs(self) -> dict[str, dict[str, Any]]:
         """Learned and open state to persist (registry documents)."""

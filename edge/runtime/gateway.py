@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloud_bridge.broker import BrokerUrl, BrokerUrlError, Credentials, parse_broker_url
+from cloud_bridge.broker import BrokerUrl, Credentials
 from cloud_bridge.errors import ConfigError, VeilleError
 from cloud_bridge.uplink import Uplink
 from edge.adapters.zigbee import Zigbee2MqttAdapter
@@ -50,7 +49,8 @@ class GatewaySettings:
     hub: BrokerUrl
     storage: Path
     hub_credentials: Credentials = field(default_factory=Credentials)
-    http: str | None = None
+    local_credentials: Credentials = field(default_factory=Credentials)
+    http: tuple[str, int] | None = None  # (host, port) of the pages; port 0 = any
     ble: bool = True  # scan BLE and connect wearables (off in the demo: it feeds the radio)
     speaker: str = ""  # a text-to-speech command for check-ins (e.g. espeak-ng); "" = none
 
@@ -198,7 +198,10 @@ class Gateway:
 
     async def _zigbee_source(self) -> AsyncIterator[Any]:
         async with Zigbee2MqttAdapter(
-            self.settings.local, client_id=f"veille-{self.profile.id}", clock=self.clock
+            self.settings.local,
+            client_id=f"veille-{self.profile.id}",
+            credentials=self.settings.local_credentials,
+            clock=self.clock,
         ) as adapter:
             self.local_adapter = adapter
             ready = asyncio.create_task(self._mark_ready(adapter))
@@ -283,7 +286,7 @@ class Gateway:
             from edge.status.app import create_app
 
             app = create_app(self.state, registry=self.registry, core=self.core, gateway=self)
-            http = HttpServer(app, self.settings.http)
+            http = HttpServer(app, *self.settings.http)
             self.url = await http.start()
         task = asyncio.create_task(self.pipeline.run(*sources), name="pipeline")
         house = asyncio.create_task(self._housekeeping(), name="housekeeping")
@@ -307,30 +310,14 @@ class Gateway:
 
 def settings_from_config(path: Path) -> GatewaySettings:
     cfg = load_gateway_config(path)
-    try:
-        local = parse_broker_url(cfg.local.url)
-        hub = parse_broker_url(cfg.hub.url)
-    except BrokerUrlError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    if cfg.local.username or cfg.local.password_file:  # the local broker's own login
-        local = dataclasses.replace(
-            local,
-            username=cfg.local.username or local.username,
-            password=cfg.local.password() or local.password,
-        )
     return GatewaySettings(
         home_id=cfg.home_id,
-        local=local,
-        hub=hub,
+        local=cfg.local.url,
+        hub=cfg.hub.url,
         storage=cfg.storage_dir,
-        hub_credentials=Credentials(
-            ca_file=cfg.hub.ca_file,
-            cert_file=cfg.hub.cert_file,
-            key_file=cfg.hub.key_file,
-            username=cfg.hub.username,
-            password_file=cfg.hub.password_file,
-        ),
-        http=f"{cfg.http_host}:{cfg.http_port}",
+        hub_credentials=cfg.hub.credentials,
+        local_credentials=cfg.local.credentials,
+        http=cfg.http,
         speaker=cfg.speaker,
     )
 

@@ -185,14 +185,13 @@ class Pipeline:
 
     def _rows(self, out: Outputs) -> dict[str, Any]:
         """`Outbox.put`'s arguments for `out`, read from the core on the event loop."""
-        now = self.clock.now()
         home = self.core.profile.id
         if self.wire_offset_s:
             out = shifted(out, self.wire_offset_s)
         return {
             "alerts": [(a, alert_topic(home)) for a in out.alerts],
             "aggregates": [
-                (aggregate_topic(home, a.period), encode(self.core.wire_aggregate(a, now)))
+                (aggregate_topic(home, a.period), encode(a.to_wire(home)))
                 for a in out.aggregates
             ],
             # the book's open alerts in the same transaction as their rows: a crash in

@@ -119,7 +119,7 @@ def gateway(tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto) -> I
         local=parse_broker_url(local_broker.url),
         hub=parse_broker_url(hub_broker.url),
         storage=storage,
-        http=f"127.0.0.1:{free_port()}",
+        http=("127.0.0.1", free_port()),
         ble=False,
     )
     runner = GatewayThread(settings)
