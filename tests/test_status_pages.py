@@ -33,7 +33,19 @@ from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, build, csrf_of, l
             "aucun mouvement depuis 212 min, d'habitude au plus 95 min",
         ),
         ({"button": "single"}, "fr", "appui simple"),
-        ({"strange_key": 2.5}, "fr", "strange key : 2,5"),
+        ({"strange_key": 2.5, "learned": True}, "fr", ""),  # never a raw key or a literal
+        (
+            {"silent_min": 180.0, "usual_interval_min": 60.0, "learned": False},
+            "fr",
+            "silencieux depuis 180 min, se manifeste d'habitude toutes les 60 min, "
+            "rythme du capteur pas encore appris",
+        ),
+        (
+            {"door_at": "02:31", "out_min": 26, "limit_min": 20},
+            "fr",
+            "porte ouverte à 02:31, dehors depuis 26 min, alerte prévue après 20 min",
+        ),
+        ({"context": "out", "device": "wearable"}, "en", "out of the home, wearable sensor"),
     ],
 )
 def test_evidence_in_plain_words(evidence: dict[str, object], lang: str, words: str) -> None:
