@@ -157,7 +157,7 @@ def test_inbox_most_severe_first_with_plain_words_and_context(hub: Hub) -> None:
     assert order == sorted(order)
     assert "choc de 3,4 g, personne allongée, pas de mouvement depuis" in page
     assert "aucun mouvement depuis 212 min" in page
-    assert "42 signes d'activité, levée à 07:30" in page  # the home's last daily summary
+    assert "42 signes d'activité, premier lever à 07:30" in page  # the home's last daily summary
     data = hub.client.get("/api/alerts").json()
     assert [a["type"] for a in data["alerts"]] == ["fall", "inactivity", "low_battery"]
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edge.events import Aggregate
-from edge.home import HomeFileError
+from edge.home import HomeFileError, Thresholds
 from edge.status import editing, i18n
 from edge.status.app import create_app
 from edge.status.family import status_view
@@ -125,7 +125,15 @@ def test_installer_edits_pairing_and_report(tmp_path: Path) -> None:
     resp = client.post(
         "/installer/thresholds", data={"csrf": token, "temp_low_c": "froid"}, follow_redirects=True
     )
-    assert "temp_low_c must be a number" in html.unescape(resp.text)
+    assert "« Température basse » doit être un nombre entre 5 et 25 °C." in html.unescape(resp.text)
+    assert registry.profile().thresholds.temp_low_c == 16.0
+    # outside its range too (a fall confirmed after 1e12 s would never be an alert)
+    for key, value in (("fall_confirm_s", "1e12"), ("night_start_h", "99"), ("temp_low_c", "nan")):
+        resp = client.post(
+            "/installer/thresholds", data={"csrf": token, key: value}, follow_redirects=True
+        )
+        assert "doit être un nombre entre" in html.unescape(resp.text), key
+    assert registry.profile().thresholds == Thresholds()
     # a device that joined Zigbee2MQTT shows on the pairing page
     bridge = [
         {
@@ -153,7 +161,7 @@ def test_installer_edits_pairing_and_report(tmp_path: Path) -> None:
     )
     page = client.get("/installer/zigbee").text
     assert "0x00158d000aaa0099" in page
-    assert "device_joined" in page
+    assert "appareil arrivé sur le réseau" in html.unescape(page)
     resp = client.post(
         "/installer/devices",
         data={
@@ -241,7 +249,7 @@ def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) 
     offered = page[page.index("new_motion") :]
     offered = offered[offered.index('name="role"') :]
     offered = offered[: offered.index("</select>")]
-    assert "<option>motion</option>" in offered
+    assert '<option value="motion">détecteur de mouvement</option>' in offered
     assert "sos_button" not in offered
     assert "prompt" not in offered
     form = {

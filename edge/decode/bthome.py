@@ -73,6 +73,7 @@ def _load_library() -> None:
 
     BUTTON_EVENTS.setdefault(HELD_EVENT, "hold_press")
 
+
 # BTHome button event types -> our action names (Zigbee2MQTT's words).
 BUTTON_ACTIONS: Mapping[str, str] = {
     "press": "single",

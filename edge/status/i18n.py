@@ -190,6 +190,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "signal": ("Signal", "Signal"),
     "bindkey": ("Clé BTHome", "BTHome key"),
     "bind": ("Associer", "Bind"),
+    "ble_sensor": ("capteur Bluetooth (BTHome)", "Bluetooth sensor (BTHome)"),
+    "ble_wearable": ("capteur porté", "wearable sensor"),
     "none_heard": ("Aucun appareil entendu pour l'instant.", "No device heard yet."),
     "walkthrough": ("Test de parcours", "Walk-through test"),
     "walk_start": ("Commencer le test", "Start the test"),
@@ -229,6 +231,15 @@ TEXTS: dict[str, tuple[str, str]] = {
     "recent_context": ("Contexte récent", "Recent context"),
     "weeks_plot": ("Activité quotidienne sur plusieurs semaines", "Daily activity over weeks"),
     "history": ("Historique des alertes", "Alert history"),
+    "context_day": ("{day} : {n} signes d'activité", "{day}: {n} signs of activity"),
+    "context_day_one": ("{day} : {n} signe d'activité", "{day}: {n} sign of activity"),
+    "context_get_up": (", premier lever à {t}", ", first up at {t}"),
+    "context_alerts": ("{n} alertes au total", "{n} alerts in all"),
+    "context_alerts_one": ("{n} alerte au total", "{n} alert in all"),
+    "name_help": (
+        "Votre nom apparaît sur les alertes que vous prenez en charge ou que vous closez.",
+        "Your name is shown on the alerts you take in charge or resolve.",
+    ),
     "back": ("Retour", "Back"),
     "online": ("en ligne", "online"),
     "offline": ("hors ligne", "offline"),
@@ -438,9 +449,9 @@ def plural_key(key: str, n: float, lang: str) -> str:
     return f"{key}_one" if one and f"{key}_one" in TEXTS else key
 
 
-def tn(key: str, n: float, lang: str, **kw: Any) -> str:
+def tn(key: str, count: float, lang: str, **kw: Any) -> str:
     """`t` with the plural chosen by `n`: "1 signe", "25 signes"."""
-    return t(plural_key(key, n, lang), lang, **kw)
+    return t(plural_key(key, count, lang), lang, **kw)
 
 
 def role_name(role: str, lang: str) -> str:
@@ -494,6 +505,80 @@ def device_name(
     return f"{what} ({shown})"
 
 
+# `veille provision`'s checklist lines (English, for the command line) in the pages' words
+CHECKLIST_WORDS: dict[str, tuple[str, str]] = {
+    "no sos_button: the resident has no way to call for help": (
+        "Pas de bouton d'appel : la personne n'a aucun moyen d'appeler à l'aide.",
+        "No call button: the resident has no way to call for help.",
+    ),
+    "no door_entrance contact: night exits and time out cannot be seen": (
+        "Pas de contact sur la porte d'entrée : les sorties de nuit et le temps passé dehors "
+        "ne sont pas vus.",
+        "No front door contact: night exits and time out cannot be seen.",
+    ),
+    "no bedroom room declared": ("Aucune chambre déclarée.", "No bedroom declared."),
+    "no bedroom sensor (motion, presence or bed): getting up is not seen": (
+        "Aucun capteur dans la chambre (mouvement, présence ou lit) : le lever n'est pas vu.",
+        "No bedroom sensor (motion, presence or bed): getting up is not seen.",
+    ),
+    "no bathroom room declared": ("Aucune salle de bain déclarée.", "No bathroom declared."),
+    "no bathroom sensor: long bathroom stays are not seen": (
+        "Aucun capteur dans la salle de bain : les longs séjours ne sont pas vus.",
+        "No bathroom sensor: long bathroom stays are not seen.",
+    ),
+    "no wearable: falls are detected only from inactivity": (
+        "Pas de capteur porté : les chutes ne sont vues que par l'inactivité.",
+        "No wearable sensor: falls are seen only through inactivity.",
+    ),
+}
+_CHECK_ROOM = re.compile(r"room '(.+)' has no device")
+_CHECK_PIN = re.compile(r"no (family|installer) PIN set")
+
+
+def checklist_words(line: str, lang: str) -> str:
+    """A checklist line of `edge.provision.checklist` as the pages say it."""
+    if line in CHECKLIST_WORDS:
+        return _pick(CHECKLIST_WORDS[line], lang, line)
+    if match := _CHECK_ROOM.fullmatch(line):
+        room = match.group(1)
+        return (
+            f"La pièce « {room} » n'a aucun capteur."
+            if lang == "fr"
+            else (f"The room “{room}” has no sensor.")
+        )
+    if match := _CHECK_PIN.match(line):
+        who = match.group(1)
+        if lang == "fr":
+            return (
+                "Le code de la famille n'est pas défini."
+                if who == "family"
+                else "Le code de l'installateur n'est pas défini."
+            )
+        return f"The {who}'s code is not set."
+    return line
+
+
+# Zigbee2MQTT's bridge events (type, status) in words
+JOIN_EVENTS: dict[str, tuple[str, str]] = {
+    "device_joined": ("appareil arrivé sur le réseau", "device joined the network"),
+    "device_announce": ("appareil annoncé", "device announced itself"),
+    "device_leave": ("appareil parti du réseau", "device left the network"),
+    "device_interview:started": ("interrogation commencée", "interview started"),
+    "device_interview:successful": ("interrogation réussie", "interview successful"),
+    "device_interview:failed": ("interrogation échouée", "interview failed"),
+}
+
+
+def join_event_words(kind: str, status: str | None, lang: str) -> str:
+    pair = JOIN_EVENTS.get(f"{kind}:{status}") or JOIN_EVENTS.get(kind)
+    return _pick(pair, lang, i18n_fallback(kind))
+
+
+def i18n_fallback(key: str) -> str:
+    """A key nobody translated yet, shown as words rather than as a key."""
+    return key.replace("_", " ")
+
+
 def pick_lang(query: str | None, cookie: str | None, accept: str | None) -> str:
     """The page language: `?lang=`, then the cookie, then Accept-Language; French by default."""
     for choice in (query, cookie):
@@ -538,8 +623,14 @@ def role_prompt(role: str, room: str | None, lang: str) -> str:
 
 
 def number(value: float, lang: str, digits: int = 1) -> str:
-    text = f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
-    return text.replace(".", ",") if lang == "fr" else text
+    """`514,6` and `1 234` in French (a narrow no-break space between thousands), `514.6` and
+    `1,234` in English; trailing zeros dropped."""
+    text = f"{value:,.{digits}f}"
+    if digits and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if lang == "fr":
+        return text.replace(",", "\u202f").replace(".", ",")
+    return text
 
 
 def duration(seconds: float, lang: str) -> str:
