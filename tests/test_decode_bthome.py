@@ -170,3 +170,19 @@ def test_a_held_bthome_button_is_an_sos_hold() -> None:
     assert [(f.type, f.action, f.evidence) for f in found] == [
         (AlertType.SOS, "raise", {"button": "hold"})
     ]
+
+
+def test_registered_sensors_are_listed_nearby_too() -> None:
+    """The installer's Bluetooth page finds the home's own sensors, not only strangers."""
+    decoder = BthomeDecoder(
+        profile_of(
+            {"id": "th-1", "address": "A4:C1:38:00:00:09", "room": "bedroom", "role": "temperature"}
+        )
+    )
+    data = {UUID_V2: bytes.fromhex("4002ca0903bf13")}
+    result = decoder.decode("a4:c1:38:00:00:09", data, -61, 10.0, "ATC_000009")
+    assert result.unknown is None
+    assert list(decoder.nearby) == ["A4:C1:38:00:00:09"]
+    assert decoder.nearby["A4:C1:38:00:00:09"] == NearbyDevice(
+        "A4:C1:38:00:00:09", "ATC_000009", -61, 10.0, True
+    )

@@ -452,8 +452,12 @@ def ble_page(request: Request, session: InstallerSession, partial: bool = False)
     heard = list(getattr(bthome, "nearby", {}).values()) if bthome is not None else []
     heard.sort(key=lambda d: -d.rssi)
     now = pages.now()
+    registered = {
+        d.address.upper(): d.id for d in pages.profile().devices if d.source != "zigbee2mqtt"
+    }
     nearby = [
         {
+            "registered": registered.get(d.address.upper(), ""),
             "address": d.address,
             "name": d.name or "",
             "rssi": d.rssi,
