@@ -44,6 +44,13 @@ TRACE_VARIETY = 4  # different real traces per kind the simulated wearable repla
 # the demo's installer password (printed); a real home sets its own with `veille provision`
 DEMO_INSTALLER_SECRET = "installateur"  # noqa: S105
 DEMO_STAFF_SECRET = "soignant"  # noqa: S105  the demo's care console password
+INCIDENT_WORDS = {
+    "sos": "appui sur le bouton d'appel",
+    "sensor_silent": "le détecteur de la cuisine se tait",
+    "fall": "chute",
+    "night_exit": "sortie de nuit sans retour rapide",
+    "inactivity": "longue immobilité",
+}
 
 
 class SpeedClock:
@@ -182,17 +189,15 @@ class SimDriver:
 
         stops = {json.dumps(v, separators=(",", ":")).encode() for v in PROMPT_STOP.values()}
         while not self.prompts.empty():
-            topic, payload = self.prompts.get_nowait()
-            stamp = datetime.fromtimestamp(now, self.sim_tz).strftime("%a %H:%M")
-            device = topic.removeprefix("zigbee2mqtt/").removesuffix("/set")
+            _topic, payload = self.prompts.get_nowait()
+            stamp = sim_stamp(now, self.sim_tz)
             if payload in stops:
-                print(f"[home] {stamp}  check-in over: {device} stops", flush=True)
+                print(f"[logement] {stamp}  fin de la question « ça va ? »", flush=True)
                 continue
             answer = self.sim.answer_check_in(now)
-            said = "the resident answers" if answer is not None else "nobody answers"
+            said = "la personne répond" if answer is not None else "personne ne répond"
             print(
-                f"[home] {stamp}  check-in: {device} asks the resident "
-                f"{payload.decode(errors='replace')} ({said})",
+                f"[logement] {stamp}  le carillon demande « ça va ? » ({said})",
                 flush=True,
             )
 
@@ -219,23 +224,51 @@ class SimDriver:
         self.step(until)
 
 
-def alert_printer(tz: ZoneInfo) -> Callable[[Mapping[str, Any], bool], None]:
-    """Print each alert state the hub receives, with the home's local time."""
+DAYS_FR = ("lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim.")
+
+
+def sim_stamp(at: float, tz: Any) -> str:
+    """`mer. 10:30`: the simulated home's local time (the only clock the story shows)."""
+    local = datetime.fromtimestamp(at, tz)
+    return f"{DAYS_FR[local.weekday()]} {local:%H:%M}"
+
+
+def alert_line(payload: Mapping[str, Any], tz: Any, rooms: Mapping[str, str]) -> str:
+    """One readable French line for an alert state the hub received."""
     from edge.events import parse_iso_utc
+    from edge.status import i18n
+
+    at = sim_stamp(parse_iso_utc(payload["at"]), tz)
+    room = payload.get("room")
+    where = f" — {i18n.room_name(room, rooms.get(room), 'fr')}" if room else ""
+    words = i18n.evidence_words(dict(payload.get("evidence") or {}), "fr")
+    title = i18n.alert_name(str(payload["type"]), "fr")
+    state = i18n.state_name(str(payload["state"]), "fr")
+    severity = i18n.severity_name(str(payload["severity"]), "fr")
+    return f"[centre] {at}  {title}{where} ({severity}) : {words or '—'} · {state}"
+
+
+def alert_printer(
+    tz: ZoneInfo, rooms: Mapping[str, str] | None = None
+) -> Callable[[Mapping[str, Any], bool], None]:
+    """Print each alert state the hub receives, with the home's local (simulated) time."""
 
     def show(payload: Mapping[str, Any], new: bool) -> None:
-        if not new:
-            return
-        at = datetime.fromtimestamp(parse_iso_utc(payload["at"]), tz).strftime("%a %H:%M")
-        ev = payload.get("evidence") or {}
-        room = f" ({payload['room']})" if payload.get("room") else ""
-        print(
-            f"[hub] {at}  {payload['type']:<20} {payload['severity']:<8} "
-            f"{payload['state']:<12}{room} {ev}",
-            flush=True,
-        )
+        if new:
+            print(alert_line(payload, tz, rooms or {}), flush=True)
 
     return show
+
+
+def log_to_file(path: Path) -> None:
+    """The technical log goes to `path`; only errors still reach the terminal."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for old in list(root.handlers):
+        if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
+            old.setLevel(logging.ERROR)
+    root.addHandler(handler)
 
 
 async def run_demo(args: Any) -> int:
@@ -253,6 +286,12 @@ async def run_demo(args: Any) -> int:
 
     async with contextlib.AsyncExitStack() as stack:
         storage = args.storage or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        log_path = (
+            Path(storage) / "demo.log"
+            if args.storage
+            else Path(tempfile.gettempdir()) / f"veille-demo-{home_id}.log"
+        )
+        log_to_file(log_path)
         local = (
             parse_broker_url(args.local)
             if args.local
@@ -286,8 +325,11 @@ async def run_demo(args: Any) -> int:
         # about a simulated minute between detector ticks (a check-in's answer window is 10)
         gateway.pipeline.tick_s = max(MIN_TICK_S, min(gateway.pipeline.tick_s, 60.0 / args.speed))
 
+        rooms = {r.name: str(r.kind) for r in profile.rooms}
         hub = HubReceiver(
-            hub_url, SqliteHubStore(Path(storage) / "hub.db"), on_alert=alert_printer(tz)
+            hub_url,
+            SqliteHubStore(Path(storage) / "hub.db"),
+            on_alert=alert_printer(tz, rooms),
         )
         hub.start()
         stack.callback(hub.stop)
@@ -329,17 +371,26 @@ async def run_demo(args: Any) -> int:
         while gateway.url is None and args.http and not gw_task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # the URL is known once uvicorn has bound its port
         print(
-            f"Veille demo: home {home_id}, scenario {args.scenario}, x{args.speed:g} speed",
+            f"Veille démo : logement {home_id}, scénario {args.scenario}, "
+            f"vitesse x{args.speed:g} (heure simulée de {profile.resident or 'la personne'})",
             flush=True,
         )
         if gateway.url:
-            print(f"Status page (PIN {args.family_pin}): {gateway.url}/", flush=True)
-            print(f"Installer ({DEMO_INSTALLER_SECRET!r}): {gateway.url}/installer", flush=True)
+            print(f"Page de la famille (code {args.family_pin}) : {gateway.url}/", flush=True)
+            print(
+                f"Page de l'installateur (code « {DEMO_INSTALLER_SECRET} ») : "
+                f"{gateway.url}/installer",
+                flush=True,
+            )
         if console is not None:
-            print(f"Care console ({DEMO_STAFF_SECRET!r}): {console.url}/", flush=True)
+            print(
+                f"Console des soignants (votre nom, mot de passe « {DEMO_STAFF_SECRET} ») : "
+                f"{console.url}/",
+                flush=True,
+            )
+        print(f"Journal technique : {log_path}", flush=True)
         for at, what in sim.incidents:
-            stamp = datetime.fromtimestamp(at, tz).strftime("%a %H:%M")
-            print(f"  scripted: {stamp} {what}", flush=True)
+            print(f"  prévu : {sim_stamp(at, tz)} {INCIDENT_WORDS.get(what, what)}", flush=True)
 
         clock.stop_at = end
         if wearable is not None:
@@ -381,14 +432,17 @@ async def _finish(gateway: Gateway, hub: HubReceiver, start: float, end: float) 
             break
         await asyncio.sleep(0.1)
     else:
-        print(f"veille demo: outbox not drained in {DRAIN_TIMEOUT_S:.0f} s", flush=True)
+        print(
+            f"veille demo : la file d'envoi ne s'est pas vidée en {DRAIN_TIMEOUT_S:.0f} s",
+            flush=True,
+        )
         return 1
     await asyncio.sleep(0.3)  # the hub's last PUBACKed messages are stored before we close
     simulated = timedelta(seconds=round(end - start))
     alerts = hub.store.alerts()
     print(
-        f"Veille demo done: {simulated} simulated, {len(alerts)} alerts at the hub, "
-        f"{gateway.uplink.delivered} messages delivered",
+        f"Démo terminée : {simulated} simulées, {len(alerts)} alertes au centre, "
+        f"{gateway.uplink.delivered} messages remis",
         flush=True,
     )
     return 0

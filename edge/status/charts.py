@@ -108,7 +108,7 @@ def day_bars(
         f'<line class="axisline" x1="{left - 4}" y1="{top}" x2="{left - 4}" y2="{base}"/>',
         f'<text class="axis" x="{left - 8}" y="{top + font * 0.35:.0f}" '
         f'text-anchor="end">{peak:.0f}</text>',
-        f'<text class="axis" x="{left - 8}" y="{base}" text-anchor="end">0</text>',
+        f'<text class="axis" x="{left - 8}" y="{base - font * 0.3:.0f}" text-anchor="end">0</text>',
     ]
     if activity_label:
         out.append(f"<desc>{escape(activity_label)}</desc>")
@@ -120,9 +120,10 @@ def day_bars(
         )
         for hour in (GET_UP_LOW_H, 8.0, GET_UP_HIGH_H):
             y = base - PLOT_H * (hour - GET_UP_LOW_H) / (GET_UP_HIGH_H - GET_UP_LOW_H)
+            # baselines kept above the bottom line, clear of the dates below it
             out.append(
                 f'<text class="axis dotaxis" x="{BARS_W - right + 10}" '
-                f'y="{y + font * 0.35:.0f}">{hour:.0f} h</text>'
+                f'y="{min(y + font * 0.35, base - font * 0.3):.0f}">{hour:.0f} h</text>'
             )
     dots: list[str] = []
     last = n - 1
