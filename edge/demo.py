@@ -36,6 +36,9 @@ _LOGGER = logging.getLogger(__name__)
 
 DRIVE_STEP_S = 0.02  # real seconds between simulator steps
 MIN_TICK_S = 0.05  # real seconds: the fastest the demo ticks the detectors
+WALK_POLL_S = 1.0  # real seconds between looks at whether a walk-through started
+WALK_WEARABLE_TRACES = 3
+ADL_WALK_S = 20.0
 DRAIN_TIMEOUT_S = 60.0  # real seconds to wait for the outbox to drain at the end
 HISTORY_DAYS = 14  # simulated days of routine used to seed the learned model
 SAMPLES_PER_FRAME = 25
@@ -145,6 +148,7 @@ class SimDriver:
         self._seq = 0
         self._n = 0
         self.published = 0
+        self._walk_seen: float | None = None
 
     async def radio_source(self) -> AsyncIterator[Any]:
         """What the BLE radio hears: BTHome adverts and the wearable's GATT frames."""
@@ -217,9 +221,32 @@ class SimDriver:
             _at, _n, frame = heapq.heappop(self._frames)
             self.radio.put_nowait(WearableBytes(self.wearable_id, frame))
 
-    async def run(self, until: float | None) -> None:
+    def walk_if_started(self, started_at: float | None, now: float) -> None:
+        """The installer pressed "Commencer le test": the simulated resident walks it."""
+        if started_at is None or started_at == self._walk_seen:
+            return
+        self._walk_seen = started_at
+        print(
+            f"[logement] {sim_stamp(now, self.sim_tz)}  test de parcours : la personne fait "
+            "agir chaque capteur",
+            flush=True,
+        )
+        for line in self.sim.walk_through(now):
+            print(f"[logement] {sim_stamp(now, self.sim_tz)}  {line}", flush=True)
+        if self.wearable_id:  # wear the sensor and walk a few steps
+            for k in range(WALK_WEARABLE_TRACES):
+                self._schedule_wearable(now + k * ADL_WALK_S, "adl", ADL_WALK_S)
+
+    async def run(
+        self, until: float | None, walk: Callable[[], float | None] | None = None
+    ) -> None:
+        polled = 0.0
         while until is None or self.clock.now() < until:
-            self.step(self.clock.now() if until is None else min(self.clock.now(), until))
+            now = self.clock.now() if until is None else min(self.clock.now(), until)
+            if walk is not None and time.monotonic() - polled >= WALK_POLL_S:
+                polled = time.monotonic()
+                self.walk_if_started(walk(), now)
+            self.step(now)
             await asyncio.sleep(DRIVE_STEP_S)
         self.step(until)
 
@@ -397,7 +424,12 @@ async def run_demo(args: Any) -> int:
             await asyncio.to_thread(driver.load_traces)
         await asyncio.to_thread(gateway_ready_wait, gateway)
         clock.go()
-        drive = asyncio.create_task(driver.run(end), name="sim")
+
+        def walk_started() -> float | None:
+            started = (gateway.registry.get_doc("walkthrough") or {}).get("started_at")
+            return float(started) if isinstance(started, int | float) else None
+
+        drive = asyncio.create_task(driver.run(end, walk_started), name="sim")
         code = 0
         try:
             waiters = {gw_task, drive, asyncio.create_task(stop.wait())}

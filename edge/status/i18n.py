@@ -300,6 +300,11 @@ ROLE_PROMPTS: dict[str, tuple[str, str]] = {
     "power": ("Allumez l'appareil branché", "Switch the plugged appliance on"),
     "toilet_flush": ("Tirez la chasse d'eau", "Flush the toilet"),
     "light_switch": ("Allumez la lumière ({room})", "Switch the light on ({room})"),
+    "checkin_button": ("Appuyez sur le bouton « ça va »", "Press the “I'm fine” button"),
+    "prompt": (
+        "Attendez que le carillon d'appel donne signe de vie",
+        "Wait for the chime to report",
+    ),
 }
 
 
@@ -619,7 +624,8 @@ def room_kind_name(kind: str, lang: str) -> str:
 
 
 def role_prompt(role: str, room: str | None, lang: str) -> str:
-    return _pick(ROLE_PROMPTS.get(role), lang, role).format(room=room or "")
+    text = _pick(ROLE_PROMPTS.get(role), lang, role.replace("_", " ")).format(room=room or "")
+    return text.replace(" ()", "")
 
 
 def number(value: float, lang: str, digits: int = 1) -> str:

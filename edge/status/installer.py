@@ -38,8 +38,6 @@ PERMIT_JOIN_TOPIC = "zigbee2mqtt/bridge/request/permit_join"
 RENAME_TOPIC = "zigbee2mqtt/bridge/request/device/rename"
 PERMIT_JOIN_S = 254
 WALKTHROUGH_DOC = "walkthrough"
-# events that only say "I am alive" do not pass a walk-through step
-WALK_IGNORED_KINDS = frozenset({"heartbeat", "linkquality", "battery"})
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -488,15 +486,15 @@ def walkthrough_status(pages: Pages, lang: str) -> dict[str, Any]:
             if wearer["done"] and dev.id not in results:
                 results[dev.id] = wearer["at"]
                 changed = True
-        elif (
-            isinstance(started, int | float)
-            and dev.id not in results
-            and last is not None
-            and last[0] >= started
-            and last[1] not in WALK_IGNORED_KINDS
-        ):
-            results[dev.id] = last[0]
-            changed = True
+        elif isinstance(started, int | float) and dev.id not in results:
+            # a message in which the device did something (not its battery or signal in the
+            # same message after it); a siren or light has nothing but "I am here" to show
+            acted = (
+                last[0] if last is not None and dev.role is Role.PROMPT else None
+            ) or pages.state.device_acted.get(dev.id)
+            if acted is not None and acted >= started:
+                results[dev.id] = acted
+                changed = True
         steps.append(
             {
                 "id": dev.id,
