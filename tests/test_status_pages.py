@@ -93,7 +93,7 @@ def test_status_view_summarises_the_day_the_fortnight_and_the_sensors(tmp_path: 
     view = status_view(core.state, core.profile, now, "fr")
     assert view["all_well"]
     assert view["last"]["room"] == "cuisine"
-    assert view["last"]["ago"] == "il y a 2 min"
+    assert view["last"]["ago"] == "il y a 2\u00a0min"
     assert view["today_total"] == 1
     assert view["usual"] == round(sum(100 + d for d in range(2, 16)) / 14)  # last 14 days
     assert str(view["bars"]).count('class="bar"') == 14

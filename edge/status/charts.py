@@ -46,6 +46,7 @@ def day_timeline(
     peak = max([max(v) for v in rooms.values() if v] + [1])
     out = [
         f'<svg class="chart timeline" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMinYMin meet" '
         f'font-size="{font}">',
         f"<title>{escape(title)}</title>",
@@ -100,6 +101,7 @@ def day_bars(
     label_every = max(1, math.ceil((text_width("00/00", font) + font * 0.6) / slot))
     out = [
         f'<svg class="chart bars" role="img" viewBox="0 0 {BARS_W} {height}" '
+        f'width="{BARS_W}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMinYMin meet" '
         f'font-size="{font}">',
         f"<title>{escape(title)}</title>",

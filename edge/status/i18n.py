@@ -209,6 +209,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "report": ("Rapport d'installation", "Installation report"),
     "print": ("Imprimer", "Print"),
     "battery": ("Pile", "Battery"),
+    "last_seen": ("Dernier message", "Last message"),
     "test_result": ("Test", "Test"),
     "not_tested": ("non testé", "not tested"),
     "status_page": ("Page d'état", "Status page"),
@@ -501,6 +502,7 @@ def device_name(
     if friendly_name.strip() and not looks_like_key(friendly_name):
         return friendly_name.strip()
     what = role_name(role, lang)
+    what = what[:1].upper() + what[1:]
     if not room or role in _PLACED_ROLES:
         return what
     shown = room_name(room, kind, lang)
@@ -645,13 +647,14 @@ def duration(seconds: float, lang: str) -> str:
     minutes = int(seconds // 60)
     if minutes < 1:
         return "moins d'une minute" if lang == "fr" else "less than a minute"
+    # no-break spaces: "3 h 05" never splits across lines
     if minutes < 60:
-        return f"{minutes} min"
+        return f"{minutes}\u00a0min"
     hours, rest = divmod(minutes, 60)
     if hours < 48:
-        return f"{hours} h {rest:02d}"
+        return f"{hours}\u00a0h\u00a0{rest:02d}"
     days = hours // 24
-    return f"{days} jours" if lang == "fr" else f"{days} days"
+    return f"{days}\u00a0jours" if lang == "fr" else f"{days}\u00a0days"
 
 
 def clock_time(at: float, tz: dt.tzinfo, now: float | None = None, lang: str = "fr") -> str:

@@ -189,6 +189,7 @@ def _common(request: Request) -> dict[str, Any]:
         "profile": profile,
         "room_kinds": [(str(k), i18n.room_kind_name(str(k), lang)) for k in RoomKind],
         "roles": [(str(r), i18n.role_name(str(r), lang)) for r in Role],
+        "role_words": {str(r): i18n.role_name(str(r), lang) for r in Role},
         "device_roles": {
             d.id: [
                 (r, i18n.role_name(r, lang))
