@@ -36,6 +36,8 @@ _LOGGER = logging.getLogger(__name__)
 
 DRIVE_STEP_S = 0.02  # real seconds between simulator steps
 MIN_TICK_S = 0.05  # real seconds: the fastest the demo ticks the detectors
+WARP_SPEED = 900.0  # simulated s per real s before the first incident (at lower speeds)
+FIRST_INCIDENT_LEAD_S = 20 * 60.0  # the story slows down this long before it
 WALK_POLL_S = 1.0  # real seconds between looks at whether a walk-through started
 WALK_WEARABLE_TRACES = 3
 ADL_WALK_S = 20.0
@@ -63,9 +65,15 @@ class SpeedClock:
     (draining the outbox at the end does not make days pass with no events).
     """
 
-    def __init__(self, start: float, speed: float) -> None:
+    def __init__(
+        self, start: float, speed: float, warp_until: float | None = None, warp_speed: float = 0.0
+    ) -> None:
         self.start = start
         self.speed = speed
+        # before `warp_until` the clock runs at `warp_speed` (the quiet morning before the
+        # story's first incident goes by in seconds), then at `speed`
+        self.warp_until = warp_until if warp_until is not None and warp_speed > speed else None
+        self.warp_speed = warp_speed
         self.stop_at: float | None = None
         self._m0: float | None = None
 
@@ -75,8 +83,25 @@ class SpeedClock:
     def now(self) -> float:
         if self._m0 is None:
             return self.start
-        t = self.start + (time.monotonic() - self._m0) * self.speed
+        real = time.monotonic() - self._m0
+        if self.warp_until is None:
+            t = self.start + real * self.speed
+        else:
+            warp_real = max(0.0, self.warp_until - self.start) / self.warp_speed
+            t = (
+                self.start + real * self.warp_speed
+                if real < warp_real
+                else max(self.start, self.warp_until) + (real - warp_real) * self.speed
+            )
         return t if self.stop_at is None else min(t, self.stop_at)
+
+
+def warp_target(start: float, incidents: list[tuple[float, str]]) -> float | None:
+    """Until when the demo may hurry: a little before its first scripted incident."""
+    if not incidents:
+        return None
+    until = incidents[0][0] - FIRST_INCIDENT_LEAD_S
+    return until if until > start else None
 
 
 def _free_port() -> int:
@@ -288,7 +313,7 @@ def alert_printer(
 
 
 def log_to_file(path: Path) -> None:
-    """The technical log goes to `path`; only errors still reach the terminal."""
+    """The technical log goes to `path` (from INFO); only errors still reach the terminal."""
     root = logging.getLogger()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -296,6 +321,7 @@ def log_to_file(path: Path) -> None:
         if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
             old.setLevel(logging.ERROR)
     root.addHandler(handler)
+    root.setLevel(min(root.level, logging.INFO))  # the file keeps what happened, in detail
 
 
 async def run_demo(args: Any) -> int:
@@ -339,7 +365,8 @@ async def run_demo(args: Any) -> int:
         if args.scenario in ("inactivity", "all"):
             seed_docs["routine"] = seed_routine(profile, start, args.seed, tz)
 
-        clock = SpeedClock(start, args.speed)
+        sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
+        clock = SpeedClock(start, args.speed, warp_target(start, sim.incidents), WARP_SPEED)
         settings = GatewaySettings(
             home_id=home_id,
             local=local,
@@ -350,7 +377,8 @@ async def run_demo(args: Any) -> int:
         )
         gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)
         # about a simulated minute between detector ticks (a check-in's answer window is 10)
-        gateway.pipeline.tick_s = max(MIN_TICK_S, min(gateway.pipeline.tick_s, 60.0 / args.speed))
+        fastest = max(args.speed, WARP_SPEED if clock.warp_until is not None else 0.0)
+        gateway.pipeline.tick_s = max(MIN_TICK_S, min(gateway.pipeline.tick_s, 60.0 / fastest))
 
         rooms = {r.name: str(r.kind) for r in profile.rooms}
         hub = HubReceiver(
@@ -368,7 +396,6 @@ async def run_demo(args: Any) -> int:
             console = await start_console(hub, f"{host}:0", None, staff_password=DEMO_STAFF_SECRET)
             stack.push_async_callback(console.stop)
 
-        sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
         wearable = next((d.id for d in profile.devices if d.role.value == "wearable"), None)
         driver = SimDriver(sim, clock, None, wearable, args.seed)
 
@@ -416,6 +443,12 @@ async def run_demo(args: Any) -> int:
                 flush=True,
             )
         print(f"Journal technique : {log_path}", flush=True)
+        if clock.warp_until is not None:
+            print(
+                f"  (le début de matinée passe vite : x{WARP_SPEED:g} jusqu'à "
+                f"{sim_stamp(clock.warp_until, tz)}, puis x{args.speed:g})",
+                flush=True,
+            )
         for at, what in sim.incidents:
             print(f"  prévu : {sim_stamp(at, tz)} {INCIDENT_WORDS.get(what, what)}", flush=True)
 

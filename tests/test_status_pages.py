@@ -24,7 +24,7 @@ from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, build, csrf_of, l
         (
             {"peak_g": 3.4, "posture": "lying", "movement_resumed": False},
             "fr",
-            "choc de 3,4 g, personne allongée, pas de mouvement depuis",
+            "choc de 3,4 g, personne allongée, aucun mouvement ensuite",
         ),
         ({"peak_g": 3.4, "score": 0.97}, "en", "impact of 3.4 g, model confidence 97 %"),
         (

@@ -713,7 +713,7 @@ _EVIDENCE_BOOL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     # key -> (phrase when true, phrase when false)
     "movement_resumed": (
         ("mouvement repris ensuite", "movement resumed afterwards"),
-        ("pas de mouvement depuis", "no movement since"),
+        ("aucun mouvement ensuite", "no movement afterwards"),
     ),
     "help_pressed": (("bouton d'aide pressé", "help button pressed"), ("", "")),
     "off_furniture": (("hors du lit et du fauteuil", "off the bed and the chair"), ("", "")),
