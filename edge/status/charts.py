@@ -120,12 +120,12 @@ def day_bars(
             f'<line class="axisline" x1="{BARS_W - right + 4}" y1="{top}" '
             f'x2="{BARS_W - right + 4}" y2="{base}"/>'
         )
-        for hour in (GET_UP_LOW_H, 8.0, GET_UP_HIGH_H):
-            y = base - PLOT_H * (hour - GET_UP_LOW_H) / (GET_UP_HIGH_H - GET_UP_LOW_H)
+        for tick in (GET_UP_LOW_H, 8.0, GET_UP_HIGH_H):
+            y = base - PLOT_H * (tick - GET_UP_LOW_H) / (GET_UP_HIGH_H - GET_UP_LOW_H)
             # baselines kept above the bottom line, clear of the dates below it
             out.append(
                 f'<text class="axis dotaxis" x="{BARS_W - right + 10}" '
-                f'y="{min(y + font * 0.35, base - font * 0.3):.0f}">{hour:.0f} h</text>'
+                f'y="{min(y + font * 0.35, base - font * 0.3):.0f}">{tick:.0f} h</text>'
             )
     dots: list[str] = []
     last = n - 1

@@ -759,7 +759,7 @@ _EVIDENCE_VALUES: dict[str, dict[str, tuple[str, str]]] = {
 
 
 def evidence_words(evidence: Mapping[str, Any], lang: str) -> str:
-    """`choc de 3,4 g, personne allongée, pas de mouvement depuis` (small, plain words)."""
+    """`choc de 3,4 g, personne allongée, aucun mouvement ensuite` (small, plain words)."""
     parts: list[str] = []
     for key, value in evidence.items():
         phrase = ""

@@ -173,8 +173,8 @@ def browser() -> Iterator[Browser]:
 def new_context(browser: Browser, width: int, modes: tuple[str, ...] = ()) -> BrowserContext:
     context = browser.new_context(viewport={"width": width, "height": 900}, locale="fr-FR")
     if modes:
-        for url in ("http://127.0.0.1",):
-            context.add_cookies([{"name": "veille_prefs", "value": ",".join(modes), "url": url}])
+        prefs = ",".join(modes)
+        context.add_cookies([{"name": "veille_prefs", "value": prefs, "url": "http://127.0.0.1"}])
     return context
 
 
@@ -218,7 +218,9 @@ def _pages(demo: Demo) -> list[tuple[str, str, str]]:
     ]
 
 
-def _signed_in(browser: Browser, demo: Demo, who: str, width: int, modes: tuple[str, ...] = ()):
+def _signed_in(
+    browser: Browser, demo: Demo, who: str, width: int, modes: tuple[str, ...] = ()
+) -> tuple[BrowserContext, Page]:
     context = new_context(browser, width, modes)
     page = context.new_page()
     if who == "console":
@@ -356,12 +358,14 @@ def test_wrong_door_and_expired_session_say_so(browser: Browser, demo: Demo) -> 
     page.locator("#login-notice a").click()
     expect(page).to_have_url(f"{demo.family}/")
     # the cookie is tampered with (or expired): the login says why it is shown
-    cookies = page.context.cookies()
-    page.context.clear_cookies()
+    session = next(c for c in page.context.cookies() if c["name"] == "veille_session")
     page.context.add_cookies(
         [
-            {**c, "value": c["value"][:-4] + "AAAA"} if c["name"] == "veille_session" else c
-            for c in cookies
+            {
+                "name": "veille_session",
+                "value": session["value"][:-4] + "AAAA",
+                "url": demo.family,
+            }
         ]
     )
     page.goto(f"{demo.family}/")
