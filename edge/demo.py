@@ -40,7 +40,7 @@ WARP_SPEED = 900.0  # simulated s per real s before the first incident (at lower
 FIRST_INCIDENT_LEAD_S = 20 * 60.0  # the story slows down this long before it
 WALK_POLL_S = 1.0  # real seconds between looks at whether a walk-through started
 WALK_WEARABLE_TRACES = 3
-ADL_WALK_S = 20.0
+ADL_WALK_S = 30.0  # simulated seconds between the walk-through's walks (a trace is ~25 s)
 DRAIN_TIMEOUT_S = 60.0  # real seconds to wait for the outbox to drain at the end
 HISTORY_DAYS = 14  # simulated days of routine used to seed the learned model
 SAMPLES_PER_FRAME = 25
@@ -94,6 +94,16 @@ class SpeedClock:
                 else max(self.start, self.warp_until) + (real - warp_real) * self.speed
             )
         return t if self.stop_at is None else min(t, self.stop_at)
+
+
+def walking_blocks(trace: np.ndarray) -> int:
+    """How many of the trace's blocks the wearer's upright tracker takes as walking."""
+    from models.features import WALK_BLOCK_N, walking_direction
+
+    return sum(
+        walking_direction(trace[s : s + WALK_BLOCK_N]) is not None
+        for s in range(0, trace.shape[0] - WALK_BLOCK_N + 1, WALK_BLOCK_N)
+    )
 
 
 def warp_target(start: float, incidents: list[tuple[float, str]]) -> float | None:
@@ -174,6 +184,7 @@ class SimDriver:
         self._n = 0
         self.published = 0
         self._walk_seen: float | None = None
+        self._walk_trace = 0  # the real daily-activity trace with the most walking in it
 
     async def radio_source(self) -> AsyncIterator[Any]:
         """What the BLE radio hears: BTHome adverts and the wearable's GATT frames."""
@@ -187,12 +198,17 @@ class SimDriver:
         for name in ("fall", "adl"):
             for k in range(TRACE_VARIETY):
                 self._traces[(name, k)] = wearable_trace(name, self.seed + k)
+        self._walk_trace = max(
+            range(TRACE_VARIETY), key=lambda k: walking_blocks(self._traces[("adl", k)])
+        )
 
-    def _schedule_wearable(self, at: float, kind: str, duration_s: float) -> None:
+    def _schedule_wearable(
+        self, at: float, kind: str, duration_s: float, variety: int | None = None
+    ) -> None:
         from edge.sim_wearable import encode_frames
 
         name = "fall" if kind == "fall" else "adl"
-        trace = self._traces[(name, self._n % TRACE_VARIETY)]
+        trace = self._traces[(name, self._n % TRACE_VARIETY if variety is None else variety)]
         if kind == "heartbeat":  # a keep-alive: the wearer as still as the last samples showed
             trace = np.repeat(self._last_sample[None, :], SAMPLES_PER_FRAME, axis=0)
         elif duration_s > 0:
@@ -258,9 +274,9 @@ class SimDriver:
         )
         for line in self.sim.walk_through(now):
             print(f"[logement] {sim_stamp(now, self.sim_tz)}  {line}", flush=True)
-        if self.wearable_id:  # wear the sensor and walk a few steps
+        if self.wearable_id:  # wear the sensor and walk a few steps (a real walking trace)
             for k in range(WALK_WEARABLE_TRACES):
-                self._schedule_wearable(now + k * ADL_WALK_S, "adl", ADL_WALK_S)
+                self._schedule_wearable(now + k * ADL_WALK_S, "adl", 0.0, self._walk_trace)
 
     async def run(
         self, until: float | None, walk: Callable[[], float | None] | None = None
@@ -315,6 +331,7 @@ def alert_printer(
 def log_to_file(path: Path) -> None:
     """The technical log goes to `path` (from INFO); only errors still reach the terminal."""
     root = logging.getLogger()
+    path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for old in list(root.handlers):

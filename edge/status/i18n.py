@@ -158,6 +158,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "pair_left": ("Appairage ouvert encore {s} s", "Joining open for {s} s more"),
     "pair_closed": ("Appairage fermé.", "Joining closed."),
+    "none_joined": (
+        "Aucun nouvel appareil pour l'instant : mettez-le en mode appairage.",
+        "No new device yet: put it in pairing mode.",
+    ),
     "joined_live": ("Appareils arrivés", "Devices that joined"),
     "walk_count": ("{done} / {total} capteurs testés", "{done} / {total} sensors tested"),
     "home": ("Logement", "Home"),

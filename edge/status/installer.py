@@ -37,6 +37,7 @@ OptText = Annotated[str, Form(max_length=200)]
 PERMIT_JOIN_TOPIC = "zigbee2mqtt/bridge/request/permit_join"
 RENAME_TOPIC = "zigbee2mqtt/bridge/request/device/rename"
 PERMIT_JOIN_S = 254
+PAIRING_DOC = "pairing"  # when the installer last opened joining, and until when
 WALKTHROUGH_DOC = "walkthrough"
 
 
@@ -417,7 +418,26 @@ def pairing_view(pages: Pages, lang: str) -> dict[str, Any]:
         }
         for at, ev in reversed(state.bridge_events)
     ]
-    return {"devices": devices, "events": events, "bridge_online": state.bridge_online}
+    pairing = pages.registry.get_doc(PAIRING_DOC) or {}
+    now = pages.now()
+    opened = float(pairing.get("from", 0.0))
+    left = max(0, round(float(pairing.get("until", 0.0)) - now))
+    joined_names = {
+        ev.ieee_address.lower()
+        for at, ev in state.bridge_events
+        if at >= opened and ev.type in ("device_joined", "device_interview") and opened
+    }
+    joined = [d for d in devices if d["ieee"].lower() in joined_names]
+    return {
+        "devices": devices,
+        "events": events,
+        "bridge_online": state.bridge_online,
+        "left": left,
+        "left_words": i18n.t("pair_left", lang, s=left) if left else "",
+        "opened": bool(opened),
+        "joined": joined,
+        "joined_waiting": sorted(joined_names - {d["ieee"].lower() for d in joined}),
+    }
 
 
 @router.get("/zigbee", response_model=None)
@@ -436,6 +456,9 @@ async def permit_join(request: Request, session: InstallerSession, csrf: Csrf) -
     lang = lang_of(request)
     ok = await local_publish(pages, PERMIT_JOIN_TOPIC, {"value": True, "time": PERMIT_JOIN_S})
     if ok:
+        pages.registry.put_doc(
+            PAIRING_DOC, {"from": pages.now(), "until": pages.now() + PERMIT_JOIN_S}
+        )
         return _back("/installer/zigbee", message=i18n.t("permit_join_sent", lang))
     return _back("/installer/zigbee", error=i18n.t("no_local", lang))
 
