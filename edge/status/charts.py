@@ -21,6 +21,7 @@ BIG_FONT = 24  # "Grands caractères": the charts' words grow with the page's
 CHAR_W = 0.62  # a character's width for the font size (system-ui, generous)
 HOUR_TICKS = range(0, HOURS + 1, 6)
 GET_UP_LOW_H, GET_UP_HIGH_H = 4.0, 12.0
+MIN_SLOTS = 7  # the day bars' plot is divided for at least a week
 
 
 def text_width(text: str, font: float) -> float:
@@ -94,7 +95,7 @@ def day_bars(
     right = round(text_width("12 h", font) + 12)
     top = round(font * 1.6)
     plot_w = BARS_W - left - right
-    slot = plot_w / n
+    slot = plot_w / max(n, MIN_SLOTS)  # a first day is one bar, not a wall
     bar_w = max(2.0, slot * 0.7)
     base = top + PLOT_H
     height = base + round(font * 1.9)

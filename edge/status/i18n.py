@@ -707,6 +707,11 @@ _EVIDENCE: dict[str, tuple[str, str]] = {
     "deadline": ("attendu avant {v}", "expected before {v}"),
     "after_s": ("réponse après {v} s", "answered after {v} s"),
 }
+# a number and its unit never split across lines: "100 %", "30 s"
+_EVIDENCE = {
+    key: (fr.replace("} ", "}\u00a0"), en.replace("} ", "}\u00a0"))
+    for key, (fr, en) in _EVIDENCE.items()
+}
 _CHECK_IN: dict[str, tuple[str, str]] = {
     "unanswered": (
         "la personne n'a pas répondu à la question « ça va ? »",
