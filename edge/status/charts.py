@@ -12,10 +12,9 @@ from html import escape
 from typing import Any
 
 HOURS = 24
-ROW_H = 40
 CELL_W = 16
 PLOT_H = 140
-BARS_W = 640  # the day bars' drawing width, whatever the number of days
+BARS_W = 440  # the day bars' drawing width, whatever the number of days (a phone shrinks it little)
 FONT = 17
 BIG_FONT = 24  # "Grands caractères": the charts' words grow with the page's
 CHAR_W = 0.62  # a character's width for the font size (system-ui, generous)
@@ -37,13 +36,19 @@ def day_timeline(
     *,
     big: bool = False,
 ) -> str:
-    """A heat strip per room: one cell per hour, darker for more activity."""
+    """A heat strip per room: one cell per hour, darker for more activity. Each room's name
+    sits on its own line above its strip, so that the cells take the whole width (a phone
+    shows them, and the names, larger) and a long name is never clipped."""
     font = BIG_FONT if big else FONT
-    row_h = max(ROW_H, round(font * 1.8))
     names = sorted(rooms)
-    label_w = round(max([text_width(labels.get(n, n), font) for n in names] + [40.0]) + 14)
-    width = label_w + HOURS * CELL_W + round(font * 1.2)
-    height = (len(names) + 1) * row_h + 6
+    pad = math.ceil(text_width("24 h", font) / 2) + 2  # room for the end ticks' halves
+    label_h = round(font * 1.3)
+    cell_h = round(font * 1.2)
+    row_h = label_h + cell_h + 6
+    axis_h = round(font * 1.4)
+    widest = max([text_width(labels.get(n, n), font) for n in names] + [0.0])
+    width = max(HOURS * CELL_W + 2 * pad, round(widest) + 4)
+    height = axis_h + len(names) * row_h + 4
     peak = max([max(v) for v in rooms.values() if v] + [1])
     out = [
         f'<svg class="chart timeline" role="img" viewBox="0 0 {width} {height}" '
@@ -53,27 +58,24 @@ def day_timeline(
         f"<title>{escape(title)}</title>",
     ]
     for h in HOUR_TICKS:
-        x = label_w + h * CELL_W
-        out.append(f'<text class="axis" x="{x}" y="{row_h - 10}" text-anchor="middle">{h} h</text>')
+        x = pad + h * CELL_W
+        out.append(f'<text class="axis" x="{x}" y="{axis_h - 6}" text-anchor="middle">{h} h</text>')
     for i, name in enumerate(names):
-        y = (i + 1) * row_h
+        y = axis_h + i * row_h
         shown = escape(labels.get(name, name))
-        out.append(
-            f'<text class="label" x="{label_w - 8}" y="{y + row_h * 0.65:.0f}" '
-            f'text-anchor="end">{shown}</text>'
-        )
+        out.append(f'<text class="label" x="2" y="{y + label_h - 5}">{shown}</text>')
         counts = list(rooms[name])[:HOURS]
         for h, n in enumerate(counts):
-            x = label_w + h * CELL_W
+            x = pad + h * CELL_W
             level = 0.0 if n <= 0 else 0.25 + 0.75 * n / peak
             out.append(
-                f'<rect class="cell" x="{x}" y="{y + 2}" width="{CELL_W - 2}" height="{row_h - 4}" '
-                f'fill-opacity="{level:.2f}">'
+                f'<rect class="cell" x="{x}" y="{y + label_h}" width="{CELL_W - 2}" '
+                f'height="{cell_h}" fill-opacity="{level:.2f}">'
                 f"<title>{shown} {h} h : {n}</title></rect>"
             )
     if now_hour is not None:
-        x = label_w + (now_hour + 1) * CELL_W - 1
-        out.append(f'<line class="now" x1="{x}" y1="{row_h}" x2="{x}" y2="{height - 2}"/>')
+        x = pad + (now_hour + 1) * CELL_W - 1
+        out.append(f'<line class="now" x1="{x}" y1="{axis_h}" x2="{x}" y2="{height - 2}"/>')
     out.append("</svg>")
     return "".join(out)
 

@@ -455,11 +455,11 @@ async def permit_join(request: Request, session: InstallerSession, csrf: Csrf) -
     pages = pages_of(request)
     lang = lang_of(request)
     ok = await local_publish(pages, PERMIT_JOIN_TOPIC, {"value": True, "time": PERMIT_JOIN_S})
-    if ok:
+    if ok:  # the page's countdown says it from now on
         pages.registry.put_doc(
             PAIRING_DOC, {"from": pages.now(), "until": pages.now() + PERMIT_JOIN_S}
         )
-        return _back("/installer/zigbee", message=i18n.t("permit_join_sent", lang))
+        return _back("/installer/zigbee")
     return _back("/installer/zigbee", error=i18n.t("no_local", lang))
 
 
