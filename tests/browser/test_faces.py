@@ -374,6 +374,34 @@ def test_wrong_door_and_expired_session_say_so(browser: Browser, demo: Demo) -> 
     page.context.close()
 
 
+def test_demo_report_is_complete_and_flags_the_silent_sensor(browser: Browser, demo: Demo) -> None:
+    """The printed report: resident, address, installer, date, contacts, signature lines,
+    and the kitchen sensor that went silent flagged; "90 %" never split across lines."""
+    demo.wait_line(r"\[centre\].*Capteur silencieux", 150)
+    context = new_context(browser, 820)
+    page = context.new_page()
+    sign_in(page, demo.family, DEMO_INSTALLER, "/login")
+    page.goto(f"{demo.family}/installer/report")
+    expect(page.locator("#report-resident")).to_have_text("Jeanne Martin")
+    expect(page.locator("#report-address")).to_contain_text("rue des Lilas")
+    expect(page.locator("#report-installer")).to_contain_text("Karim Benali")
+    expect(page.locator("#report-date")).to_contain_text(re.compile(r"\d\d/\d\d/\d{4} \d\d:\d\d"))
+    expect(page.locator("#report-contacts")).to_contain_text("Sophie Martin")
+    expect(page.locator("#report-signatures .sigline")).to_have_count(2)
+    silent = page.locator("#report-devices li[data-silent=yes]")
+    expect(silent).to_have_count(1)
+    expect(silent).to_contain_text("Détecteur de mouvement de la cuisine")
+    expect(silent).to_contain_text("ne répond pas")
+    page.emulate_media(media="print")
+    expect(page.locator("#print")).to_be_hidden()
+    for cell in page.locator("#report-devices dd.nowrap").all():  # "89 %", "LQI 85": one line
+        box = cell.bounding_box()
+        assert box is not None
+        assert box["height"] < 40, cell.inner_text()
+    shoot(page, "installer-report-print-820")
+    context.close()
+
+
 def test_demo_installer_finds_bthome_sensors_and_walkthrough_reaches_all(
     browser: Browser, demo: Demo
 ) -> None:
