@@ -294,3 +294,56 @@ def test_check_in_and_water_leak_evidence_in_plain_french() -> None:
     )
     assert i18n.alert_name("water_leak", "fr") == "Fuite d'eau"
     assert i18n.evidence_words({"wet": True}, "en") == "sensor wet"
+
+
+@pytest.mark.parametrize(
+    ("key", "count", "lang", "text"),
+    [
+        ("login_wait", 1, "fr", "Trop d'essais : réessayez dans 1 seconde."),
+        ("login_wait", 30, "fr", "Trop d'essais : réessayez dans 30 secondes."),
+        ("login_wait", 1, "en", "Too many attempts: try again in 1 second."),
+        ("today_count", 0, "fr", "0 signe d'activité aujourd'hui jusqu'ici."),
+        ("today_count", 25, "fr", "25 signes d'activité aujourd'hui jusqu'ici."),
+        ("context_alerts", 1, "fr", "1 alerte au total"),
+        ("context_alerts", 3, "fr", "3 alertes au total"),
+    ],
+)
+def test_real_plurals(key: str, count: int, lang: str, text: str) -> None:
+    values = {"login_wait": "s", "today_count": "n", "context_alerts": "n"}
+    assert i18n.tn(key, count, lang, **{values[key]: count}) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "lang", "text"),
+    [
+        (514.6, "fr", "514,6"),
+        (514.6, "en", "514.6"),
+        (12345, "fr", "12\u202f345"),
+        (3.0, "fr", "3"),
+    ],
+)
+def test_numbers_in_the_page_language(value: float, lang: str, text: str) -> None:
+    assert i18n.number(value, lang) == text
+
+
+@pytest.mark.parametrize(
+    ("device", "lang", "name"),
+    [
+        (
+            ("motion_kitchen", "motion", "kitchen", "kitchen"),
+            "fr",
+            "Détecteur de mouvement de la cuisine",
+        ),
+        (("", "sos_button", "entrée", "entrance"), "fr", "Bouton d'appel de l'entrée"),
+        (
+            ("0x00158d0001a2b3c4", "door_entrance", "hall", "entrance"),
+            "fr",
+            "Contact de la porte d'entrée",
+        ),
+        (("Lampe du salon", "power", "living", "living"), "fr", "Lampe du salon"),
+        (("siren", "prompt", "bureau", "other"), "en", "Chime (bureau)"),
+    ],
+)
+def test_devices_named_for_people(device: tuple[str, str, str, str], lang: str, name: str) -> None:
+    assert i18n.device_name(*device, lang) == name
+    assert i18n.room_name("bedroom", "bedroom", "fr") == "chambre"  # never "chambre (bedroom)"

@@ -493,7 +493,7 @@ def looks_like_key(name: str) -> bool:
 
 def room_name(room: str, kind: str | None, lang: str) -> str:
     """The installer's room name, or the kind in words when the name is the kind's key."""
-    if kind is not None and (room == kind or looks_like_key(room)) and kind in ROOM_KIND_NAMES:
+    if kind is not None and (room == kind or "_" in room) and kind in ROOM_KIND_NAMES:
         return room_kind_name(kind, lang)
     return room
 
