@@ -265,7 +265,7 @@ def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) 
         "back": "/installer/zigbee",
     }
     resp = client.post("/installer/devices", data={**form, "role": "sos_button"})
-    assert "cannot serve as sos_button" in html.unescape(resp.text)
+    assert "ne peut pas servir de « bouton d'appel »" in html.unescape(resp.text)
     assert registry.profile().device("new-pir") is None
     resp = client.post(
         "/installer/devices", data={**form, "role": "motion"}, follow_redirects=False
@@ -276,7 +276,7 @@ def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) 
     resp = client.post(
         "/installer/devices/new-pir", data={"csrf": token, "role": "prompt", "room": "bedroom"}
     )
-    assert "cannot serve as prompt" in html.unescape(resp.text)
+    assert "ne peut pas servir de « carillon d'appel »" in html.unescape(resp.text)
     assert str(registry.profile().device("new-pir").role) == "motion"
     registry.close()
 
@@ -347,3 +347,21 @@ def test_numbers_in_the_page_language(value: float, lang: str, text: str) -> Non
 def test_devices_named_for_people(device: tuple[str, str, str, str], lang: str, name: str) -> None:
     assert i18n.device_name(*device, lang) == name
     assert i18n.room_name("bedroom", "bedroom", "fr") == "chambre"  # never "chambre (bedroom)"
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        (
+            "installer page:12: room 'cuisine' is declared twice",
+            "La pièce « cuisine » existe déjà.",
+        ),
+        (
+            "installer page:3: unknown timezone 'Mars/Olympus'",
+            "Fuseau horaire inconnu : « Mars/Olympus » (par exemple Europe/Paris).",
+        ),
+        ("installer page: no device 'x'", "« x » n'existe plus : rechargez la page."),
+    ],
+)
+def test_refused_edits_said_in_french(reason: str, words: str) -> None:
+    assert i18n.edit_error_words(reason, "fr") == words

@@ -134,6 +134,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "language": ("English", "Français"),
     "installer": ("Installation", "Installation"),
     "timezone": ("Fuseau horaire", "Time zone"),
+    "device_name_help": (
+        "Son nom dans Zigbee2MQTT ; écrit pour des personnes (« lampe du salon »), "
+        "il s'affiche aussi sur les pages.",
+        "Its name in Zigbee2MQTT; written for people (“living room lamp”), "
+        "it is also shown on the pages.",
+    ),
     "resident": ("Personne accompagnée", "Resident"),
     "address": ("Adresse", "Address"),
     "installer_name": ("Installateur", "Installer"),
@@ -588,6 +594,78 @@ def join_event_words(kind: str, status: str | None, lang: str) -> str:
 def i18n_fallback(key: str) -> str:
     """A key nobody translated yet, shown as words rather than as a key."""
     return key.replace("_", " ")
+
+
+# the reasons `edge.home.parse_home` and `edge.status.editing` give (English, for files and
+# logs), as the installer pages say them: (pattern, French, English) with the pattern's groups
+EDIT_ERRORS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (
+        re.compile(r"room '(.+)' is declared twice"),
+        "La pièce « {0} » existe déjà.",
+        "The room “{0}” already exists.",
+    ),
+    (
+        re.compile(r"device id '(.+)' is declared twice"),
+        "L'identifiant « {0} » est déjà pris.",
+        "The identifier “{0}” is already taken.",
+    ),
+    (
+        re.compile(r"device id '?(.*?)'? must match .*"),
+        "L'identifiant « {0} » ne convient pas : lettres, chiffres, - _ . : seulement.",
+        "The identifier “{0}” does not fit: letters, digits, - _ . : only.",
+    ),
+    (
+        re.compile(r"room '(.+)' is not declared.*"),
+        "La pièce « {0} » n'existe pas.",
+        "The room “{0}” does not exist.",
+    ),
+    (
+        re.compile(r"unknown timezone '(.*)'"),
+        "Fuseau horaire inconnu : « {0} » (par exemple Europe/Paris).",
+        "Unknown time zone: “{0}” (for example Europe/Paris).",
+    ),
+    (
+        re.compile(r"BLE address '(.*)' must be like .*"),
+        "Adresse Bluetooth « {0} » incorrecte (forme AA:BB:CC:DD:EE:FF).",
+        "Bluetooth address “{0}” is wrong (form AA:BB:CC:DD:EE:FF).",
+    ),
+    (
+        re.compile(r"bindkey must be 32 hex digits.*"),
+        "La clé BTHome doit compter 32 chiffres hexadécimaux.",
+        "The BTHome key must have 32 hexadecimal digits.",
+    ),
+    (
+        re.compile(r"device '.+' cannot serve as (\w+): .*"),
+        "Cet appareil ne peut pas servir de « {0} » : ce qu'il mesure ne le permet pas.",
+        "This device cannot serve as “{0}”: what it measures does not allow it.",
+    ),
+    (
+        re.compile(r"no (?:device|room) '(.+)'"),
+        "« {0} » n'existe plus : rechargez la page.",
+        "“{0}” no longer exists: reload the page.",
+    ),
+    (
+        re.compile(r"contact needs a name"),
+        "Le contact doit avoir un nom.",
+        "A contact needs a name.",
+    ),
+    (
+        re.compile(r"room needs a non-empty name"),
+        "La pièce doit avoir un nom.",
+        "A room needs a name.",
+    ),
+)
+
+
+def edit_error_words(reason: str, lang: str) -> str:
+    """A refused edit's reason in the page's words (the reason itself when not known)."""
+    text = reason.removeprefix("installer page:").strip()
+    text = re.sub(r"^(?:.*?:)?\d+: ", "", text)  # the "file:line: " of parse_home
+    for pattern, fr, en in EDIT_ERRORS:
+        if match := pattern.fullmatch(text):
+            words = [role_name(g, lang) if g in ROLE_NAMES else g for g in match.groups()]
+            return (en if lang == "en" else fr).format(*words)
+    return text
 
 
 def pick_lang(query: str | None, cookie: str | None, accept: str | None) -> str:

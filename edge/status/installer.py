@@ -94,7 +94,7 @@ def _edit(request: Request, csrf: str, change: Any, path: str = "/installer") ->
     try:
         profile = change(pages.profile())
     except HomeFileError as exc:
-        return _back(path, error=str(exc).removeprefix("installer page:").strip())
+        return _back(path, error=i18n.edit_error_words(str(exc), lang))
     apply_profile(pages, profile)
     return _back(path, message=i18n.t("saved", lang))
 
