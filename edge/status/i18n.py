@@ -117,6 +117,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "no_days_yet": ("Pas encore de résumé de journée.", "No daily summary yet."),
     "hub_link": ("Liaison avec le centre", "Link to the care centre"),
+    "gateway_link": ("Passerelle du logement", "The home's gateway"),
     "hub_ok": ("connectée", "connected"),
     "hub_down": (
         "coupée (les alertes attendent et partiront au retour)",
