@@ -442,8 +442,8 @@ async def run_demo(args: Any) -> int:
         while gateway.url is None and args.http and not gw_task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # the URL is known once uvicorn has bound its port
         print(
-            f"Veille démo : logement {home_id}, scénario {args.scenario}, "
-            f"vitesse x{args.speed:g} (heure simulée de {profile.resident or 'la personne'})",
+            f"Veille démo : logement {home_id} ({profile.resident or 'personne simulée'}), "
+            f"scénario {args.scenario}, vitesse x{args.speed:g}",
             flush=True,
         )
         if gateway.url:
