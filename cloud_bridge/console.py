@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
@@ -34,8 +34,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from cloud_bridge.console_sessions import ConsoleState, open_console_state
 from cloud_bridge.contract import parse_iso_utc
 from cloud_bridge.errors import VeilleError
+from cloud_bridge.hub_store import HubStore
 from cloud_bridge.pages import charts, i18n, web
 from cloud_bridge.pages.auth import (
     SESSION_KEY_BYTES,
@@ -47,6 +49,7 @@ from cloud_bridge.pages.auth import (
     client_key,
     safe_next,
 )
+from cloud_bridge.pages.http import HttpServer, parse_listen
 from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
@@ -133,9 +136,19 @@ class StaffPasswords:
         return cls(entries, shared)
 
 
+class Receiver(Protocol):
+    """What the console needs of the hub's receiver (`cloud_bridge.hub.HubReceiver`)."""
+
+    store: HubStore
+
+    def send_ack(self, alert_id: str, action: str, by: str = "", note: str = "") -> bool: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class Console:
-    hub: Any  # cloud_bridge.hub.HubReceiver (its .store and send_ack)
+    hub: Receiver
     passwords: StaffPasswords
     signer: Signer
     templates: Jinja2Templates
@@ -210,7 +223,9 @@ def inbox_order(alert: dict[str, Any]) -> tuple[int, int, str]:
     )
 
 
-def home_context(store: Any, home_id: str, statuses: dict[str, dict[str, Any]], lang: str) -> str:
+def home_context(
+    store: HubStore, home_id: str, statuses: dict[str, dict[str, Any]], lang: str
+) -> str:
     """One line about the home: gateway online, last day's summary, recent alerts."""
     parts = []
     status = statuses.get(home_id)
@@ -297,13 +312,13 @@ def home_view(console: Console, home_id: str, lang: str, big: bool = False) -> d
 
 # --- app -------------------------------------------------------------------------------------
 def create_console_app(
-    hub: Any,
+    hub: Receiver,
     *,
     staff_password_file: Path | None = None,
     staff_password: str | None = None,
     clock: Callable[[], float] | None = None,
     tz: dt.tzinfo | None = None,
-    state: Any = None,
+    state: ConsoleState | None = None,
 ) -> FastAPI:
     """The console app; refuses (VeilleError) to be built without staff credentials.
 
@@ -312,14 +327,18 @@ def create_console_app(
     passwords = StaffPasswords.load(staff_password_file, staff_password)
     templates = Jinja2Templates(directory=[TEMPLATES, web.TEMPLATES_DIR])
     key = state.key() if state is not None else os.urandom(SESSION_KEY_BYTES)
-    console = Console(hub, passwords, Signer(key), templates, key=key)
-    if state is not None:
-        console.sessions = state
-    if clock is not None:
-        console.clock = clock
-        console.throttle = LoginThrottle(clock)
-    if tz is not None:
-        console.tz = tz
+    now = clock or time.time
+    console = Console(
+        hub,
+        passwords,
+        Signer(key),
+        templates,
+        key=key,
+        sessions=state if state is not None else MemorySessions(),
+        tz=tz or ZoneInfo("Europe/Paris"),
+        clock=now,
+        throttle=LoginThrottle(clock or time.monotonic),
+    )
     app = FastAPI(
         title="Veille care console", version="1", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -329,7 +348,7 @@ def create_console_app(
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
         """200 while the receiver is connected and its network thread runs, 503 otherwise."""
-        state = hub.health() if hasattr(hub, "health") else {"ok": False}
+        state = hub.health()
         return JSONResponse(state, status_code=200 if state["ok"] else 503)
 
     @app.get("/login", response_model=None)
@@ -417,8 +436,8 @@ def create_console_app(
 @dataclass
 class ConsoleServer:
     url: str
-    server: Any  # cloud_bridge.pages.http.HttpServer
-    state: Any = None  # the console_sessions.ConsoleState it opened, if any
+    server: HttpServer
+    state: ConsoleState | None = None  # where its key and sessions are, if it opened one
 
     async def stop(self) -> None:
         await self.server.stop()
@@ -427,7 +446,7 @@ class ConsoleServer:
 
 
 async def start_console(
-    hub: Any,
+    hub: Receiver,
     listen: str,
     staff_password_file: Path | None,
     *,
@@ -438,9 +457,6 @@ async def start_console(
 
     `store`: the hub's store spec, where the console keeps its key and sessions (None: this
     process only, as in the demo)."""
-    from cloud_bridge.console_sessions import open_console_state
-    from cloud_bridge.pages.http import HttpServer, parse_listen
-
     state = open_console_state(store) if store is not None else None
     app = create_console_app(
         hub, staff_password_file=staff_password_file, staff_password=staff_password, state=state
@@ -454,7 +470,7 @@ async def start_console(
 
 
 async def serve_console(
-    hub: Any,
+    hub: Receiver,
     listen: str,
     staff_password_file: Path | None,
     *,

@@ -31,7 +31,7 @@ from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
 from cloud_bridge.pages.http import parse_listen
 from edge.runtime.gateway import Gateway, GatewaySettings
-from edge.runtime.pipeline import BleAdvert, WearableBytes
+from edge.runtime.pipeline import TICK_S, BleAdvert, WearableBytes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class SimDriver:
         self.local = local
         self.wearable_id = wearable_id
         self.seed = seed
-        self.sim_tz = getattr(sim, "_tz", None)
+        self.sim_tz = sim.tz
         self.radio: asyncio.Queue[Any] = asyncio.Queue()
         self.prompts: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()  # `set` commands
         self._frames: list[tuple[float, int, bytes]] = []
@@ -385,6 +385,7 @@ async def run_demo(args: Any) -> int:
 
         sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
         clock = SpeedClock(start, args.speed, warp_target(start, sim.incidents), WARP_SPEED)
+        fastest = max(args.speed, WARP_SPEED if clock.warp_until is not None else 0.0)
         settings = GatewaySettings(
             home_id=home_id,
             local=local,
@@ -392,11 +393,10 @@ async def run_demo(args: Any) -> int:
             storage=Path(storage),
             http=parse_listen(args.http) if args.http else None,
             ble=False,
+            # about a simulated minute between detector ticks (a check-in's answer window is 10)
+            tick_s=max(MIN_TICK_S, min(TICK_S, 60.0 / fastest)),
         )
         gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)
-        # about a simulated minute between detector ticks (a check-in's answer window is 10)
-        fastest = max(args.speed, WARP_SPEED if clock.warp_until is not None else 0.0)
-        gateway.pipeline.tick_s = max(MIN_TICK_S, min(gateway.pipeline.tick_s, 60.0 / fastest))
 
         rooms = {r.name: str(r.kind) for r in profile.rooms}
         hub = HubReceiver(

@@ -1,4 +1,7 @@
-"""The only place that reads clocks.
+"""The gateway's time basis: detectors and the pipeline read time only through a `Clock`.
+
+(The shells that need real time for their own sake read it where they use it: cookie expiry
+in the pages, the demo's pacing, the hub. None of that reaches a detector.)
 
 Production detectors run on `GatewayClock`: wall time anchored once at start and advanced by
 the monotonic clock, so an NTP step (a Pi has no RTC) never makes a detector see hours pass

@@ -27,7 +27,7 @@ from edge.home import HomeProfile
 from edge.runtime import systemd
 from edge.runtime.clock import Clock, GatewayClock, time_synced
 from edge.runtime.core import HomeCore, Outputs
-from edge.runtime.pipeline import BleAdvert, Pipeline, WearableBytes
+from edge.runtime.pipeline import TICK_S, BleAdvert, Pipeline, WearableBytes
 from edge.runtime.prompt import say, send_prompts
 from edge.storage.outbox import Outbox
 from edge.storage.registry import Registry
@@ -53,6 +53,7 @@ class GatewaySettings:
     http: tuple[str, int] | None = None  # (host, port) of the pages; port 0 = any
     ble: bool = True  # scan BLE and connect wearables (off in the demo: it feeds the radio)
     speaker: str = ""  # a text-to-speech command for check-ins (e.g. espeak-ng); "" = none
+    tick_s: float = TICK_S  # real seconds between detector ticks (shorter in the sped-up demo)
 
 
 def uses_ble(profile: Any) -> bool:
@@ -150,6 +151,7 @@ class Gateway:
             self.clock,
             registry=self.registry,
             uplink=self.uplink,
+            tick_s=settings.tick_s,
             on_outputs=on_outputs,
             prompter=self._prompt,
         )

@@ -292,7 +292,7 @@ class SimulatedHome:
         self.scenario = scenario
         self.incidents: list[tuple[float, str]] = schedule_incidents(start, scenario, tz)
         self._when = {name: t for t, name in self.incidents}
-        self._tz = tz
+        self.tz = tz
         self._world = _World(profile, seed, start, tz, wearable_worn=scenario != "inactivity")
         kitchen_pir = self._world.motion.get(RoomKind.KITCHEN)
         self.silent_device_id: str | None = None
@@ -359,8 +359,8 @@ class SimulatedHome:
 
     def _generate_day(self) -> None:
         day = self._next_day
-        day_start = at_local(day, 0.0, self._tz)
-        day_end = at_local(day + timedelta(days=1), 0.0, self._tz)
+        day_start = at_local(day, 0.0, self.tz)
+        day_end = at_local(day + timedelta(days=1), 0.0, self.tz)
 
         def on_day(name: str) -> float | None:
             t = self._when.get(name)

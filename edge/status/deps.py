@@ -73,7 +73,7 @@ class Pages:
 
     def now(self) -> float:
         """The pipeline's time basis (simulated in the demo), for 'how long ago'."""
-        return self.gateway.clock.now() if self.gateway is not None else time.time()
+        return self.gateway.clock.now() if self.gateway is not None else self.wall()
 
     def credential(self, role: str, name: str) -> str:
         """The version of the PIN (family) or code (installer) that opens `role`'s sessions."""
