@@ -300,11 +300,15 @@ def create_console_app(
     clock: Callable[[], float] | None = None,
     tz: dt.tzinfo | None = None,
     state: Any = None,
+    links: Any = None,
+    card: Callable[[str], Mapping[str, Any]] | None = None,
 ) -> FastAPI:
     """The console app; refuses (VeilleError) to be built without staff credentials.
 
     `state` (a `console_sessions.ConsoleState`) holds the key and the sessions where several
-    processes share them; without it they live in this process only."""
+    processes share them; without it they live in this process only. `links` (an
+    `ack_links.LinkStore`) adds the one-click acknowledgement pages (`cloud_bridge.ack_page`);
+    `card` gives a home's directory card."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.loader = ChoiceLoader(
@@ -324,6 +328,10 @@ def create_console_app(
     )
     app.state.console = console
     web.install(app, console, staff)
+    if links is not None:
+        from cloud_bridge.ack_page import install_ack_links
+
+        install_ack_links(app, console, links, card=card)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -418,11 +426,14 @@ class ConsoleServer:
     url: str
     server: Any  # edge.http.HttpServer
     state: Any = None  # the console_sessions.ConsoleState it opened, if any
+    links: Any = None  # the ack_links.LinkStore it opened, if any
 
     async def stop(self) -> None:
         await self.server.stop()
         if self.state is not None:
             self.state.close()
+        if self.links is not None:
+            self.links.close()
 
 
 async def start_console(
@@ -432,24 +443,32 @@ async def start_console(
     *,
     staff_password: str | None = None,
     store: str | None = None,
+    card: Callable[[str], Mapping[str, Any]] | None = None,
 ) -> ConsoleServer:
     """Start the console on `listen` in this event loop; returns its URL and a stop handle.
 
     `store`: the hub's store spec, where the console keeps its key and sessions (None: this
     process only, as in the demo)."""
+    from cloud_bridge.ack_links import open_link_store
     from cloud_bridge.console_sessions import open_console_state
     from edge.http import HttpServer
 
     state = open_console_state(store) if store is not None else None
+    links = open_link_store(store) if store is not None else None
     app = create_console_app(
-        hub, staff_password_file=staff_password_file, staff_password=staff_password, state=state
+        hub,
+        staff_password_file=staff_password_file,
+        staff_password=staff_password,
+        state=state,
+        links=links,
+        card=card,
     )
     try:
         server = HttpServer(app, listen)
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()
-    return ConsoleServer(url, server, state)
+    return ConsoleServer(url, server, state, links)
 
 
 async def serve_console(

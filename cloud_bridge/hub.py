@@ -360,11 +360,28 @@ def main(args: Any) -> int:
     return asyncio.run(_serve(hub, args.http, args.staff_password_file, args.store, notify))
 
 
-def _start_notifier(hub: HubReceiver, config: Any) -> asyncio.Task[None]:
-    """Alerts and acks handed from paho's thread (and the console's) to the notifier's loop."""
+def _start_notifier(
+    hub: HubReceiver, config: Any, store: str | None = None, directory: Any = None
+) -> asyncio.Task[None]:
+    """Alerts and acks handed from paho's thread (and the console's) to the notifier's loop.
+
+    With `[hub] public_url` every notification carries a signed acknowledgement link
+    (`cloud_bridge.ack_links`), made with the key kept in the store `store`."""
     from cloud_bridge.notify.notifier import Notifier
 
-    notifier = Notifier(config, hub.store)  # the store keeps the chains and the log
+    ack_link = None
+    if config.public_url:
+        from cloud_bridge.ack_links import LinkSigner, link_maker, open_link_store
+        from cloud_bridge.console_sessions import DEFAULT_STORE
+
+        links = open_link_store(store or DEFAULT_STORE)
+        try:
+            signer = LinkSigner(links.key(), config.public_url, config.link_ttl_s)
+        finally:
+            links.close()
+        ack_link = link_maker(signer, time.time)
+    # the store keeps the chains and the log
+    notifier = Notifier(config, hub.store, directory=directory, ack_link=ack_link)
     loop = asyncio.get_running_loop()
     printer = hub.on_alert
 
@@ -391,7 +408,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    notifier = _start_notifier(hub, notify) if notify is not None else None
+    notifier = _start_notifier(hub, notify, store) if notify is not None else None
     hub.start()
     console = None
     if http:

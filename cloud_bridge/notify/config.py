@@ -28,6 +28,7 @@ SIA_RETRIES = 3
 SIA_SUPERVISION_S = 600.0  # a NULL link test every 10 min unless the centre agreed otherwise
 WEBPUSH_TTL_S = 3600
 AES_KEY_LENGTHS = (16, 24, 32)
+LINK_TTL_S = 24 * 3600.0  # how long a one-click acknowledgement link stays valid
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 HEX_RE = re.compile(r"^[0-9A-Fa-f]+$")
@@ -54,7 +55,8 @@ _KIND_KEYS: dict[str, frozenset[str]] = {
     "webpush": _COMMON | {"vapid_private_key_file", "subject", "ttl_s", "subscriptions_file"},
 }
 _STEP_KEYS = frozenset({"after_s", "channels", "severities", "types", "repeat_s"})
-_TOP_KEYS = frozenset({"channel", "escalation"})
+_TOP_KEYS = frozenset({"channel", "escalation", "hub"})
+_HUB_KEYS = frozenset({"public_url", "link_ttl_s"})
 
 
 class NotifyConfigError(ValueError):
@@ -129,6 +131,8 @@ class NotifyConfig:
     channels: Mapping[str, Channel]
     steps: tuple[Step, ...]
     source: Path | None = None
+    public_url: str = ""  # the console's address as staff phones reach it; "" = no links
+    link_ttl_s: float = LINK_TTL_S
 
 
 class _Lines:
@@ -218,7 +222,33 @@ class _Parser:
                     step.index,
                     "after_s",
                 )
-        return NotifyConfig(channels=channels, steps=steps, source=self.path)
+        public_url, link_ttl_s = self._hub()
+        return NotifyConfig(
+            channels=channels,
+            steps=steps,
+            source=self.path,
+            public_url=public_url,
+            link_ttl_s=link_ttl_s,
+        )
+
+    def _hub(self) -> tuple[str, float]:
+        """`[hub]`: `public_url` (base of the acknowledgement links) and `link_ttl_s`."""
+        table = self.data.get("hub", {})
+        if not isinstance(table, dict):
+            self.fail("hub must be written [hub] (one table)", "hub")
+        for key in table:
+            if key not in _HUB_KEYS:
+                self.fail(f"unknown key {key!r} in [hub]", "hub", 0, key)
+        get = _Getter(self, table, 0, "hub")
+        url = get.text("public_url", "")
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                get.fail(f"public_url {url!r} must be http(s)://HOST[:PORT][/path]", "public_url")
+            if parts.query or parts.fragment:
+                get.fail("public_url must not have a query or a fragment", "public_url")
+        ttl = get.number("link_ttl_s", LINK_TTL_S, low=60)
+        return url.rstrip("/"), ttl
 
     def _tables(self, section: str) -> list[Mapping[str, Any]]:
         tables = self.data.get(section, [])

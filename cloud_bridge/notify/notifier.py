@@ -40,7 +40,8 @@ MAX_SLEEP_S = 1.0  # `run` looks again at least this often (new alerts also wake
 ALERT_FIELDS = ("id", "home_id", "type", "severity", "raised_at", "room")
 
 Directory = Callable[[str], Mapping[str, str]]  # home_id -> resident, address, phone...
-AckLink = Callable[[Mapping[str, Any]], str]  # alert -> its one-click acknowledgement URL
+# (alert, recipient) -> the one-click acknowledgement URL for that recipient (a channel name)
+AckLink = Callable[[Mapping[str, Any], str], str]
 
 
 class ChainStore(Protocol):
@@ -177,10 +178,10 @@ class Notifier:
 
     async def _send(self, send: Send, now: float) -> list[dict[str, Any]]:
         alert = self._alerts.get(send.alert_id, {})
-        notice = self._notice(alert, send)
         entries = []
         for name in send.channels:
             channel = self.config.channels[name]
+            notice = self._notice(alert, send, name)
             entry: dict[str, Any] = {
                 "alert_id": send.alert_id,
                 "step": send.step,
@@ -214,7 +215,7 @@ class Notifier:
             entries.append(entry)
         return entries
 
-    def _notice(self, alert: Mapping[str, Any], send: Send) -> Notice:
+    def _notice(self, alert: Mapping[str, Any], send: Send, recipient: str) -> Notice:
         home_id = str(alert.get("home_id") or "")
         card = dict(self.directory(home_id)) if self.directory and home_id else {}
         return Notice(
@@ -228,7 +229,7 @@ class Notifier:
             phone=card.get("phone", ""),
             access=card.get("access", ""),
             room=alert.get("room"),
-            ack_url=self.ack_link(alert) if self.ack_link else "",
+            ack_url=self.ack_link(alert, recipient) if self.ack_link and alert else "",
             attempt=send.attempt,
         )
 
