@@ -24,8 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cloud_bridge.console_sessions import DEFAULT_STORE, _Db, _Postgres, _Sqlite
-from edge.errors import VeilleError
+from cloud_bridge.console_sessions import _Db
 
 KEY_NAME = "ack_link_key"
 KEY_BYTES = 32
@@ -137,22 +136,9 @@ class LinkStore:
 
 def open_link_store(spec: str | None) -> LinkStore:
     """The links' side of the store `spec`, as `veille hub --store` names it."""
-    import sqlite3
+    from cloud_bridge.hub_db import open_on_store
 
-    spec = spec or DEFAULT_STORE
-    if spec.startswith("sqlite:///"):
-        try:
-            return LinkStore(_Sqlite(spec.removeprefix("sqlite:///")))
-        except (OSError, sqlite3.Error) as exc:
-            raise VeilleError(f"the acknowledgement links cannot use {spec}: {exc}") from exc
-    if spec.startswith(("postgresql://", "postgres://")):
-        import psycopg
-
-        try:
-            return LinkStore(_Postgres(spec))
-        except psycopg.Error as exc:
-            raise VeilleError(f"the acknowledgement links cannot use PostgreSQL: {exc}") from exc
-    raise VeilleError(f"unknown store {spec!r}: use sqlite:///path or postgresql://...")
+    return open_on_store(spec, LinkStore, "the acknowledgement links")
 
 
 def link_maker(

@@ -99,6 +99,10 @@ class StaffPasswords:
         got = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=8, p=1)
         return hmac.compare_digest(got, want)
 
+    def personal(self, name: str) -> bool:
+        """`name` signs in with a password of their own (not the shared one)."""
+        return name in self._users
+
     def check(self, name: str, password: str) -> bool:
         if not name or not password:
             return False
@@ -301,14 +305,16 @@ def create_console_app(
     tz: dt.tzinfo | None = None,
     state: Any = None,
     links: Any = None,
-    card: Callable[[str], Mapping[str, Any]] | None = None,
+    directory: Any = None,
+    coordinators: frozenset[str] = frozenset(),
 ) -> FastAPI:
     """The console app; refuses (VeilleError) to be built without staff credentials.
 
     `state` (a `console_sessions.ConsoleState`) holds the key and the sessions where several
     processes share them; without it they live in this process only. `links` (an
     `ack_links.LinkStore`) adds the one-click acknowledgement pages (`cloud_bridge.ack_page`);
-    `card` gives a home's directory card."""
+    `directory` (a `directory.DirectoryStore`) adds the home directory's pages
+    (`cloud_bridge.directory_page`), edited by the staff named in `coordinators`."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.loader = ChoiceLoader(
@@ -331,7 +337,11 @@ def create_console_app(
     if links is not None:
         from cloud_bridge.ack_page import install_ack_links
 
-        install_ack_links(app, console, links, card=card)
+        install_ack_links(app, console, links, card=directory.notice if directory else None)
+    if directory is not None:
+        from cloud_bridge.directory_page import install_directory
+
+        install_directory(app, console, directory, coordinators)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -443,7 +453,8 @@ async def start_console(
     *,
     staff_password: str | None = None,
     store: str | None = None,
-    card: Callable[[str], Mapping[str, Any]] | None = None,
+    directory: Any = None,
+    coordinators: frozenset[str] = frozenset(),
 ) -> ConsoleServer:
     """Start the console on `listen` in this event loop; returns its URL and a stop handle.
 
@@ -461,7 +472,8 @@ async def start_console(
         staff_password=staff_password,
         state=state,
         links=links,
-        card=card,
+        directory=directory,
+        coordinators=coordinators,
     )
     try:
         server = HttpServer(app, listen)

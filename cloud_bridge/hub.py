@@ -357,7 +357,23 @@ def main(args: Any) -> int:
         on_alert=_print_alert,
         escalate_after_s=args.escalate_after,
     )
-    return asyncio.run(_serve(hub, args.http, args.staff_password_file, args.store, notify))
+    cards = None
+    if getattr(args, "directory", None):
+        from cloud_bridge.directory import load_directory
+
+        cards = load_directory(args.directory)  # checked before anything starts
+    coordinators = frozenset(getattr(args, "coordinator", None) or ())
+    return asyncio.run(
+        _serve(
+            hub,
+            args.http,
+            args.staff_password_file,
+            args.store,
+            notify,
+            cards=cards,
+            coordinators=coordinators,
+        )
+    )
 
 
 def _start_notifier(
@@ -403,12 +419,22 @@ async def _serve(
     staff_password_file: Path | None,
     store: str | None,
     notify: Any = None,
+    *,
+    cards: Any = None,
+    coordinators: frozenset[str] = frozenset(),
 ) -> int:
+    from cloud_bridge.directory import open_directory
+
+    directory = open_directory(store)  # the home directory (never sent to a gateway)
+    for card in cards or ():
+        directory.put(card, "directory.toml", time.time())
+    if cards:
+        _LOGGER.info("hub: home directory loaded (%d homes)", len(cards))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    notifier = _start_notifier(hub, notify, store) if notify is not None else None
+    notifier = _start_notifier(hub, notify, store, directory.notice) if notify is not None else None
     hub.start()
     console = None
     if http:
@@ -417,7 +443,12 @@ async def _serve(
 
         try:
             console = await start_console(
-                hub, http, staff_password_file, store=store or DEFAULT_STORE
+                hub,
+                http,
+                staff_password_file,
+                store=store or DEFAULT_STORE,
+                directory=directory,
+                coordinators=coordinators,
             )
         except BaseException:
             hub.stop()
@@ -438,4 +469,5 @@ async def _serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await notifier
         hub.store.close()
+        directory.close()
     return 0

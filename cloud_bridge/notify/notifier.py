@@ -39,7 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 MAX_SLEEP_S = 1.0  # `run` looks again at least this often (new alerts also wake it)
 ALERT_FIELDS = ("id", "home_id", "type", "severity", "raised_at", "room")
 
-Directory = Callable[[str], Mapping[str, str]]  # home_id -> resident, address, phone...
+Directory = Callable[[str], Mapping[str, Any]]  # home_id -> resident, address, contacts...
 # (alert, recipient) -> the one-click acknowledgement URL for that recipient (a channel name)
 AckLink = Callable[[Mapping[str, Any], str], str]
 
