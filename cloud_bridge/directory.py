@@ -37,9 +37,9 @@ from typing import Any
 
 from cloud_bridge.console_sessions import _Db
 from cloud_bridge.contract import HOME_ID_RE
+from cloud_bridge.notify.config import RELATIONS
 from edge.errors import VeilleError
 
-RELATIONS = ("family", "neighbour", "gp", "carer", "other")
 RELATION_LABELS_FR = {
     "family": "Famille",
     "neighbour": "Voisin(e)",

@@ -54,7 +54,11 @@ _KIND_KEYS: dict[str, frozenset[str]] = {
     },
     "webpush": _COMMON | {"vapid_private_key_file", "subject", "ttl_s", "subscriptions_file"},
 }
-_STEP_KEYS = frozenset({"after_s", "channels", "severities", "types", "repeat_s"})
+_STEP_KEYS = frozenset(
+    {"after_s", "channels", "severities", "types", "repeat_s", "contacts", "contacts_via"}
+)
+CONTACTS = "@contacts"  # in a step's channels: the home's directory contacts (`Step.contacts`)
+RELATIONS = ("family", "neighbour", "gp", "carer", "other")  # of a directory contact
 _TOP_KEYS = frozenset({"channel", "escalation", "hub"})
 _HUB_KEYS = frozenset({"public_url", "link_ttl_s"})
 
@@ -121,6 +125,8 @@ class Step:
     severities: frozenset[str] = SEVERITIES
     types: frozenset[str] = ALERT_TYPES
     repeat_s: float = 0.0  # > 0: again every repeat_s until acknowledged
+    contacts: frozenset[str] = frozenset()  # relations from the home directory to mail
+    contacts_via: str = ""  # the email channel (server, sender) those mails go through
 
     def applies(self, alert_type: str, severity: str) -> bool:
         return severity in self.severities and alert_type in self.types
@@ -380,16 +386,32 @@ class _Parser:
             if key not in _STEP_KEYS:
                 self.fail(f"unknown key {key!r} in [[escalation]]", "escalation", index, key)
         get = _Getter(self, table, index, "escalation")
-        names = table.get("channels")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        contacts = (
+            get.subset("contacts", frozenset(RELATIONS)) if "contacts" in table else frozenset()
+        )
+        names = table.get("channels", [] if contacts else None)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            get.fail("channels must be a list of channel names", "channels")
+        if not names and not contacts:
             get.fail("channels must be a non-empty list of channel names", "channels")
         for channel in names:
             if channel not in channels:
                 get.fail(f"no channel named {channel!r}", "channels")
+        via = ""
+        if contacts:
+            emails = [c.name for c in channels.values() if isinstance(c, EmailChannel)]
+            via = get.text("contacts_via", emails[0] if len(emails) == 1 else ...)
+            if not isinstance(channels.get(via), EmailChannel):
+                get.fail(f"contacts_via {via!r} must name an email channel", "contacts_via")
+            names = [*names, CONTACTS]
+        elif "contacts_via" in table:
+            get.fail("contacts_via needs contacts", "contacts_via")
         return Step(
             index=index,
             after_s=get.number("after_s", None, low=0),
             channels=tuple(names),
+            contacts=contacts,
+            contacts_via=via,
             severities=get.subset("severities", SEVERITIES),
             types=get.subset("types", ALERT_TYPES),
             repeat_s=get.number("repeat_s", 0.0, low=0),
