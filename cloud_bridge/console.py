@@ -307,6 +307,7 @@ def create_console_app(
     links: Any = None,
     directory: Any = None,
     coordinators: frozenset[str] = frozenset(),
+    outcomes: Any = None,
 ) -> FastAPI:
     """The console app; refuses (VeilleError) to be built without staff credentials.
 
@@ -342,6 +343,10 @@ def create_console_app(
         from cloud_bridge.directory_page import install_directory
 
         install_directory(app, console, directory, coordinators)
+    if outcomes is not None:  # closing asks for the outcome; the statistics page
+        from cloud_bridge.outcome_page import install_outcomes
+
+        install_outcomes(app, console, outcomes, card=directory.notice if directory else None)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -419,7 +424,12 @@ def create_console_app(
         csrf: Csrf,
         note: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
-        """Close the alert with a note."""
+        """Close the alert with a note (a critical or high one: first its outcome)."""
+        alert = console.hub.store.alert(alert_id) if outcomes is not None else None
+        if alert is not None and alert["severity"] in ("critical", "high"):
+            verify_csrf(request, csrf)
+            form: Response = app.state.close_form(request, session, alert, note=note.strip())
+            return form
         return answer(request, session, alert_id, csrf, action="resolved", note=note.strip())
 
     @app.get("/homes/{home_id}", response_model=None)
@@ -437,6 +447,7 @@ class ConsoleServer:
     server: Any  # edge.http.HttpServer
     state: Any = None  # the console_sessions.ConsoleState it opened, if any
     links: Any = None  # the ack_links.LinkStore it opened, if any
+    outcomes: Any = None  # the outcomes.OutcomeStore it opened, if any
 
     async def stop(self) -> None:
         await self.server.stop()
@@ -444,6 +455,8 @@ class ConsoleServer:
             self.state.close()
         if self.links is not None:
             self.links.close()
+        if self.outcomes is not None:
+            self.outcomes.close()
 
 
 async def start_console(
@@ -462,10 +475,12 @@ async def start_console(
     process only, as in the demo)."""
     from cloud_bridge.ack_links import open_link_store
     from cloud_bridge.console_sessions import open_console_state
+    from cloud_bridge.outcomes import open_outcomes
     from edge.http import HttpServer
 
     state = open_console_state(store) if store is not None else None
     links = open_link_store(store) if store is not None else None
+    outcomes = open_outcomes(store) if store is not None else None
     app = create_console_app(
         hub,
         staff_password_file=staff_password_file,
@@ -474,13 +489,14 @@ async def start_console(
         links=links,
         directory=directory,
         coordinators=coordinators,
+        outcomes=outcomes,
     )
     try:
         server = HttpServer(app, listen)
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()
-    return ConsoleServer(url, server, state, links)
+    return ConsoleServer(url, server, state, links, outcomes)
 
 
 async def serve_console(
