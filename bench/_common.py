@@ -90,7 +90,7 @@ def broker(workdir: Path) -> Iterator[Mosquitto]:
 # ---- a provisioned home and `veille run` -------------------------------------------------------
 def provision(storage: Path, profile: Any) -> None:
     """Save `profile` into a new registry at `storage`, with a family PIN."""
-    from edge.registry import Registry
+    from edge.storage.registry import Registry
 
     reg = Registry(storage)
     try:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.events import Role
-from edge.gateway import Gateway, settings_from_config
-from edge.pipeline import BleAdvert, WearableBytes
+from edge.runtime.gateway import Gateway, settings_from_config
+from edge.runtime.pipeline import BleAdvert, WearableBytes
 
 _LOGGER = logging.getLogger(__name__)
 HEADER = struct.Struct(">cI")
@@ -69,7 +69,7 @@ async def radio(
             stop.set()
             return
         if kind == b"W" and wearable is not None:
-            yield WearableBytes(wearable, body)
+            yield WearableBytes(wearable, body, clock.now())
         elif kind == b"B":
             adv = json.loads(body)
             data = {uuid: bytes.fromhex(h) for uuid, h in adv["service_data"].items()}

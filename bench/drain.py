@@ -25,12 +25,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench._common import broker
 from cloud_bridge.broker import parse_broker_url
-from cloud_bridge.contract import aggregate_topic, alert_topic
+from cloud_bridge.contract import AlertState, AlertType, Severity, aggregate_topic, alert_topic
 from cloud_bridge.hub import HomeBudget, HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
 from cloud_bridge.uplink import INFLIGHT_WINDOW, Uplink
-from edge.events import Alert, AlertState, AlertType, Severity, new_alert_id
-from edge.outbox import Outbox
+from edge.events import Alert, new_alert_id
+from edge.storage.outbox import Outbox
 
 HOME = "bench-drain"
 BACKLOG = 100_000

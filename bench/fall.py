@@ -42,8 +42,8 @@ def _stream(trials: list[np.ndarray], scorer: Any,
             threshold: float) -> tuple[float, int, int]:
     """Seconds to stream all trials back to back through one detector; windows scored and
     windows dropped by the lying-before gate."""
+    from edge.commands.eval_fall import stream_trial
     from edge.detect.fall import FallDetector
-    from edge.eval_fall import stream_trial
 
     det = FallDetector(scorer, confirm_s=0.0, threshold=threshold)
     t0 = 0.0
@@ -55,8 +55,8 @@ def _stream(trials: list[np.ndarray], scorer: Any,
 
 
 def _windows(trials: list[np.ndarray]) -> np.ndarray:
+    from edge.commands.eval_fall import stream_trial
     from edge.detect.fall import FallDetector
-    from edge.eval_fall import stream_trial
 
     rows: list[np.ndarray] = []
 

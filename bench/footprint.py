@@ -117,7 +117,7 @@ class Driver:
 
     def __init__(self, profile: Any, clock: PiecewiseClock, pub: mqtt.Client, pipe: Any) -> None:
         from edge.sim import BleOut, SimulatedHome, Z2MOut
-        from edge.sim_wearable import wearable_trace
+        from edge.sim.wearable import wearable_trace
 
         self._types = (Z2MOut, BleOut)
         self.sim = SimulatedHome(profile, SIM_START, SEED, "normal", ZoneInfo(profile.timezone))

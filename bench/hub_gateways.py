@@ -27,10 +27,18 @@ from typing import Any
 
 from bench.mqtt_loop import SharedNetworkLoop
 from cloud_bridge.broker import BrokerUrl, Credentials
-from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from cloud_bridge.contract import (
+    AlertState,
+    AlertType,
+    Severity,
+    aggregate_topic,
+    alert_topic,
+    encode,
+    iso_utc,
+)
 from cloud_bridge.uplink import Uplink
-from edge.events import Alert, AlertState, AlertType, Severity, iso_utc, new_alert_id
-from edge.outbox import Outbox
+from edge.events import Alert, new_alert_id
+from edge.storage.outbox import Outbox
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from cloud_bridge.contract import alert_topic, encode
+from cloud_bridge.contract import alert_topic, encode, iso_utc
 from cloud_bridge.hub_store_pg import PostgresHubStore
-from edge.events import iso_utc, new_alert_id
+from edge.events import new_alert_id
 from tests.pg import Postgres, running_postgres
 from tests.support import TlsHub, make_hub_pki, tls_client
 
@@ -122,7 +122,7 @@ def _receivers(hub: TlsHub, dsn: str, names: list[str], folder: Path) -> Iterato
                     [
                         sys.executable,
                         "-m",
-                        "edge.cli",
+                        "edge.commands.cli",
                         "hub",
                         "--broker",
                         hub.url,

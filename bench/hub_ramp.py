@@ -284,7 +284,7 @@ def _stored_count(dsn: str, alert_ids: set[str], agg_keys: set[tuple[str, str]])
 
 def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[str, Any]:
     from bench.hub_gateways import AGGREGATE_BASE_S
-    from edge.events import iso_utc
+    from cloud_bridge.contract import iso_utc
 
     started, dsn, folder = ctx["workers"], ctx["dsn"], ctx["folder"]
     watched: dict[str, list[int]] = ctx["watched"]

@@ -2,7 +2,7 @@
 
 `python -m bench.inactivity [--json]` runs the production `RoutineDetector` on each home's
 events, split by time, with a simulated resident who answers every check-in half a minute
-after it is asked (`edge.eval_inactivity.answer_until`):
+after it is asked (`edge.commands.eval_inactivity.answer_until`):
 
 * **report part**: the last `REPORT_SHARE` of each home's calendar days; never used to
   choose anything. The detector learns on every earlier day (as `veille eval-inactivity`
@@ -47,18 +47,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.detect.inactivity import (
+from cloud_bridge.contract import AlertType
+from edge.commands.eval_inactivity import answer_until, replay
+from edge.commands.replay import load_events, rooms_of
+from edge.const import DAY_S, MINUTE_S
+from edge.detect.inactivity import RoutineDetector
+from edge.detect.routine import (
     DEFAULT_PARAMS,
-    MINUTE_S,
     OFF_FURNITURE,
     LimitParams,
     RoutineModel,
 )
-from edge.detect.routine import RoutineDetector
-from edge.eval_inactivity import answer_until, replay
-from edge.events import AlertType, CheckIn, Event, Finding
+from edge.events import CheckIn, Event, Finding
 from edge.home import Thresholds
-from edge.replay import load_events, rooms_of
 
 AMBIENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ambient"
 HOMES = {
@@ -66,7 +67,6 @@ HOMES = {
     "ordonezA": "ordonezA_dev_events.csv.gz",
     "ordonezB": "ordonezB_dev_events.csv.gz",
 }
-DAY_S = 86400.0
 REPORT_SHARE = 0.3  # the last 30 % of each home's days: reported, never used for choices
 FOLD_FIRST_DAY = 5  # validation folds learn on at least this many days
 EPISODE_EVERY_S = 37 * 60.0  # not a divisor of a day: the moments sweep all times of day

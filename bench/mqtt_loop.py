@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud_bridge.broker import KEEPALIVE_S, MqttLink, backoff_delay, session_properties
+from cloud_bridge.broker import KEEPALIVE_S, MqttLink, backoff_delay, connect_properties
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class SharedNetworkLoop:
                     link.url.port,
                     KEEPALIVE_S,
                     clean_start=getattr(link, "_clean_start", True),
-                    properties=session_properties(expiry) if expiry else None,
+                    properties=connect_properties(expiry, None),
                 )
                 slot.first = False
             else:

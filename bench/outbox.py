@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cloud_bridge.contract import aggregate_topic, alert_topic
-from edge.events import Alert, AlertState, AlertType, Severity, new_alert_id
-from edge.outbox import Outbox
+from cloud_bridge.contract import AlertState, AlertType, Severity, aggregate_topic, alert_topic
+from edge.events import Alert, new_alert_id
+from edge.storage.outbox import Outbox
 
 HOME = "bench-home"
 BACKLOG_MESSAGES = 100_000

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from cloud_bridge.ack_links import PATH, LinkRefused, LinkSigner, LinkStore
-from edge.status.web import render
+from cloud_bridge.pages.web import render
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,11 +30,15 @@ Card = Callable[[str], Mapping[str, Any]]  # home_id -> the directory card ({} i
 
 
 def install_ack_links(
-    app: FastAPI, console: Any, links: LinkStore, *, card: Card | None = None
+    app: FastAPI,
+    console: Any,
+    links: LinkStore,
+    *,
+    card: Card | None = None,
+    row: Callable[..., dict[str, Any]],
 ) -> LinkSigner:
-    """Add the link routes to the console app; the signer checks with the store's key."""
-    from cloud_bridge.console import alert_row
-
+    """Add the link routes to the console app; the signer checks with the store's key.
+    `row` is the console's `alert_row` (the alert in plain words)."""
     signer = LinkSigner(links.key())
 
     def page(
@@ -47,10 +51,10 @@ def install_ack_links(
         token: str = "",
         reveal: bool = False,
     ) -> Response:
-        row = None
+        words = None
         home: Mapping[str, Any] = {}
         if alert is not None:
-            row = alert_row(dict(alert), console.tz, "fr", console.clock())
+            words = row(dict(alert), console.tz, "fr", console.clock())
             home = card(str(alert["home_id"])) if card is not None else {}
         response = render(
             request,
@@ -58,7 +62,7 @@ def install_ack_links(
             {
                 "status": status,
                 "message": message,
-                "a": row,
+                "a": words,
                 "card": home,
                 "action": f"{PATH}/{token}" if token else "",
                 "reveal": reveal,  # the card (access notes) only after the button

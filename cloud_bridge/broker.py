@@ -1,4 +1,9 @@
-"""An MQTT connection that stays up: URL parsing, TLS, and a network thread with jittered backoff.
+"""The one MQTT runtime: URL parsing, TLS, and a network thread with jittered backoff.
+
+Every link is an `MqttLink`: the uplink to the hub, the hub's receiver, the gateway's
+Zigbee2MQTT session on the local broker and the demo's simulated Zigbee2MQTT. No other module
+imports paho (tests/test_architecture.py checks it); the names of paho's that callers need
+(`mqtt.MQTTMessage`, result codes) are reached through this module's `mqtt`.
 
 The callbacks run on the connection's own thread; callers hand them over to asyncio with
 `loop.call_soon_threadsafe` and do nothing else there.
@@ -21,14 +26,26 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.errors import ConfigError
+from cloud_bridge.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0  # the Zigbee adapter and the uplink; tests pass a smaller cap
-LOOP_TIMEOUT_S = 0.05
+LOOP_TIMEOUT_S = 0.05  # network loop tick: how soon a stop request or a queued write is seen
+DISCONNECT_LOOPS = 10  # network loop ticks given to a DISCONNECT packet on stop
+
+__all__ = [
+    "BrokerUrl",
+    "BrokerUrlError",
+    "Credentials",
+    "MqttLink",
+    "backoff_delay",
+    "mqtt",
+    "parse_broker_url",
+    "write_on_network_thread",
+]
 
 
 class BrokerUrlError(ConfigError):
@@ -50,7 +67,7 @@ class BrokerUrl:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """TLS files and/or username/password file, as the hub broker needs."""
+    """TLS files and/or username/password file: how a link logs in to its broker."""
 
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -58,14 +75,24 @@ class Credentials:
     username: str | None = None
     password_file: Path | None = None
 
+    def password(self) -> str | None:
+        """The first line of `password_file`, read when needed; ConfigError if unreadable."""
+        if self.password_file is None:
+            return None
+        try:
+            lines = self.password_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.password_file}: cannot read the password: {exc}") from exc
+        return lines[0] if lines else ""
+
 
 def parse_broker_url(url: str) -> BrokerUrl:
     """Parse a broker URL; BrokerUrlError (a ConfigError) with the reason."""
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise BrokerUrlError(f"broker URL {url!r}: {exc}") from exc
+    except ValueError as exc:  # a port out of range or not a number, a broken [IPv6]
+        raise BrokerUrlError(f"broker URL {url!r}: bad port or host ({exc})") from exc
     if parts.scheme not in ("mqtt", "mqtts"):
         raise BrokerUrlError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
     if not parts.hostname:
@@ -87,14 +114,17 @@ def backoff_delay(
     *,
     base_s: float = BACKOFF_BASE_S,
     max_s: float = BACKOFF_CAP_S,
+    factor: float = 2.0,
     rand: Callable[[], float] = random.random,
 ) -> float:
-    """Seconds before reconnect attempt `attempt` (0-based): "equal jitter".
+    """Seconds before retry `attempt` (0-based): "equal jitter", the project's one backoff.
 
-    The ceiling doubles per attempt up to `max_s`; the delay is drawn in [ceiling/2, ceiling],
-    so a fleet of gateways restarted together do not reconnect in step, and none spins.
+    The ceiling grows by `factor` per attempt up to `max_s`; the delay is drawn in
+    [ceiling/2, ceiling], so a fleet of gateways restarted together do not reconnect in step,
+    and none spins (never below half the base). MQTT links, the uplink's resends and the
+    wearable's BLE reconnects all use it.
     """
-    ceiling = min(max_s, base_s * 2.0 ** min(max(attempt, 0), 32))
+    ceiling = min(max_s, base_s * factor ** min(max(attempt, 0), 32))
     return ceiling / 2.0 + rand() * ceiling / 2.0
 
 
@@ -110,9 +140,15 @@ def write_on_network_thread(client: mqtt.Client) -> None:
     client.on_socket_register_write = lambda _client, _userdata, _sock: None
 
 
-def session_properties(expiry_s: int) -> Properties:
+def connect_properties(expiry_s: int, receive_maximum: int | None) -> Properties | None:
+    """MQTT 5 CONNECT properties: session expiry and how many QoS 1 messages may be in flight."""
+    if not expiry_s and receive_maximum is None:
+        return None
     props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = expiry_s
+    if expiry_s:
+        props.SessionExpiryInterval = expiry_s
+    if receive_maximum is not None:
+        props.ReceiveMaximum = receive_maximum
     return props
 
 
@@ -121,6 +157,8 @@ class MqttLink:
 
     `clean_start=False` with `session_expiry_s > 0` keeps a persistent session: the broker
     queues QoS 1 messages for us while we are away and redelivers unacknowledged ones.
+    `session_present` says whether the broker had kept it at the last connection. A link can
+    be started again after `stop`.
     """
 
     def __init__(
@@ -137,14 +175,23 @@ class MqttLink:
         on_disconnect: Callable[[], None] | None = None,
         on_message: Callable[[mqtt.MQTTMessage], None] | None = None,
         on_publish: Callable[[int, bool], None] | None = None,
+        on_subscribe: Callable[[list[Any]], None] | None = None,
+        keepalive_s: int = KEEPALIVE_S,
+        receive_maximum: int | None = None,
+        backoff: Callable[[int], float] = backoff_delay,
         name: str = "mqtt",
     ) -> None:
         self.url = url
         self.name = name
         self.connected = threading.Event()
+        self.connects = 0  # successful connections since construction
+        self.session_present = False
         self._stop = threading.Event()
         self._clean_start = clean_start
         self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._keepalive_s = keepalive_s
+        self._backoff = backoff
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._thread: threading.Thread | None = None
@@ -163,7 +210,7 @@ class MqttLink:
         username = url.username or creds.username
         password = url.password
         if creds.password_file is not None:
-            password = creds.password_file.read_text(encoding="utf-8").strip()
+            password = creds.password()
         if username:
             client.username_pw_set(username, password)
         if url.tls:
@@ -184,6 +231,8 @@ class MqttLink:
             # (mid, refused): a PUBACK with a failure reason (0x80+, e.g. 0x87 not authorized)
             # means the broker did not take the message; 0x10 "no subscribers" is a success
             client.on_publish = lambda _c, _u, mid, rc, _p: on_publish(mid, rc.is_failure)
+        if on_subscribe is not None:
+            client.on_subscribe = lambda _c, _u, _mid, reasons, _p: on_subscribe(list(reasons))
         self.client = client
 
     @property
@@ -192,13 +241,13 @@ class MqttLink:
         return self._thread
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-net", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Disconnect cleanly (the network thread sends the DISCONNECT) and join the thread."""
         self._stop.set()
-        if self.connected.is_set():
-            self.client.disconnect()
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -207,7 +256,11 @@ class MqttLink:
             _LOGGER.error("%s: broker %s refused the connection: %s", self.name, self.url, reason)
             self.client.disconnect()
             return
-        _LOGGER.info("%s: connected to %s", self.name, self.url)
+        self.session_present = bool(getattr(_flags, "session_present", False))
+        self.connects += 1
+        _LOGGER.info(
+            "%s: connected to %s (session present: %s)", self.name, self.url, self.session_present
+        )
         self.connected.set()
         if self._on_connect is not None:
             self._on_connect()
@@ -218,22 +271,23 @@ class MqttLink:
         while not self._stop.is_set():
             try:
                 if first and self.url.version != 5:
-                    self.client.connect(self.url.host, self.url.port, KEEPALIVE_S)
+                    self.client.connect(self.url.host, self.url.port, self._keepalive_s)
                     first = False
                 elif first:
-                    expiry = self._session_expiry_s
                     self.client.connect(
                         self.url.host,
                         self.url.port,
-                        KEEPALIVE_S,
+                        self._keepalive_s,
                         clean_start=self._clean_start,
-                        properties=session_properties(expiry) if expiry else None,
+                        properties=connect_properties(
+                            self._session_expiry_s, self._receive_maximum
+                        ),
                     )
                     first = False
                 else:
                     self.client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as exc:
-                delay = backoff_delay(attempt)
+                delay = self._backoff(attempt)
                 _LOGGER.warning(
                     "%s: cannot reach %s (%s); retry in %.1f s", self.name, self.url, exc, delay
                 )
@@ -247,13 +301,20 @@ class MqttLink:
                     attempt = 0
             was_connected = self.connected.is_set()
             self.connected.clear()
+            if self._stop.is_set():
+                self._disconnect()
             if was_connected and self._on_disconnect is not None:
                 self._on_disconnect()
             if self._stop.is_set():
-                # let a last disconnect packet go out
-                self.client.loop(timeout=LOOP_TIMEOUT_S)
                 break
-            delay = backoff_delay(attempt)
+            delay = self._backoff(attempt)
             _LOGGER.warning("%s: lost %s; reconnect in %.1f s", self.name, self.url, delay)
             attempt += 1
             self._stop.wait(delay)
+
+    def _disconnect(self) -> None:
+        """On the network thread: queue a DISCONNECT and let the loop write it."""
+        self.client.disconnect()
+        for _ in range(DISCONNECT_LOOPS):
+            if self.client.loop(timeout=LOOP_TIMEOUT_S) != mqtt.MQTT_ERR_SUCCESS:
+                break

@@ -29,15 +29,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
-from edge.errors import VeilleError
-from edge.status import charts, i18n, web
-from edge.status.auth import (
+from cloud_bridge.console_staff import StaffSession, staff
+from cloud_bridge.contract import parse_iso_utc
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.pages import charts, i18n, web
+from cloud_bridge.pages.auth import (
     SESSION_KEY_BYTES,
     LoginThrottle,
     MemorySessions,
@@ -47,12 +48,11 @@ from edge.status.auth import (
     client_key,
     safe_next,
 )
-from edge.status.web import Csrf, lang_of, render, verify_csrf
+from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
-EDGE_TEMPLATES = Path(__file__).resolve().parents[1] / "edge" / "status" / "templates"
 STAFF_SESSION_S = 12 * 3600.0
 SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 DAILY_SCHEMA = "veille.aggregate.daily/1"
@@ -157,26 +157,8 @@ class Console:
         return self.passwords.version(name, self.key) if role == "staff" else ""
 
 
-def console_of(request: Request) -> Console:
-    console: Console = request.app.state.console
-    return console
-
-
-def staff(request: Request) -> Session:
-    """A dependency: the staff session, or NeedLogin."""
-    session = web.session_of(request, console_of(request).clock())
-    if session is None or session.role != "staff":
-        raise web.need_login(request, ("/api/",))
-    return session
-
-
-StaffSession = Annotated[Session, Depends(staff)]
-
-
 # --- views (pure) --------------------------------------------------------------------------
 def _time(iso: str, tz: dt.tzinfo, lang: str, now: float) -> str:
-    from edge.events import parse_iso_utc
-
     try:
         return i18n.clock_time(parse_iso_utc(iso), tz, now, lang)
     except ValueError:
@@ -317,10 +299,7 @@ def create_console_app(
     `directory` (a `directory.DirectoryStore`) adds the home directory's pages
     (`cloud_bridge.directory_page`), edited by the staff named in `coordinators`."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
-    templates = Jinja2Templates(directory=str(TEMPLATES))
-    templates.env.loader = ChoiceLoader(
-        [FileSystemLoader(str(TEMPLATES)), FileSystemLoader(str(EDGE_TEMPLATES))]
-    )
+    templates = Jinja2Templates(directory=[TEMPLATES, web.TEMPLATES_DIR])
     key = state.key() if state is not None else os.urandom(SESSION_KEY_BYTES)
     console = Console(hub, passwords, Signer(key), templates, key=key)
     if state is not None:
@@ -338,7 +317,8 @@ def create_console_app(
     if links is not None:
         from cloud_bridge.ack_page import install_ack_links
 
-        install_ack_links(app, console, links, card=directory.notice if directory else None)
+        card = directory.notice if directory else None
+        install_ack_links(app, console, links, card=card, row=alert_row)
     if directory is not None:
         from cloud_bridge.directory_page import install_directory
 
@@ -444,7 +424,7 @@ def create_console_app(
 @dataclass
 class ConsoleServer:
     url: str
-    server: Any  # edge.http.HttpServer
+    server: Any  # cloud_bridge.pages.http.HttpServer
     state: Any = None  # the console_sessions.ConsoleState it opened, if any
     links: Any = None  # the ack_links.LinkStore it opened, if any
     outcomes: Any = None  # the outcomes.OutcomeStore it opened, if any
@@ -476,7 +456,7 @@ async def start_console(
     from cloud_bridge.ack_links import open_link_store
     from cloud_bridge.console_sessions import open_console_state
     from cloud_bridge.outcomes import open_outcomes
-    from edge.http import HttpServer
+    from cloud_bridge.pages.http import HttpServer, parse_listen
 
     state = open_console_state(store) if store is not None else None
     links = open_link_store(store) if store is not None else None
@@ -492,7 +472,7 @@ async def start_console(
         outcomes=outcomes,
     )
     try:
-        server = HttpServer(app, listen)
+        server = HttpServer(app, *parse_listen(listen))
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()

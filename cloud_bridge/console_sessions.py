@@ -23,11 +23,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from edge.errors import VeilleError
-from edge.status.auth import SESSION_KEY_BYTES, Session
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.pages.auth import SESSION_KEY_BYTES, Session
 
 KEY_NAME = "session_key"
-DEFAULT_STORE = "sqlite:///hub.db"  # as `cloud_bridge.hub_store.open_store`
+DEFAULT_STORE = "sqlite:///hub.db"  # as `cloud_bridge.stores.open_store`
 MAX_SESSIONS = 5000  # open staff sessions kept (those expiring first are ended first)
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS console_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",

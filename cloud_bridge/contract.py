@@ -29,28 +29,71 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
+
+
+# --- the vocabulary: every side (gateway, hub, console) uses these, no other copy --------------
+class AlertType(StrEnum):
+    FALL = "fall"
+    SOS = "sos"
+    INACTIVITY = "inactivity"
+    NIGHT_EXIT = "night_exit"
+    BATHROOM_LONG = "bathroom_long"
+    NO_MORNING_ACTIVITY = "no_morning_activity"
+    TEMPERATURE = "temperature"
+    WATER_LEAK = "water_leak"
+    SENSOR_OFFLINE = "sensor_offline"
+    LOW_BATTERY = "low_battery"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    WARNING = "warning"
+    INFO = "info"
+
+
+SEVERITY_RANK: Mapping[Severity, int] = {
+    Severity.CRITICAL: 0,
+    Severity.HIGH: 1,
+    Severity.WARNING: 2,
+    Severity.INFO: 3,
+}
+
+
+class AlertState(StrEnum):
+    RAISED = "raised"
+    CANCELLED = "cancelled"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+def iso_utc(t: float) -> str:
+    """Seconds since the epoch -> `2024-01-02T03:04:05.678Z` (milliseconds, UTC)."""
+    whole = int(t // 1)
+    ms = round((t - whole) * 1000)
+    if ms == 1000:
+        whole, ms = whole + 1, 0
+    return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+
+
+def parse_iso_utc(text: str) -> float:
+    """Inverse of `iso_utc`; also accepts no fraction and `+00:00`. Raises ValueError."""
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        raise ValueError(f"time without a timezone: {text!r}")
+    return stamp.astimezone(UTC).timestamp()
+
 
 HOME_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 TOPIC_ROOT = "veille/v1"
 
-ALERT_TYPES = frozenset(
-    {
-        "fall",
-        "sos",
-        "inactivity",
-        "night_exit",
-        "bathroom_long",
-        "no_morning_activity",
-        "temperature",
-        "water_leak",
-        "sensor_offline",
-        "low_battery",
-    }
-)
-SEVERITIES = frozenset({"critical", "high", "warning", "info"})
-STATES = frozenset({"raised", "cancelled", "acknowledged", "resolved"})
-ACK_ACTIONS = frozenset({"acknowledged", "resolved"})
+ALERT_TYPES = frozenset(t.value for t in AlertType)
+SEVERITIES = frozenset(s.value for s in Severity)
+STATES = frozenset(s.value for s in AlertState)
+ACK_ACTIONS = frozenset({AlertState.ACKNOWLEDGED.value, AlertState.RESOLVED.value})
 HEALTH_STATES = frozenset({"ok", "warning", "error"})
 ISO_UTC_RE = re.compile(
     r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z"

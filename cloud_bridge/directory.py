@@ -37,8 +37,8 @@ from typing import Any
 
 from cloud_bridge.console_sessions import _Db
 from cloud_bridge.contract import HOME_ID_RE
+from cloud_bridge.errors import VeilleError
 from cloud_bridge.notify.config import RELATIONS
-from edge.errors import VeilleError
 
 RELATION_LABELS_FR = {
     "family": "Famille",

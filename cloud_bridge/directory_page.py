@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cloud_bridge.console import StaffSession
+from cloud_bridge.console_staff import StaffSession
 from cloud_bridge.contract import HOME_ID_RE
 from cloud_bridge.directory import (
     CONTACTS_MAX,
@@ -28,7 +28,7 @@ from cloud_bridge.directory import (
     HomeCard,
     parse_card,
 )
-from edge.status.web import render, verify_csrf
+from cloud_bridge.pages.web import render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -10,6 +10,14 @@ publishes `veille.receipt/1` on the home's `receipt` topic; the gateway sends th
 again until that receipt comes. The receiver keeps a persistent session (clean start off,
 `SESSION_EXPIRY_S`), so the broker queues alerts for it while it restarts.
 
+Group commit: paho's callback (the network thread) only checks a message and puts it on a
+bounded queue; one store worker thread takes whatever is queued (`BATCH_MAX`), writes it
+in ONE transaction (`HubStore.record_batch`, statuses coalesced per home), and only after
+the commit sends the PUBACKs (paho's manual acks) and the receipts (`_stored`). A receiver
+killed at any moment loses nothing: what it had not committed was not acknowledged, so the
+broker delivers it again on the persistent session. A full queue blocks the network
+thread, which holds back the PUBACKs and so slows the broker down: the back-pressure.
+
 No input stops the receiver: every message is checked whole (`contract.validate_message`)
 within a per-home budget of messages and bytes (`HomeBudget`) before anything is stored; a
 bad one is logged, counted and dropped; the network thread never sees an exception.
@@ -20,25 +28,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
-from cloud_bridge.broker import BrokerUrl, Credentials, MqttLink, parse_broker_url
+from cloud_bridge.broker import (
+    BrokerUrl,
+    Credentials,
+    MqttLink,
+    mqtt,  # paho's names, through the one MQTT runtime
+    parse_broker_url,
+)
 from cloud_bridge.contract import (
+    MAX_RECEIPT_IDS,
     ContractError,
     ack_topic,
     encode,
+    iso_utc,
+    parse_iso_utc,
     parse_topic,
     receipt_topic,
     validate_message,
 )
-from cloud_bridge.hub_store import HubStore, open_store
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.hub_store import Batch, HubStore
+from cloud_bridge.stores import open_store
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,11 +79,20 @@ BUDGET_BURST_BYTES = 4 * 1024 * 1024
 BUDGET_BYTES_PER_S = 64 * 1024
 LOG_EVERY_S = 60.0
 LOG_BURST = 20  # log lines per home and LOG_EVERY_S about bad messages; the rest are counted
+QUEUE_MAX = 2000  # checked messages waiting for the store worker; full, the network thread waits
+BATCH_MAX = 500  # messages per transaction (the broker's max_inflight_messages caps it lower)
+BATCH_LINGER_S = 0.002  # once a message is there, wait this long for more to share its commit
+POLL_S = 0.2  # how often a waiting thread looks at the stop flag
+STOP_TIMEOUT_S = 10.0  # a clean stop waits this long for the queue to be stored
+# The store does not answer (PostgreSQL down, failing over): the batch is held, not
+# acknowledged, and tried again 0.5 s later, doubling up to 10 s, until the store is back;
+# meanwhile the full queue holds the network thread and the broker keeps the rest.
+STORE_RETRY_S = 0.5
+STORE_RETRY_MAX_S = 10.0
+assert BATCH_MAX <= MAX_RECEIPT_IDS  # one receipt per home and batch holds every id
 
 
 def iso_now() -> str:
-    from edge.events import iso_utc
-
     return iso_utc(time.time())
 
 
@@ -97,6 +126,65 @@ class HomeBudget:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A checked message waiting for the store, and how to acknowledge it once stored."""
+
+    leaf: str  # "alert", "aggregate/hourly", "status", ...
+    payload: Mapping[str, Any]
+    mid: int = 0
+    qos: int = 0
+    session: int = 0  # the link's connection when it came: a PUBACK goes only on that one
+
+
+def make_batch(items: Sequence[Inbound], received_at: float) -> Batch:
+    """The store's batch for these messages: alerts in order, aggregates, and only the last
+    status of each home (a connect storm's statuses, and any repeat, cost one row each)."""
+    statuses = {i.payload["home_id"]: i.payload for i in items if i.leaf == "status"}
+    return Batch(
+        alerts=[i.payload for i in items if i.leaf == "alert"],
+        aggregates=[i.payload for i in items if i.leaf.startswith("aggregate/")],
+        statuses=list(statuses.values()),
+        received_at=received_at,
+        size=len(items),
+    )
+
+
+def receipts_for(alerts: Sequence[Mapping[str, Any]], at: str) -> list[dict[str, Any]]:
+    """One `veille.receipt/1` per home for the alert messages stored in one commit."""
+    by_home: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        receipt = by_home.setdefault(
+            alert["home_id"],
+            {"schema": "veille.receipt/1", "home_id": alert["home_id"], "ids": [], "at": at,
+             "alerts": []},
+        )  # fmt: skip
+        entry = {"id": alert["id"], "state": alert["state"], "severity": alert["severity"]}
+        if alert["id"] not in receipt["ids"]:
+            receipt["ids"].append(alert["id"])
+        if entry not in receipt["alerts"]:
+            receipt["alerts"].append(entry)
+    return list(by_home.values())
+
+
+def take_batch(
+    inbox: queue.Queue[Inbound], max_n: int, linger_s: float, wait_s: float
+) -> list[Inbound]:
+    """Up to `max_n` queued messages: wait up to `wait_s` for the first, then take what
+    comes within `linger_s` (empty if nothing came)."""
+    try:
+        items = [inbox.get(timeout=wait_s)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + linger_s
+    while len(items) < max_n:
+        try:
+            items.append(inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    return items
+
+
 class HubReceiver:
     """Receives alerts, aggregates and statuses; stores them; publishes receipts and acks."""
 
@@ -123,37 +211,62 @@ class HubReceiver:
         self.limited = 0  # over a home's budget
         self.failed = 0  # valid, but the store or the receipt failed (sent again by the home)
         self.receipts = 0
+        self.batches = 0  # transactions committed
+        self.store_up = True  # False while the store does not answer (batches held)
         self._logged: dict[str, list[float]] = {}  # home -> [window start, lines]
         self._bad_rows: set[str] = set()
+        self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=QUEUE_MAX)
+        self._stopping = threading.Event()
+        self._session = 0  # connections made so far
+        self.subscribed = threading.Event()  # the broker acknowledged our subscriptions
+        self._worker = threading.Thread(target=self._work, name="hub-store", daemon=True)
         self.link = MqttLink(
             url,
             client_id or default_client_id(),
             credentials=credentials,
             clean_start=False,
             session_expiry_s=session_expiry_s,
+            manual_ack=True,  # PUBACK once stored (`_ack`), not when paho hands it over
             on_connect=self._connected,
+            on_disconnect=self.subscribed.clear,
             on_message=self._message,
+            on_subscribe=self._subscribed,
             name="hub",
         )
 
     def start(self) -> None:
+        self._worker.start()
         self.link.start()
 
     def stop(self) -> None:
+        """Store what is queued (acknowledged while the link is still up), then leave."""
+        self._stopping.set()
+        if self._worker.is_alive():
+            self._worker.join(STOP_TIMEOUT_S)
         self.link.stop()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        return self.link.connected.wait(timeout_s)
+        """Connected and subscribed: before the SUBACK, a first session's messages would
+        find no subscriber and the broker would drop them."""
+        return self.subscribed.wait(timeout_s)
 
     def health(self) -> dict[str, Any]:
-        """`ok` only while the link is up and its network thread runs; the counters."""
+        """`ok` only while the link is up and both its network thread and the store worker
+        run; the counters."""
         thread = self.link.thread
         running = bool(thread is not None and thread.is_alive())
+        worker = self._worker.is_alive()
         connected = self.link.connected.is_set()
+        subscribed = self.subscribed.is_set()
         return {
-            "ok": running and connected,
+            "ok": running and worker and connected and subscribed and self.store_up,
+            "store": self.store_up,
             "connected": connected,
+            "subscribed": subscribed,
             "thread": running,
+            "worker": worker,
+            "queued": self._inbox.qsize(),
+            "batches": self.batches,
             "received": self.received,
             "rejected": self.rejected,
             "limited": self.limited,
@@ -181,79 +294,175 @@ class HubReceiver:
             )
 
     def _connected(self) -> None:
+        self._session += 1
         subs = list(SUBSCRIPTIONS)
         if self.link.url.version != 5:
             # MQTT 3.1.1 brokers (the demo's embedded one) have no shared subscriptions
             subs = [(t.removeprefix(f"$share/{SHARE_GROUP}/"), q) for t, q in subs]
         self.link.client.subscribe(subs)
 
+    def _subscribed(self, reasons: list[Any]) -> None:
+        """SUBACK: ready once the broker granted every topic filter."""
+        if not any(reason.is_failure for reason in reasons):
+            self.subscribed.set()
+        else:  # e.g. the broker's ACL refused a filter: not ready, and say why once
+            _LOGGER.error("hub: the broker %s refused a subscription", self.link.url)
+
     def _message(self, msg: mqtt.MQTTMessage) -> None:
         """Runs on the network thread; never raises (an exception would stop the thread).
 
-        The store write happens before paho's PUBACK, and the receipt after the write.
-        """
+        A valid message goes to the store worker, which acknowledges it once stored; any
+        other is acknowledged at once (dropped: an alert without a receipt comes again)."""
         try:
-            self._handle(msg.topic, bytes(msg.payload), bool(msg.retain))
+            if self._handle(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid, msg.qos):
+                return
         except Exception as exc:  # the receiver must outlive any message
             self.failed += 1
             self._log_once("?", "error", "hub: message on %r not handled: %r", msg.topic, exc)
+        self.link.client.ack(msg.mid, msg.qos)
 
-    def _handle(self, topic_name: str, raw: bytes, retained: bool) -> None:
+    def _handle(
+        self, topic_name: str, raw: bytes, retained: bool, mid: int = 0, qos: int = 0
+    ) -> bool:
+        """Check one message and queue it for the store. False: dropped, acknowledge it now.
+        True: the worker acknowledges it once stored (or, if it could not be queued because
+        the receiver stops, nobody does and the broker delivers it again)."""
         try:
             home, leaf = parse_topic(topic_name)
         except ContractError as exc:
             self.rejected += 1
             self._log_once("?", "topic", "hub: rejected message on %r: %s", topic_name, exc)
-            return
+            return False
         if not self.budget.take(home, len(raw), time.monotonic()):
             self.limited += 1
             self._log_once(home, "budget", "hub: home %s is over its message budget", home)
-            return
+            return False
         if retained and leaf != "status":
             # only status is retained by the contract; a retained alert would replay forever
             self.rejected += 1
             self._log_once(home, "retain", "hub: retained message on %s dropped", topic_name)
-            return
+            return False
         try:
             leaf, payload = validate_message(topic_name, raw)
         except ContractError as exc:
             self.rejected += 1
             self._log_once(home, "contract", "hub: rejected message on %s: %s", topic_name, exc)
-            return
-        now = time.time()
-        if leaf == "alert":
-            try:
-                new = self.store.record_alert(payload, now)
-            except Exception as exc:  # no receipt: the gateway sends it again
-                self.failed += 1
-                self._log_once(home, "store", "hub: alert of %s not stored: %r", home, exc)
-                return
-            self.received += 1
-            self._send_receipt(payload)
-            if self.on_alert is not None:
-                self.on_alert(payload, new)
-            return
-        self.received += 1
-        if leaf.startswith("aggregate/"):
-            self.store.record_aggregate(payload)
-        elif leaf == "status":
-            self.store.record_status(payload, now)
+            return False
+        self._enqueue(Inbound(leaf, payload, mid, qos, self._session))
+        return True
 
-    def _send_receipt(self, alert: Mapping[str, Any]) -> None:
-        """`veille.receipt/1` for one stored alert message (QoS 1, to its home only)."""
-        receipt = {
-            "schema": "veille.receipt/1",
-            "home_id": alert["home_id"],
-            "ids": [alert["id"]],
-            "at": iso_now(),
-            "alerts": [{"id": alert["id"], "state": alert["state"], "severity": alert["severity"]}],
-        }
-        info = self.link.client.publish(receipt_topic(alert["home_id"]), encode(receipt), qos=1)
+    def _enqueue(self, item: Inbound) -> None:
+        """Wait for room in the queue (the back-pressure). Give up if the worker is gone or
+        the receiver stops: unacknowledged, the message comes again."""
+        while True:
+            try:
+                self._inbox.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                if self._stopping.is_set() or not self._worker.is_alive():
+                    return
+
+    # -- the store worker ------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """The store worker: one transaction per batch, until stopped and the queue empty."""
+        while not (self._stopping.is_set() and self._inbox.empty()):
+            items = take_batch(self._inbox, BATCH_MAX, BATCH_LINGER_S, POLL_S)
+            if not items:
+                continue
+            try:
+                self._store(items)
+            except Exception as exc:  # the worker must outlive any batch
+                self.failed += len(items)
+                _LOGGER.error("hub: batch of %d messages not handled: %r", len(items), exc)
+
+    def _store(self, items: Sequence[Inbound]) -> None:
+        """Commit the batch, then acknowledge it and send its receipts.
+
+        If the commit fails and the store does not answer at all, the batch is held and
+        tried again until it does (nothing acknowledged: a receiver stopped meanwhile
+        leaves it to the broker). If the store answers, it refused something in the batch:
+        each message is tried alone, so one it refuses does not hold back the rest."""
+        delay = STORE_RETRY_S
+        while True:
+            batch = make_batch(items, time.time())
+            try:
+                new = self.store.record_batch(batch)
+                break
+            except Exception as exc:
+                if self._store_answers():
+                    self._refused(items, exc)
+                    return
+                if self.store_up:
+                    _LOGGER.error(
+                        "hub: the store does not answer (%r): messages held, not "
+                        "acknowledged, until it does",
+                        exc,
+                    )
+                    self.store_up = False
+            if self._stopping.wait(delay):
+                return  # unacknowledged: the broker delivers them again
+            delay = min(delay * 2, STORE_RETRY_MAX_S)
+        if not self.store_up:
+            _LOGGER.warning("hub: the store answers again")
+            self.store_up = True
+        self.batches += 1
+        self.received += len(items)
+        self._ack(items)
+        self._stored(list(zip(batch.alerts, new, strict=True)))
+
+    def _store_answers(self) -> bool:
+        try:
+            self.store.state_count()
+        except Exception:
+            return False
+        return True
+
+    def _refused(self, items: Sequence[Inbound], exc: Exception) -> None:
+        """The store answers but refused this batch: try each message alone; one refused
+        alone is counted, logged and acknowledged (an alert without a receipt comes again;
+        an aggregate is dropped)."""
+        if len(items) > 1:
+            _LOGGER.warning("hub: batch of %d not stored (%r); one at a time", len(items), exc)
+            for item in items:
+                self._store([item])
+            return
+        self.failed += 1
+        home = str(items[0].payload.get("home_id", "?"))
+        self._log_once(home, "store", "hub: %s of %s not stored: %r", items[0].leaf, home, exc)
+        self._ack(items)
+
+    def _ack(self, items: Sequence[Inbound]) -> None:
+        """PUBACK each message, on the connection it came on (after a reconnect the broker
+        delivers it again, and that copy is acknowledged)."""
+        for item in items:
+            if item.qos and item.session == self._session:
+                self.link.client.ack(item.mid, item.qos)
+
+    def _stored(self, alerts: Sequence[tuple[Mapping[str, Any], bool]]) -> None:
+        """These alert messages are committed (each with: was its state new?): receipts to
+        their homes, then `on_alert`. What follows a stored alert starts here."""
+        if not alerts:
+            return
+        for receipt in receipts_for([a for a, _new in alerts], iso_now()):
+            self._send_receipt(receipt)
+        for payload, new in alerts:
+            if self.on_alert is None:
+                break
+            try:
+                self.on_alert(payload, new)
+            except Exception:  # stored and receipted already: a hook never undoes that
+                _LOGGER.exception("hub: on_alert failed for alert %s", payload["id"])
+
+    def _send_receipt(self, receipt: Mapping[str, Any]) -> None:
+        """`veille.receipt/1` (QoS 1, to its home only)."""
+        home = receipt["home_id"]
+        info = self.link.client.publish(receipt_topic(home), encode(receipt), qos=1)
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             self.receipts += 1
         else:
             self.failed += 1
-            self._log_once(alert["home_id"], "receipt", "hub: receipt not sent (rc=%s)", info.rc)
+            self._log_once(home, "receipt", "hub: receipt not sent (rc=%s)", info.rc)
 
     def send_ack(self, alert_id: str, action: str, by: str = "", note: str = "") -> bool:
         """Publish `veille.ack/1` to the alert's home; False if the alert is unknown."""
@@ -277,8 +486,6 @@ class HubReceiver:
 
     def escalate_due(self, now: float) -> list[dict[str, Any]]:
         """Alerts raised and not acknowledged within the delay: mark them escalated."""
-        from edge.events import parse_iso_utc
-
         due = []
         for alert in self.store.alerts(open_only=True):
             if alert["state"] != "raised" or alert["escalated"]:
@@ -327,10 +534,9 @@ def _print_alert(payload: Mapping[str, Any], new: bool) -> None:
 
 def main(args: Any) -> int:
     """`veille hub --broker URL [--http HOST:PORT]`."""
-    from edge.errors import VeilleError
-
     notify = None
     if getattr(args, "notify", None):
+        # lazy, as the notifier below: a hub without --notify loads no channel library
         from cloud_bridge.notify.config import NotifyConfigError, load_notify_config
 
         try:
@@ -359,7 +565,7 @@ def main(args: Any) -> int:
     )
     cards = None
     if getattr(args, "directory", None):
-        from cloud_bridge.directory import load_directory
+        from cloud_bridge.directory import load_directory  # lazy: as the store, below
 
         cards = load_directory(args.directory)  # checked before anything starts
     coordinators = frozenset(getattr(args, "coordinator", None) or ())
@@ -383,10 +589,11 @@ def _start_notifier(
 
     With `[hub] public_url` every notification carries a signed acknowledgement link
     (`cloud_bridge.ack_links`), made with the key kept in the store `store`."""
-    from cloud_bridge.notify.notifier import Notifier
+    from cloud_bridge.notify.notifier import Notifier  # lazy: web push, SMTP, SIA clients
 
     ack_link = None
     if config.public_url:
+        # lazy: their store connection (console_sessions) loads fastapi
         from cloud_bridge.ack_links import LinkSigner, link_maker, open_link_store
         from cloud_bridge.console_sessions import DEFAULT_STORE
 
@@ -423,21 +630,27 @@ async def _serve(
     cards: Any = None,
     coordinators: frozenset[str] = frozenset(),
 ) -> int:
-    from cloud_bridge.directory import open_directory
+    directory = None  # the home directory (never sent to a gateway), if anything reads it
+    if http or notify is not None or cards:
+        # lazy: its store connection (console_sessions) loads fastapi
+        from cloud_bridge.directory import open_directory
 
-    directory = open_directory(store)  # the home directory (never sent to a gateway)
-    for card in cards or ():
-        directory.put(card, "directory.toml", time.time())
-    if cards:
-        _LOGGER.info("hub: home directory loaded (%d homes)", len(cards))
+        directory = open_directory(store)
+        for card in cards or ():
+            directory.put(card, "directory.toml", time.time())
+        if cards:
+            _LOGGER.info("hub: home directory loaded (%d homes)", len(cards))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    notifier = _start_notifier(hub, notify, store, directory.notice) if notify is not None else None
+    notifier = None
+    if notify is not None:
+        notifier = _start_notifier(hub, notify, store, directory.notice if directory else None)
     hub.start()
     console = None
     if http:
+        # lazy: fastapi and uvicorn are loaded only when the console is served
         from cloud_bridge.console import start_console
         from cloud_bridge.console_sessions import DEFAULT_STORE
 
@@ -469,5 +682,6 @@ async def _serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await notifier
         hub.store.close()
-        directory.close()
+        if directory is not None:
+            directory.close()
     return 0

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from cloud_bridge.console_sessions import DEFAULT_STORE, _Db, _Postgres, _Sqlite
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
 
 T = TypeVar("T")
 

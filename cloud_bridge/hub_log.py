@@ -18,7 +18,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cloud_bridge.hub_store import open_store
+from cloud_bridge.contract import iso_utc, parse_iso_utc
+from cloud_bridge.errors import VeilleError
+from cloud_bridge.outcomes import ack_delay_s, notified, open_outcomes, steps_reached
+from cloud_bridge.stores import open_store
 
 FIELDS = (
     "id",
@@ -45,9 +48,6 @@ def records(
     notifications: Iterable[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """One record per alert, oldest raised first (pure); `since`: raised at or after it."""
-    from cloud_bridge.outcomes import notified
-    from edge.events import iso_utc, parse_iso_utc
-
     outcomes = outcomes or {}
     sent = notified(notifications)
     by_id: dict[str, list[Mapping[str, Any]]] = {}
@@ -92,9 +92,6 @@ def records(
 
 def main(args: Any) -> int:
     """`veille hub-log --store SPEC [--since TIME] (--json|--csv)`."""
-    from edge.errors import VeilleError
-    from edge.events import parse_iso_utc
-
     spec = str(args.store)
     if spec.startswith("sqlite:///") and not Path(spec.removeprefix("sqlite:///")).is_file():
         raise VeilleError(f"{spec}: no hub store here")
@@ -109,8 +106,6 @@ def main(args: Any) -> int:
     except Exception as exc:  # a bad spec, a server that is not there: one line, exit 1
         raise VeilleError(f"{spec}: cannot open the hub store: {exc}") from exc
     try:
-        from cloud_bridge.outcomes import open_outcomes
-
         judged = open_outcomes(spec)
         try:
             outcomes = judged.all()
@@ -121,8 +116,6 @@ def main(args: Any) -> int:
         store.close()
     out = sys.stdout
     if args.csv:
-        from cloud_bridge.outcomes import ack_delay_s, steps_reached
-
         writer = csv.DictWriter(out, fieldnames=FIELDS + CSV_EXTRA, lineterminator="\n")
         writer.writeheader()
         for row in rows:

@@ -12,7 +12,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,8 +94,26 @@ def alerts_query(
     return sql + " ORDER BY raised_at DESC", args
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Messages stored in one transaction (one commit): alerts in the order they came,
+    aggregates, and at most one status per home (the latest)."""
+
+    alerts: Sequence[Mapping[str, Any]] = ()
+    aggregates: Sequence[Mapping[str, Any]] = ()
+    statuses: Sequence[Mapping[str, Any]] = ()
+    received_at: float = 0.0
+    size: int = field(default=0, compare=False)  # messages it stands for (before coalescing)
+
+
 class HubStore(Protocol):
     """What the hub needs from a store (SQLite here; PostgreSQL across machines)."""
+
+    def record_batch(self, batch: Batch) -> list[bool]:
+        """Store the whole batch in one transaction, with the same dedupe rules as the
+        single writes; per alert of `batch.alerts`, True if that state was new. If it
+        raises, nothing of the batch is stored."""
+        ...
 
     def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
         """Store one alert state; True if it was new (not a duplicate delivery)."""
@@ -149,75 +168,63 @@ class SqliteHubStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SQLITE_SCHEMA)
 
-    def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
+    def record_batch(self, batch: Batch) -> list[bool]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO alert_states(id, state, severity, at, received_at)"
-                    " VALUES (?,?,?,?,?)",
-                    (
-                        payload["id"],
-                        payload["state"],
-                        payload["severity"],
-                        payload["at"],
-                        received_at,
-                    ),
+                new = [self._write_alert(p, batch.received_at) for p in batch.alerts]
+                self._db.executemany(
+                    INSERT_AGGREGATE, [_aggregate_row(p) for p in batch.aggregates]
                 )
-                new = cur.rowcount == 1
-                row = self._db.execute(
-                    "SELECT state, severity FROM alerts WHERE id = ?", (payload["id"],)
-                ).fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO alerts(id, home_id, type, severity, state, raised_at, at,"
-                        " room, device_id, evidence) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        _alert_row(payload),
-                    )
-                elif _moves_forward(payload, row):
-                    self._db.execute(
-                        "UPDATE alerts SET state=?, at=?, severity=?, evidence=? WHERE id=?",
-                        (
-                            payload["state"],
-                            payload["at"],
-                            payload["severity"],
-                            json.dumps(payload["evidence"]),
-                            payload["id"],
-                        ),
-                    )
+                self._db.executemany(
+                    UPSERT_STATUS, [_status_row(p, batch.received_at) for p in batch.statuses]
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return new
 
-    def record_aggregate(self, payload: Mapping[str, Any]) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO aggregates(home_id, schema, period_start, body)"
-                " VALUES (?,?,?,?)",
+    def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
+        return self.record_batch(Batch(alerts=[payload], received_at=received_at, size=1))[0]
+
+    def _write_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
+        """Inside a transaction: log the state once, insert the alert or move it forward."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO alert_states(id, state, severity, at, received_at)"
+            " VALUES (?,?,?,?,?)",
+            (payload["id"], payload["state"], payload["severity"], payload["at"], received_at),
+        )
+        new = cur.rowcount == 1
+        row = self._db.execute(
+            "SELECT state, severity FROM alerts WHERE id = ?", (payload["id"],)
+        ).fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO alerts(id, home_id, type, severity, state, raised_at, at,"
+                " room, device_id, evidence) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                _alert_row(payload),
+            )
+        elif _moves_forward(payload, row):
+            self._db.execute(
+                "UPDATE alerts SET state=?, at=?, severity=?, evidence=? WHERE id=?",
                 (
-                    payload["home_id"],
-                    payload["schema"],
-                    payload["period_start"],
-                    json.dumps(payload),
+                    payload["state"],
+                    payload["at"],
+                    payload["severity"],
+                    json.dumps(payload["evidence"]),
+                    payload["id"],
                 ),
             )
-            return cur.rowcount == 1
+        return new
+
+    def record_aggregate(self, payload: Mapping[str, Any]) -> bool:
+        with self._lock:
+            return self._db.execute(INSERT_AGGREGATE, _aggregate_row(payload)).rowcount == 1
 
     def record_status(self, payload: Mapping[str, Any], received_at: float) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO statuses(home_id, online, body, received_at) VALUES (?,?,?,?)"
-                " ON CONFLICT(home_id) DO UPDATE SET online=excluded.online, body=excluded.body,"
-                " received_at=excluded.received_at",
-                (
-                    payload["home_id"],
-                    int(bool(payload["online"])),
-                    json.dumps(payload),
-                    received_at,
-                ),
-            )
+            self._db.execute(UPSERT_STATUS, _status_row(payload, received_at))
 
     def alerts(self, open_only: bool = False, home_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = alerts_query("*", open_only, home_id, "?")
@@ -309,6 +316,24 @@ class SqliteHubStore:
             self._db.close()
 
 
+INSERT_AGGREGATE = (
+    "INSERT OR IGNORE INTO aggregates(home_id, schema, period_start, body) VALUES (?,?,?,?)"
+)
+UPSERT_STATUS = (
+    "INSERT INTO statuses(home_id, online, body, received_at) VALUES (?,?,?,?)"
+    " ON CONFLICT(home_id) DO UPDATE SET online=excluded.online, body=excluded.body,"
+    " received_at=excluded.received_at"
+)
+
+
+def _aggregate_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (p["home_id"], p["schema"], p["period_start"], json.dumps(p))
+
+
+def _status_row(p: Mapping[str, Any], received_at: float) -> tuple[Any, ...]:
+    return (p["home_id"], int(bool(p["online"])), json.dumps(p), received_at)
+
+
 def _moves_forward(payload: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
     """A later state, or the same state raised to a higher severity (an escalation)."""
     new, old = STATE_ORDER[payload["state"]], STATE_ORDER[row["state"]]
@@ -341,14 +366,3 @@ def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
     out["escalated"] = bool(out["escalated"])
     return out
 
-
-def open_store(spec: str | None) -> HubStore:
-    """`sqlite:///path` (default `hub.db`) or `postgresql://...` (see hub_store_pg)."""
-    spec = spec or "sqlite:///hub.db"
-    if spec.startswith("sqlite:///"):
-        return SqliteHubStore(spec.removeprefix("sqlite:///"))
-    if spec.startswith(("postgresql://", "postgres://")):
-        from cloud_bridge.hub_store_pg import PostgresHubStore
-
-        return PostgresHubStore(spec)
-    raise ValueError(f"unknown store {spec!r}: use sqlite:///path or postgresql://...")

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from cloud_bridge.contract import sanitized
-from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER, alerts_query
+from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER, Batch, alerts_query
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -128,6 +128,17 @@ RECORD_ALERT = (
     " SELECT (SELECT count(*) FROM logged) AS new, (SELECT count(*) FROM upserted) AS moved"
 )
 
+INSERT_AGGREGATE = (
+    "INSERT INTO aggregates (home_id, schema, period_start, body)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+UPSERT_STATUS = (
+    "INSERT INTO statuses (home_id, online, body, received_at)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT (home_id) DO UPDATE SET"
+    " online = EXCLUDED.online, body = EXCLUDED.body,"
+    " received_at = EXCLUDED.received_at"
+)
+
 T = TypeVar("T")
 
 
@@ -197,54 +208,43 @@ class PostgresHubStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
-        """Store one alert state; True if it was new (not a duplicate delivery)."""
-        row = {
-            "id": payload["id"],
-            "home_id": payload["home_id"],
-            "type": payload["type"],
-            "severity": payload["severity"],
-            "state": payload["state"],
-            "raised_at": payload["raised_at"],
-            "at": payload["at"],
-            "room": payload.get("room"),
-            "device_id": payload.get("device_id"),
-            "evidence": Jsonb(payload.get("evidence", {})),
-            "received_at": received_at,
-        }
-        if row["state"] not in STATE_ORDER:
-            raise ValueError(f"unknown alert state {row['state']!r}")
+    def record_batch(self, batch: Batch) -> list[bool]:
+        """One transaction; each part is one pipelined `executemany` (one round trip). The
+        statements run in order, so two states of one alert in a batch dedupe as if they had
+        come apart. Statuses go in home order, so receivers writing the same homes' statuses
+        at once take the row locks in the same order (no deadlock)."""
+        alerts = [_alert_args(p, batch.received_at) for p in batch.alerts]
+        aggregates = [_aggregate_args(p) for p in batch.aggregates]
+        statuses = sorted(
+            (_status_args(p, batch.received_at) for p in batch.statuses), key=lambda a: a[0]
+        )
 
-        def write(conn: psycopg.Connection[dict[str, Any]]) -> bool:
-            result = conn.execute(RECORD_ALERT, row).fetchone()
-            return bool(result and result["new"] == 1)
+        def write(conn: psycopg.Connection[dict[str, Any]]) -> list[bool]:
+            new: list[bool] = []
+            with conn.transaction(), conn.cursor() as cur:
+                if alerts:
+                    cur.executemany(RECORD_ALERT, alerts, returning=True)
+                    new = [_new(cur.fetchone()) for _result in cur.results()]
+                if aggregates:
+                    cur.executemany(INSERT_AGGREGATE, aggregates)
+                if statuses:
+                    cur.executemany(UPSERT_STATUS, statuses)
+            return new
 
         return self._run(write)
 
+    def record_alert(self, payload: Mapping[str, Any], received_at: float) -> bool:
+        """Store one alert state; True if it was new (not a duplicate delivery)."""
+        row = _alert_args(payload, received_at)
+        return self._run(lambda conn: _new(conn.execute(RECORD_ALERT, row).fetchone()))
+
     def record_aggregate(self, payload: Mapping[str, Any]) -> bool:
-        args = (payload["home_id"], payload["schema"], payload["period_start"], Jsonb(payload))
-        return self._run(
-            lambda conn: (
-                conn.execute(
-                    "INSERT INTO aggregates (home_id, schema, period_start, body)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    args,
-                ).rowcount
-                == 1
-            )
-        )
+        args = _aggregate_args(payload)
+        return self._run(lambda conn: conn.execute(INSERT_AGGREGATE, args).rowcount == 1)
 
     def record_status(self, payload: Mapping[str, Any], received_at: float) -> None:
-        args = (payload["home_id"], int(bool(payload["online"])), Jsonb(payload), received_at)
-        self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO statuses (home_id, online, body, received_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (home_id) DO UPDATE SET"
-                " online = EXCLUDED.online, body = EXCLUDED.body,"
-                " received_at = EXCLUDED.received_at",
-                args,
-            )
-        )
+        args = _status_args(payload, received_at)
+        self._run(lambda conn: conn.execute(UPSERT_STATUS, args))
 
     def mark(self, alert_id: str, **fields: Any) -> None:
         """Set hub-side fields: escalated, note, handled_by (others are ignored)."""
@@ -351,6 +351,37 @@ class PostgresHubStore:
                 conn.close()
             except psycopg.Error:
                 _LOGGER.debug("hub store: close failed", exc_info=True)
+
+
+def _alert_args(payload: Mapping[str, Any], received_at: float) -> dict[str, Any]:
+    if payload["state"] not in STATE_ORDER:
+        raise ValueError(f"unknown alert state {payload['state']!r}")
+    return {
+        "id": payload["id"],
+        "home_id": payload["home_id"],
+        "type": payload["type"],
+        "severity": payload["severity"],
+        "state": payload["state"],
+        "raised_at": payload["raised_at"],
+        "at": payload["at"],
+        "room": payload.get("room"),
+        "device_id": payload.get("device_id"),
+        "evidence": Jsonb(payload.get("evidence", {})),
+        "received_at": received_at,
+    }
+
+
+def _new(result: Mapping[str, Any] | None) -> bool:
+    """RECORD_ALERT's answer: was this alert state new?"""
+    return bool(result and result["new"] == 1)
+
+
+def _aggregate_args(payload: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (payload["home_id"], payload["schema"], payload["period_start"], Jsonb(payload))
+
+
+def _status_args(payload: Mapping[str, Any], received_at: float) -> tuple[Any, ...]:
+    return (payload["home_id"], int(bool(payload["online"])), Jsonb(payload), received_at)
 
 
 def _alert_dict(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cloud_bridge.console import StaffSession
+from cloud_bridge.console_staff import StaffSession
 from cloud_bridge.outcomes import (
     ASKS_OUTCOME,
     NOTE_MAX,
@@ -25,8 +25,8 @@ from cloud_bridge.outcomes import (
     OutcomeStore,
     statistics,
 )
-from edge.status import i18n
-from edge.status.web import Csrf, render, verify_csrf
+from cloud_bridge.pages import i18n
+from cloud_bridge.pages.web import Csrf, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cloud_bridge.console_sessions import _Db
+from cloud_bridge.contract import iso_utc, parse_iso_utc
 
 OUTCOMES = ("real", "false_alarm", "test", "other")
 OUTCOME_LABELS_FR = {
@@ -85,8 +86,6 @@ def open_outcomes(spec: str | None) -> OutcomeStore:
 # --- pure -------------------------------------------------------------------------------------
 def notified(entries: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per alert, the channels it went to and when (the sends that succeeded), in order."""
-    from edge.events import iso_utc
-
     out: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         if entry.get("ok"):
@@ -102,8 +101,6 @@ def notified(entries: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, A
 
 def ack_delay_s(record: Mapping[str, Any]) -> float | None:
     """Seconds from raised to acknowledged (None if never acknowledged or unreadable)."""
-    from edge.events import parse_iso_utc
-
     if not record.get("acknowledged_at"):
         return None
     try:

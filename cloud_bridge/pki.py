@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_bridge.contract import HOME_ID_RE
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,24 +13,30 @@ are handed to the pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import paho.mqtt.client as mqtt
-
-from cloud_bridge.broker import BrokerUrl, Credentials, MqttLink, backoff_delay
+from cloud_bridge.broker import (
+    BrokerUrl,
+    Credentials,
+    MqttLink,
+    backoff_delay,
+    mqtt,  # paho's names, through the one MQTT runtime
+)
 from cloud_bridge.contract import (
     ContractError,
     ack_topic,
     encode,
+    iso_utc,
     receipt_topic,
     status_topic,
     validate_message,
 )
-from edge.errors import StorageError
+from cloud_bridge.errors import StorageError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -90,6 +96,7 @@ class Uplink:
         self._on_ack = on_ack
         self._inflight: dict[int, tuple[int, int]] = {}  # paho mid -> (outbox seq, priority)
         self._acked: list[int] = []  # PUBACKed aggregate seqs not yet deleted from the outbox
+        self._deleting: asyncio.Task[None] | None = None  # the delete of `_acked` under way
         self.refused: set[int] = set()  # seqs the broker refused on this connection
         self._waiting: dict[int, float] = {}  # alert seq sent, no receipt -> resend (monotonic)
         self._tries: dict[int, int] = {}  # alert seq -> times sent without a receipt
@@ -191,22 +198,32 @@ class Uplink:
         self._acked.append(seq)
 
     def _flush_acks(self) -> None:
-        """Delete every PUBACKed row in one transaction (one fsync, not one per message).
+        """Delete every PUBACKed row in one transaction (one fsync, not one per message),
+        in a worker thread: the event loop does not wait for the disk.
 
-        If the delete fails (a full disk: even a delete needs room in the WAL), the rows
-        stay listed as delivered, so they are not sent again, and the delete is retried.
+        The rows stay in `_acked` until deleted, so they are not sent again meanwhile; those
+        PUBACKed during the delete go in the next one. If the delete fails (a full disk:
+        even a delete needs room in the WAL), they stay listed and the delete is retried.
         """
-        if not self._acked:
+        if not self._acked or self._deleting is not None:
             return
+        assert self._loop is not None
+        self._deleting = self._loop.create_task(self._delete_acked(list(self._acked)))
+
+    async def _delete_acked(self, batch: list[int]) -> None:
+        assert self._loop is not None
         try:
-            self.outbox.ack_many(self._acked, self._now())
+            await asyncio.to_thread(self.outbox.ack_many, batch, self._now())
         except StorageError as exc:
             _LOGGER.error("uplink: %d delivered rows not deleted yet: %s", len(self._acked), exc)
-            assert self._loop is not None
             self._loop.call_later(ACK_RETRY_S, self._flush_acks)
             return
-        self.delivered += len(self._acked)
-        self._acked = []
+        finally:
+            self._deleting = None
+        del self._acked[: len(batch)]  # PUBACKs that came meanwhile were appended after
+        self.delivered += len(batch)
+        if self._acked:
+            self._loop.call_soon(self._flush_acks)
         self._wake.set()
 
     def _on_receipt(self, receipt: Mapping[str, Any]) -> None:
@@ -237,7 +254,6 @@ class Uplink:
     def publish_status(self, online: bool = True) -> mqtt.MQTTMessageInfo | None:
         if not self.connected:
             return None
-        from edge.events import iso_utc
 
         payload = {
             "schema": "veille.status/1",
@@ -306,7 +322,11 @@ class Uplink:
             await self.close()
 
     async def close(self) -> None:
-        """Clean stop: say offline (retained), flush, disconnect."""
+        """Clean stop: finish a delete of delivered rows, say offline (retained), flush,
+        disconnect."""
+        if self._deleting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._deleting)
         if self.connected:
             info = self.publish_status(online=False)
             if info is not None:

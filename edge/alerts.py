@@ -14,16 +14,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from edge.events import (
-    SEVERITY_RANK,
-    Alert,
-    AlertState,
-    AlertType,
-    Finding,
-    Severity,
-    new_alert_id,
-    parse_iso_utc,
-)
+from cloud_bridge.contract import SEVERITY_RANK, AlertState, AlertType, Severity, parse_iso_utc
+from edge.events import Alert, Finding, new_alert_id
 
 _LOGGER = logging.getLogger(__name__)
 

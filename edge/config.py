@@ -26,16 +26,16 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
-from edge.errors import ConfigError
-from edge.home import HOME_ID_RE, _Locator
+from cloud_bridge.broker import BrokerUrl, BrokerUrlError, Credentials, parse_broker_url
+from cloud_bridge.contract import HOME_ID_RE
+from cloud_bridge.errors import ConfigError
+from cloud_bridge.pages.http import parse_listen
+from edge.home import _Locator
 
-MQTT_PORT = 1883
-MQTTS_PORT = 8883
 HTTP_LISTEN_DEFAULT = "127.0.0.1:8080"
 
 _BROKER_KEYS = frozenset({"url", "ca_file", "cert_file", "key_file", "username", "password_file"})
@@ -48,34 +48,14 @@ _SECTION_KEYS: dict[str, frozenset[str]] = {
     "speaker": frozenset({"command"}),  # optional: check-ins spoken (e.g. "espeak-ng")
 }
 _REQUIRED = ("home", "local", "hub", "storage")
-_LISTEN_RE = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
-)
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
-    """One MQTT broker: where it is and how to log in."""
+    """One MQTT broker: where it is (parsed once) and how to log in."""
 
-    url: str
-    host: str
-    port: int
-    tls: bool
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
-
-    def password(self) -> str | None:
-        """The password from `password_file` (first line), read when needed; ConfigError."""
-        if self.password_file is None:
-            return None
-        try:
-            lines = self.password_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{self.password_file}: cannot read the password: {exc}") from exc
-        return lines[0] if lines else ""
+    url: BrokerUrl
+    credentials: Credentials = field(default_factory=Credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,45 +64,9 @@ class GatewayConfig:
     local: BrokerConfig
     hub: BrokerConfig
     storage_dir: Path
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http: tuple[str, int] = ("127.0.0.1", 8080)  # where the pages listen
     speaker: str = ""  # text-to-speech command for check-ins; "" = none
     source: Path | None = None  # the file it was loaded from
-
-    # flat names, as `edge.gateway` reads them
-    @property
-    def local_url(self) -> str:
-        return self.local.url
-
-    @property
-    def hub_url(self) -> str:
-        return self.hub.url
-
-    @property
-    def hub_ca_file(self) -> Path | None:
-        return self.hub.ca_file
-
-    @property
-    def hub_cert_file(self) -> Path | None:
-        return self.hub.cert_file
-
-    @property
-    def hub_key_file(self) -> Path | None:
-        return self.hub.key_file
-
-    @property
-    def hub_username(self) -> str | None:
-        return self.hub.username
-
-    @property
-    def hub_password_file(self) -> Path | None:
-        return self.hub.password_file
-
-    @property
-    def http_listen(self) -> str:
-        """`HOST:PORT` (IPv6 hosts in brackets)."""
-        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
-        return f"{host}:{self.http_port}"
 
 
 Fail = Callable[..., NoReturn]
@@ -177,9 +121,12 @@ def parse_gateway_config(
         fail("storage dir must be a non-empty path", "storage", "dir")
 
     listen = data.get("http", {}).get("listen", HTTP_LISTEN_DEFAULT)
-    match = _LISTEN_RE.match(listen) if isinstance(listen, str) else None
-    if match is None or not 1 <= int(match.group("port")) <= 65535:
-        fail(f"listen {listen!r} must be HOST:PORT (port 1-65535)", "http", "listen")
+    try:
+        http = parse_listen(listen if isinstance(listen, str) else repr(listen))
+    except ValueError as exc:
+        fail(str(exc), "http", "listen")
+    if http[1] == 0:
+        fail(f"listen {listen!r} needs a fixed port (1-65535)", "http", "listen")
     speaker = data.get("speaker", {}).get("command", "")
     if not isinstance(speaker, str):
         fail("speaker command must be a string", "speaker", "command")
@@ -188,8 +135,7 @@ def parse_gateway_config(
         local=_broker(data["local"], "local", base, fail),
         hub=_broker(data["hub"], "hub", base, fail),
         storage_dir=_path(storage, base),
-        http_host=match.group("v6") or match.group("host"),
-        http_port=int(match.group("port")),
+        http=http,
         speaker=speaker.strip(),
         source=path,
     )
@@ -204,20 +150,17 @@ def _broker(table: Mapping[str, Any], section: str, base: Path, fail: Fail) -> B
     url = table.get("url")
     if not isinstance(url, str):
         fail(f"[{section}] needs a url like mqtt://host:1883 or mqtts://host:8883", section)
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        fail(f"url {url!r} must start with mqtt:// or mqtts://", section, "url")
     try:
-        port = parts.port
-    except ValueError:
-        fail(f"url {url!r} has a bad port", section, "url")
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
+        broker = parse_broker_url(url)
+    except BrokerUrlError as exc:
+        fail(str(exc), section, "url")
+    if broker.username is not None:
         fail(
             f"url {url!r} must be scheme://host[:port] (credentials go in their own keys)",
             section,
             "url",
         )
-    tls = parts.scheme == "mqtts"
+    tls = broker.tls
 
     files: dict[str, Path | None] = {}
     for key in ("ca_file", "cert_file", "key_file", "password_file"):
@@ -250,13 +193,12 @@ def _broker(table: Mapping[str, Any], section: str, base: Path, fail: Fail) -> B
     if files["password_file"] is not None and username is None:
         fail("password_file needs a username", section, "password_file")
     return BrokerConfig(
-        url=url,
-        host=str(parts.hostname),
-        port=port or (MQTTS_PORT if tls else MQTT_PORT),
-        tls=tls,
-        ca_file=files["ca_file"],
-        cert_file=files["cert_file"],
-        key_file=files["key_file"],
-        username=username,
-        password_file=files["password_file"],
+        broker,
+        Credentials(
+            ca_file=files["ca_file"],
+            cert_file=files["cert_file"],
+            key_file=files["key_file"],
+            username=username,
+            password_file=files["password_file"],
+        ),
     )

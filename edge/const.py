@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-# Outbox (edge.outbox)
+# Time (every module that counts minutes, hours or days takes them from here)
+MINUTE_S = 60.0
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+# Outbox (edge.storage.outbox)
 OUTBOX_MAX_BYTES = 50 * 1024 * 1024  # queued rows past this: oldest aggregates are dropped
 OUTBOX_ROW_OVERHEAD_BYTES = 48  # estimated per-row cost (key, index entry, record header)
 OUTBOX_DISK_FULL_FREE_BYTES = 256 * 1024  # aggregates dropped per try when the disk is full
@@ -12,7 +17,7 @@ OUTBOX_FILE = "outbox.db"
 OUTBOX_RESERVE_BYTES = 1024 * 1024  # space held in `outbox.db.reserve`, freed on a full disk
 OUTBOX_FULL_DISK_WAL_PAGES = 16  # WAL auto-checkpoint once the disk was found full
 
-# Registry (edge.registry)
+# Registry (edge.storage.registry)
 REGISTRY_FILE = "registry.json"
 STORAGE_DIR_MODE = 0o700
 STORAGE_FILE_MODE = 0o600

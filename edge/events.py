@@ -5,7 +5,7 @@ is about) and `Aggregate`s; the alert book (`edge.alerts`) turns findings into `
 messages with stable ids. Everything here is pure data: no I/O, no clock.
 
 Times are float seconds on the pipeline's time basis: event time in replays and the
-simulator, the gateway's monotonic-anchored clock in production (see `edge.clock`).
+simulator, the gateway's monotonic-anchored clock in production (see `edge.runtime.clock`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
+
+from cloud_bridge.contract import AlertState, AlertType, Severity, iso_utc  # the wire vocabulary
 
 if TYPE_CHECKING:  # only wearable frames hold arrays: a Zigbee-only gateway never loads numpy
     import numpy as np
@@ -69,41 +70,6 @@ class RoomKind(StrEnum):
     LIVING = "living"
     ENTRANCE = "entrance"
     OTHER = "other"
-
-
-class AlertType(StrEnum):
-    FALL = "fall"
-    SOS = "sos"
-    INACTIVITY = "inactivity"
-    NIGHT_EXIT = "night_exit"
-    BATHROOM_LONG = "bathroom_long"
-    NO_MORNING_ACTIVITY = "no_morning_activity"
-    TEMPERATURE = "temperature"
-    WATER_LEAK = "water_leak"
-    SENSOR_OFFLINE = "sensor_offline"
-    LOW_BATTERY = "low_battery"
-
-
-class Severity(StrEnum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    WARNING = "warning"
-    INFO = "info"
-
-
-SEVERITY_RANK: Mapping[Severity, int] = {
-    Severity.CRITICAL: 0,
-    Severity.HIGH: 1,
-    Severity.WARNING: 2,
-    Severity.INFO: 3,
-}
-
-
-class AlertState(StrEnum):
-    RAISED = "raised"
-    CANCELLED = "cancelled"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
 
 
 Value = bool | float | str | None
@@ -242,23 +208,6 @@ class CheckIn:
 
 
 Emission = Finding | Aggregate | CheckIn
-
-
-def iso_utc(t: float) -> str:
-    """Seconds since the epoch -> `2024-01-02T03:04:05.678Z` (milliseconds, UTC)."""
-    whole = int(t // 1)
-    ms = round((t - whole) * 1000)
-    if ms == 1000:
-        whole, ms = whole + 1, 0
-    return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
-
-
-def parse_iso_utc(text: str) -> float:
-    """Inverse of `iso_utc`; also accepts no fraction and `+00:00`. Raises ValueError."""
-    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if stamp.tzinfo is None:
-        raise ValueError(f"time without a timezone: {text!r}")
-    return stamp.astimezone(UTC).timestamp()
 
 
 def new_alert_id(at: float) -> str:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cloud_bridge.contract import HOME_ID_RE
 from edge.events import Role, RoomKind
 
-HOME_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 MAC_RE = re.compile(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 SOURCES = ("zigbee2mqtt", "bthome", "wearable")

@@ -22,7 +22,8 @@
    2-3 run on its training subjects only; its held-out subjects' trials are then streamed
    through `FallDetector` with that fold's model (exported to ONNX) and threshold: as
    recorded, turned (seed `EVAL_SEED`, never a training one), and turned over each lossy BLE
-   link of `edge.eval_fall.LINKS` through the real stream decoder. Nothing is tuned on them.
+   link of `edge.commands.eval_fall.LINKS` through the real stream decoder. Nothing is tuned
+   on them.
    Their daily-activity trials are also streamed back to back, raw, with a 1 s transition
    at each join (`stream_day`), and turned one way per subject, for false alarms per 24 h.
 5. Shipped model: steps 2-3 on all subjects, exported with skl2onnx, checked with onnxruntime.
@@ -44,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.commands.eval_fall import first_fall_s, stream_trial
 from edge.detect import fall as fall_detect
 from edge.detect.fall import FallDetector
-from edge.eval_fall import first_fall_s, stream_trial
 from edge.events import Finding
 from models import features as ft
 
@@ -338,7 +339,7 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data, train_data: Dat
     recorded, turned, and over lossy BLE links through the real stream decoder."""
     from sklearn.model_selection import GroupKFold
 
-    from edge.eval_fall import LINKS, stream_over_link
+    from edge.commands.eval_fall import LINKS, stream_over_link
 
     all_trials = np.arange(data.n_trials)
     rotated = turned(data, EVAL_SEED)

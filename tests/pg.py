@@ -52,6 +52,7 @@ class Postgres:
     root: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)  # how to start the server again
 
     @property
     def pid(self) -> int:
@@ -154,28 +155,46 @@ def start_postgres(
         **({} if durable else FAST_SETTINGS),
         **(settings or {}),
     }
-    args = [str(bindir / "postgres"), "-D", str(data)]
+    pg.args = [str(bindir / "postgres"), "-D", str(data)]
     for key, value in conf.items():
-        args += ["-c", f"{key}={value}"]
-    log = open(root / "postgres.log", "ab")  # noqa: SIM115 (the server keeps writing to it)
-    run_as.give(root / "postgres.log")
+        pg.args += ["-c", f"{key}={value}"]
+    try:
+        _launch(pg)
+    except BaseException:
+        stop_postgres(pg)
+        raise
+    return pg
+
+
+def _launch(pg: Postgres) -> None:
+    """Start the server on its data folder and wait until it accepts connections."""
+    run_as = _RunAs.for_server()
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    log = open(pg.root / "postgres.log", "ab")  # noqa: SIM115 (the server keeps writing to it)
+    run_as.give(pg.root / "postgres.log")
     pg.proc = subprocess.Popen(
-        args,
+        pg.args,
         stdout=log,
         stderr=log,
-        cwd=root,
+        cwd=pg.root,
         env=env,
         user=run_as.uid,
         group=run_as.gid,
         extra_groups=run_as.extra_groups,
     )
     log.close()
-    try:
-        _wait_ready(pg)
-    except BaseException:
-        stop_postgres(pg)
-        raise
-    return pg
+    _wait_ready(pg)
+
+
+def pause_postgres(pg: Postgres) -> None:
+    """Fast shutdown, keeping the data: the database is down until `resume_postgres`."""
+    assert pg.proc is not None
+    pg.proc.send_signal(signal.SIGINT)
+    pg.proc.wait(STOP_TIMEOUT_S)
+
+
+def resume_postgres(pg: Postgres) -> None:
+    _launch(pg)
 
 
 def stop_postgres(pg: Postgres) -> None:

@@ -13,15 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.adapters.zigbee import (
-    BrokerUrl,
-    LocalMessage,
-    Zigbee2MqttAdapter,
-    backoff_delay,
-    parse_broker_url,
-)
-from edge.clock import FakeClock
-from edge.errors import ConfigError
+from cloud_bridge.broker import BrokerUrl, backoff_delay, parse_broker_url
+from cloud_bridge.errors import ConfigError
+from edge.adapters.zigbee import LocalMessage, Zigbee2MqttAdapter
+from edge.runtime.clock import FakeClock
 from tests.support import Collector, Mosquitto, publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,13 +89,14 @@ async def _nothing_more(adapter: Zigbee2MqttAdapter, wait_s: float = 0.7) -> Non
 
 def test_messages_published_while_down_arrive_after_restart(local_broker: Mosquitto) -> None:
     async def main() -> None:
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0001") as z:
+        async with Zigbee2MqttAdapter(parse_broker_url(local_broker.url), "veille-h-0001") as z:
             await z.wait_ready(READY_S)  # creates the persistent session and subscription
         payloads = [json.dumps({"occupancy": True, "n": i}).encode() for i in range(3)]
         for p in payloads:  # the gateway is down: the broker queues for its session
             publish(local_broker.port, "zigbee2mqtt/hall_motion", p)
         clock = FakeClock(1234.5)
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0001", clock=clock) as z:
+        url = parse_broker_url(local_broker.url)
+        async with Zigbee2MqttAdapter(url, "veille-h-0001", clock=clock) as z:
             got = await _take(z, 3)
             assert [(m.topic, m.payload, m.qos, m.retain) for m in got] == [
                 ("zigbee2mqtt/hall_motion", p, 1, False) for p in payloads
@@ -109,7 +105,7 @@ def test_messages_published_while_down_arrive_after_restart(local_broker: Mosqui
             for m in got:
                 m.ack()
             await z.wait_ready(READY_S)
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0001") as z:
+        async with Zigbee2MqttAdapter(parse_broker_url(local_broker.url), "veille-h-0001") as z:
             await z.wait_ready(READY_S)
             await _nothing_more(z)  # acked: not delivered again
 
@@ -118,13 +114,13 @@ def test_messages_published_while_down_arrive_after_restart(local_broker: Mosqui
 
 def test_unacked_message_is_redelivered_after_clean_close(local_broker: Mosquitto) -> None:
     async def main() -> None:
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0002") as z:
+        async with Zigbee2MqttAdapter(parse_broker_url(local_broker.url), "veille-h-0002") as z:
             await z.wait_ready(READY_S)
             publish(local_broker.port, "zigbee2mqtt/sos_button", b'{"action":"single"}')
             publish(local_broker.port, "zigbee2mqtt/front_door", b'{"contact":false}')
             first, second = await _take(z, 2)
             second.ack()  # the first is never acked: its effects were not durable
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0002") as z:
+        async with Zigbee2MqttAdapter(parse_broker_url(local_broker.url), "veille-h-0002") as z:
             (again,) = await _take(z, 1)
             assert (again.topic, again.payload) == (first.topic, first.payload)
             again.ack()
@@ -136,10 +132,11 @@ def test_unacked_message_is_redelivered_after_clean_close(local_broker: Mosquitt
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
+    from cloud_bridge.broker import parse_broker_url
     from edge.adapters.zigbee import Zigbee2MqttAdapter
 
     async def main():
-        async with Zigbee2MqttAdapter(sys.argv[1], "veille-h-0003") as z:
+        async with Zigbee2MqttAdapter(parse_broker_url(sys.argv[1]), "veille-h-0003") as z:
             await z.wait_ready(10)
             print("READY", flush=True)
             async for msg in z.messages():
@@ -171,7 +168,7 @@ def test_unacked_message_is_redelivered_after_a_crash(local_broker: Mosquitto) -
         child.wait(10)
 
     async def main() -> None:
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0003") as z:
+        async with Zigbee2MqttAdapter(parse_broker_url(local_broker.url), "veille-h-0003") as z:
             (msg,) = await _take(z, 1, timeout_s=10.0)
             assert (msg.topic, msg.payload) == ("zigbee2mqtt/hall_motion", b'{"occupancy":true}')
             msg.ack()
@@ -181,7 +178,8 @@ def test_unacked_message_is_redelivered_after_a_crash(local_broker: Mosquitto) -
 
 def test_reconnects_after_broker_restart(local_broker: Mosquitto) -> None:
     async def main() -> None:
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0004", backoff=FAST) as z:
+        url = parse_broker_url(local_broker.url)
+        async with Zigbee2MqttAdapter(url, "veille-h-0004", backoff=FAST) as z:
             await z.wait_ready(READY_S)
             await asyncio.to_thread(local_broker.restart)
             await asyncio.sleep(0.1)
@@ -199,7 +197,7 @@ def test_retained_bridge_devices_arrive_marked_retained(local_broker: Mosquitto)
     publish(local_broker.port, "zigbee2mqtt/bridge/devices", b"[]", retain=True)
 
     async def main() -> None:
-        async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0005") as z:
+        async with Zigbee2MqttAdapter(parse_broker_url(local_broker.url), "veille-h-0005") as z:
             (msg,) = await _take(z, 1)
             assert (msg.topic, msg.retain) == ("zigbee2mqtt/bridge/devices", True)
             msg.ack()
@@ -212,7 +210,7 @@ def test_permit_join_request_reaches_zigbee2mqtt(local_broker: Mosquitto) -> Non
     try:
 
         async def main() -> None:
-            async with Zigbee2MqttAdapter(local_broker.url, "veille-h-0006") as z:
+            async with Zigbee2MqttAdapter(parse_broker_url(local_broker.url), "veille-h-0006") as z:
                 await z.wait_ready(READY_S)
                 await z.permit_join(120)
                 await z.permit_join(10_000)  # clamped to Zigbee's 254 s
@@ -233,7 +231,8 @@ def test_unreachable_broker_is_retried_not_fatal(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "late")
 
     async def main() -> None:
-        async with Zigbee2MqttAdapter(broker.url, "veille-h-0007", backoff=FAST) as z:
+        url = parse_broker_url(broker.url)
+        async with Zigbee2MqttAdapter(url, "veille-h-0007", backoff=FAST) as z:
             await asyncio.sleep(0.3)  # a few refused attempts
             assert not z.ready.is_set()
             await asyncio.to_thread(broker.start)
@@ -256,11 +255,11 @@ def test_messages_the_broker_dropped_are_reported(
     try:
 
         async def main() -> None:
-            async with Zigbee2MqttAdapter(broker.url, "veille-h-0008") as z:
+            async with Zigbee2MqttAdapter(parse_broker_url(broker.url), "veille-h-0008") as z:
                 await z.wait_ready(READY_S)
             for i in range(12):  # the gateway is down: 5 are queued, 7 dropped
                 publish(broker.port, "zigbee2mqtt/hall_motion", f'{{"n":{i}}}')
-            async with Zigbee2MqttAdapter(broker.url, "veille-h-0008") as z:
+            async with Zigbee2MqttAdapter(parse_broker_url(broker.url), "veille-h-0008") as z:
                 for msg in await _take(z, 5):
                     msg.ack()
                 for _ in range(50):

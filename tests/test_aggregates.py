@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloud_bridge.contract import validate_hourly
+from cloud_bridge.contract import iso_utc, validate_hourly
 from edge.detect.aggregates import HourlyAggregator
 from edge.detect.rules import RuleDetector
-from edge.events import Aggregate, Event, EventKind, Role, RoomKind, iso_utc
+from edge.events import Aggregate, Event, EventKind, Role, RoomKind
 from edge.home import Device, HomeProfile, Room
 from tests.conftest import AMBIENT
 

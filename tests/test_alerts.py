@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from cloud_bridge.contract import AlertState, AlertType, Severity, iso_utc
 from edge.alerts import AlertBook
-from edge.events import AlertState, AlertType, Finding, Severity, iso_utc
+from edge.events import Finding
 
 
 def sos(at: float, action: str = "raise") -> Finding:
@@ -73,9 +74,9 @@ def test_open_alerts_survive_a_restart_through_state_dict() -> None:
 
 
 def test_times_sent_after_an_ntp_step_are_corrected_detectors_untouched() -> None:
-    from edge.core import Outputs
     from edge.events import Aggregate
-    from edge.pipeline import shifted
+    from edge.runtime.core import Outputs
+    from edge.runtime.pipeline import shifted
 
     [alert] = AlertBook("h-001").apply(sos(1000.0))
     hour = Aggregate("hourly", 3600.0, 7200.0, {})

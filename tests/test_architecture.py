@@ -26,7 +26,7 @@ PURE = [
 ]
 # I/O and clocks: none of these may be imported by a pure module
 IMPURE = {"asyncio", "paho", "bleak", "sqlite3", "socket", "threading", "subprocess", "time"}
-IMPURE |= {"edge.clock", "edge.pipeline", "edge.gateway", "edge.outbox", "edge.registry"}
+IMPURE |= {"edge.runtime", "edge.storage", "edge.commands"}  # the shell: clock, pipeline, files
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -53,9 +53,9 @@ def test_only_the_cli_imports_the_pipeline_shell() -> None:
     users = {
         str(p.relative_to(ROOT))
         for p in (ROOT / "edge").rglob("*.py")
-        if "edge.pipeline" in imported_modules(p)
+        if "edge.runtime.pipeline" in imported_modules(p)
     }
-    assert users <= {"edge/gateway.py", "edge/demo.py"}
+    assert users <= {"edge/runtime/gateway.py", "edge/commands/demo.py"}
 
 
 def test_ruff_is_clean() -> None:
@@ -120,3 +120,175 @@ def test_a_zigbee_only_gateway_loads_no_ble_fall_or_demo_library_and_an_alert_im
     loaded = {name.split(".")[0] for name in imported}
     assert loaded & NOT_FOR_ZIGBEE_ONLY == set()
     assert _imports_in(during) == [], "the first alert waited for an import"
+
+
+# --- the import graph -------------------------------------------------------------------------
+PACKAGES = ("edge", "cloud_bridge", "models")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_files() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _all_imports(path: Path, module: str) -> set[str]:
+    """Every module `path` imports, at the top or inside a function, relative ones resolved."""
+    names: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names |= {f"{base}.{alias.name}" for alias in node.names}  # `from pkg import mod`
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    """module -> the project's modules it imports (from any line of it)."""
+    files = _project_files()
+    return {
+        module: {name for name in _all_imports(path, module) if name in files and name != module}
+        for module, path in files.items()
+    }
+
+
+def test_cloud_bridge_never_imports_edge() -> None:
+    """The hub side is the wire contract, the MQTT runtime, the PKI and the hub: `edge`
+    (the gateway) may import it, never the reverse, not even lazily inside a function."""
+    files = _project_files()
+    bad = {
+        module: sorted(n for n in _all_imports(path, module) if n.split(".")[0] == "edge")
+        for module, path in files.items()
+        if module.startswith("cloud_bridge")
+    }
+    assert {m: names for m, names in bad.items() if names} == {}
+
+
+def test_the_wire_vocabulary_is_written_once() -> None:
+    """The alert enums and the home id pattern live in cloud_bridge.contract only."""
+    defined: dict[str, list[str]] = {}
+    wanted = {"AlertType", "Severity", "AlertState", "HOME_ID_RE", "iso_utc", "parse_iso_utc"}
+    for module, path in _project_files().items():
+        for node in ast.parse(path.read_text()).body:
+            names: list[str] = []
+            if isinstance(node, ast.ClassDef | ast.FunctionDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            for name in set(names) & wanted:
+                defined.setdefault(name, []).append(module)
+    assert defined == {name: ["cloud_bridge.contract"] for name in wanted}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles() -> None:
+    """No two modules import each other, directly or through others (lazy imports count:
+    a cycle hidden in a function is still a cycle in the design)."""
+    assert _cycles(_graph()) == []
+
+
+EDGE_ROOT_MAX_MODULES = 10
+
+
+def test_the_root_of_edge_holds_few_modules() -> None:
+    """The rest live in folders named for their job (storage, runtime, commands, ...)."""
+    loose = sorted(p.name for p in (ROOT / "edge").glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= EDGE_ROOT_MAX_MODULES, loose
+    for folder in (p for p in (ROOT / "edge").iterdir() if p.is_dir() and any(p.glob("*.py"))):
+        assert (folder / "__init__.py").is_file(), f"{folder.name} is not a package"
+
+
+TIME_UNITS = {"MINUTE_S", "HOUR_S", "DAY_S"}
+
+
+def test_minutes_hours_and_days_are_defined_once() -> None:
+    """`MINUTE_S`, `HOUR_S`, `DAY_S` come from edge.const everywhere."""
+    where = {
+        str(p.relative_to(ROOT))
+        for pkg in (*PACKAGES, "tests", "bench")
+        for p in (ROOT / pkg).rglob("*.py")
+        for node in ast.parse(p.read_text()).body
+        if isinstance(node, ast.Assign)
+        and {t.id for t in node.targets if isinstance(t, ast.Name)} & TIME_UNITS
+    }
+    assert where == {"edge/const.py"}
+
+
+def test_only_the_mqtt_runtime_imports_paho() -> None:
+    """Every link (uplink, hub receiver, Zigbee2MQTT adapter, demo) is a broker.MqttLink."""
+    users = {
+        module
+        for module, path in _project_files().items()
+        if any(n == "paho" or n.startswith("paho.") for n in _all_imports(path, module))
+    }
+    assert users == {"cloud_bridge.broker"}
+
+
+def test_one_backoff_rule() -> None:
+    """Reconnects and resends all draw their delay from broker.backoff_delay."""
+    randoms = {
+        module
+        for module, path in _project_files().items()
+        if module.startswith(("edge.adapters", "edge.runtime", "cloud_bridge"))
+        and any(
+            isinstance(node, ast.Attribute) and node.attr in {"uniform", "expovariate"}
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    }
+    assert randoms == set()

@@ -29,12 +29,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_bridge.broker import parse_broker_url
+from cloud_bridge.contract import parse_iso_utc
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
-from edge.core import Outputs
-from edge.demo import SpeedClock
-from edge.events import parse_iso_utc
-from edge.gateway import Gateway, GatewaySettings
+from cloud_bridge.pages.http import parse_listen
+from edge.commands.demo import SpeedClock
+from edge.const import HOUR_S
+from edge.runtime.core import Outputs
+from edge.runtime.gateway import Gateway, GatewaySettings
 from tests.gateway_proc import (
     VEILLE,
     GatewayProc,
@@ -48,7 +50,6 @@ from tests.support import Collector, Mosquitto, publish
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-HOUR_S = 3600.0
 FAST_TICK_S = 0.05  # detector ticks of the in-process gateways (production: 1 s)
 
 
@@ -122,7 +123,7 @@ def settings_for(gw: GatewayProc, hub: Mosquitto, http: str | None = None) -> Ga
         local=parse_broker_url(f"mqtt://127.0.0.1:{gw.local_port}"),
         hub=parse_broker_url(hub.url),
         storage=gw.storage,
-        http=http,
+        http=parse_listen(http) if http else None,
         ble=False,
     )
 
@@ -677,7 +678,7 @@ def test_disk_full_keeps_alerts_drops_oldest_aggregates_and_says_warning(
     still stored and delivered, the oldest aggregates are dropped, health says `warning`."""
     # This sandbox has no NTP: without this the gateway would already report `warning`
     # for its clock, and the test could not see the disk's warning appear.
-    monkeypatch.setattr("edge.gateway.time_synced", lambda: True)
+    monkeypatch.setattr("edge.runtime.gateway.time_synced", lambda: True)
     n_sos = 10
     speed = 36_000.0
     # no persistence: Mosquitto 2.0.11 crashed here (double free) autosaving this session

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from cloud_bridge.broker import BrokerUrl, Credentials
+from cloud_bridge.errors import ConfigError
 from edge.config import BrokerConfig, GatewayConfig, load_gateway_config
-from edge.errors import ConfigError
+from edge.runtime.gateway import settings_from_config
 
 EXAMPLE = """\
 [home]
@@ -42,17 +44,13 @@ def test_design_example_loads(folder: Path) -> None:
     path = write(folder, EXAMPLE)
     assert load_gateway_config(path) == GatewayConfig(
         home_id="h-0001",
-        local=BrokerConfig("mqtt://127.0.0.1:1883", "127.0.0.1", 1883, tls=False),
+        local=BrokerConfig(BrokerUrl("127.0.0.1", 1883)),
         hub=BrokerConfig(
-            "mqtts://hub.example.org:8883",
-            "hub.example.org",
-            8883,
-            tls=True,
-            ca_file=folder / "certs" / "hub-ca.pem",
+            BrokerUrl("hub.example.org", 8883, tls=True),
+            Credentials(ca_file=folder / "certs" / "hub-ca.pem"),
         ),
         storage_dir=Path("/var/lib/veille"),
-        http_host="0.0.0.0",
-        http_port=8080,
+        http=("0.0.0.0", 8080),
         source=path,
     )
 
@@ -66,32 +64,31 @@ def test_client_certificate_login_default_ports_and_ipv6(folder: Path) -> None:
     text = text.replace('url = "mqtt://127.0.0.1:1883"', 'url = "mqtt://localhost"')
     text = text.replace('dir = "/var/lib/veille"', 'dir = "state"')
     text = text.replace('listen = "0.0.0.0:8080"', 'listen = "[::1]:9000"')
-    cfg = load_gateway_config(write(folder, text))
-    assert cfg.hub.port == 8883
-    assert cfg.local.port == 1883
-    assert cfg.hub.cert_file == folder / "certs" / "gw.crt"
-    assert cfg.hub.key_file == folder / "certs" / "gw.key"
-    assert cfg.hub.username == "h-0001"
-    assert cfg.hub.password() == "secret-password"
-    assert cfg.local.password() is None
-    assert cfg.storage_dir == folder / "state"
-    assert (cfg.http_host, cfg.http_port) == ("::1", 9000)
-    # the flat names edge.gateway reads
-    assert cfg.http_listen == "[::1]:9000"
-    assert cfg.local_url == "mqtt://localhost"
-    assert cfg.hub_url == "mqtts://hub.example.org"
-    assert (cfg.hub_ca_file, cfg.hub_cert_file, cfg.hub_key_file) == (
-        folder / "certs" / "hub-ca.pem",
-        folder / "certs" / "gw.crt",
-        folder / "certs" / "gw.key",
+    path = write(folder, text)
+    cfg = load_gateway_config(path)
+    assert cfg.hub.url == BrokerUrl("hub.example.org", 8883, tls=True)
+    assert cfg.local.url == BrokerUrl("localhost", 1883)
+    assert cfg.hub.credentials == Credentials(
+        ca_file=folder / "certs" / "hub-ca.pem",
+        cert_file=folder / "certs" / "gw.crt",
+        key_file=folder / "certs" / "gw.key",
+        username="h-0001",
+        password_file=folder / "certs" / "hub.pass",
     )
-    assert (cfg.hub_username, cfg.hub_password_file) == ("h-0001", folder / "certs" / "hub.pass")
+    assert cfg.hub.credentials.password() == "secret-password"
+    assert cfg.local.credentials.password() is None
+    assert cfg.storage_dir == folder / "state"
+    assert cfg.http == ("::1", 9000)
+    # what `veille run` gets: the same objects, not parsed again
+    settings = settings_from_config(path)
+    assert (settings.local, settings.hub, settings.http) == (cfg.local.url, cfg.hub.url, cfg.http)
+    assert settings.hub_credentials == cfg.hub.credentials
 
 
 def test_http_section_is_optional(folder: Path) -> None:
     text = EXAMPLE.split("[http]", maxsplit=1)[0]
     cfg = load_gateway_config(write(folder, text))
-    assert (cfg.http_host, cfg.http_port) == ("127.0.0.1", 8080)
+    assert cfg.http == ("127.0.0.1", 8080)
 
 
 def test_speaker_is_optional_and_names_a_command(folder: Path) -> None:

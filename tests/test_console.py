@@ -16,11 +16,10 @@ from fastapi.testclient import TestClient
 
 from cloud_bridge.broker import parse_broker_url
 from cloud_bridge.console import create_console_app, inbox_order
-from cloud_bridge.contract import encode, validate_ack
+from cloud_bridge.contract import encode, iso_utc, validate_ack
+from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
-from edge.errors import VeilleError
-from edge.events import iso_utc
 from tests.support import Collector, Mosquitto, publish
 from tests.test_status_auth import all_routes, concrete
 

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from cloud_bridge.console import create_console_app
 from cloud_bridge.console_sessions import open_console_state
-from cloud_bridge.hub_store import open_store
-from edge.status.auth import SESSION_COOKIE, Signer
+from cloud_bridge.pages.auth import SESSION_COOKIE, Signer
+from cloud_bridge.stores import open_store
 from tests.pg import Postgres, running_postgres
 
 STAFF = "alice"
@@ -115,7 +115,7 @@ def test_a_password_change_ends_that_persons_sessions(spec: str, tmp_path: Path)
 def test_console_login_throttle_is_per_address_and_atomic(tmp_path: Path) -> None:
     import threading
 
-    from edge.status.auth import FREE_FAILURES
+    from cloud_bridge.pages.auth import FREE_FAILURES
 
     spec = f"sqlite:///{tmp_path / 'hub.db'}"
     app = console(spec, passwords(tmp_path, f"{STAFF}:{PASSWORD}\n"))

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from cloud_bridge.contract import AlertType
 from edge.decode.bthome import BthomeDecoder, NearbyDevice
-from edge.events import AlertType, Event, EventKind, Role, RoomKind
+from edge.events import Event, EventKind, Role, RoomKind
 from edge.home import Device, HomeProfile, Room
 
 VECTORS = Path(__file__).parent / "vectors" / "ble"
@@ -170,3 +171,29 @@ def test_a_held_bthome_button_is_an_sos_hold() -> None:
     assert [(f.type, f.action, f.evidence) for f in found] == [
         (AlertType.SOS, "raise", {"button": "hold"})
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("wrong_bindkey", "cannot decrypt"),
+        ("tampered_mic", "cannot decrypt"),
+        ("encrypted_without_bindkey", "no bindkey in the registry"),
+        ("plaintext_with_bindkey", "plaintext advertisement"),
+        ("truncated_temperature", "truncated at object 0x02"),
+        ("version_7", "version 7"),
+    ],
+)
+def test_why_an_advert_is_bad_is_read_from_its_bytes_and_the_parser_state(
+    name: str, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each reason is told apart without the library's log: its logger is left as it was
+    set when loaded (no level change, no filter per advertisement)."""
+    case = next(c for c in load(VECTORS / "bad_input.json")["cases"] if c["name"] == name)
+    decoder = BthomeDecoder(profile_of(case["device"]))
+    library = logging.getLogger("bthome_ble.parser")
+    before = (library.level, list(library.filters), logging.getLogger("bthome_ble").level)
+    assert decoder.decode(case["device"]["address"], service_data(case), -60, 1000.0).bad
+    assert (library.level, list(library.filters), logging.getLogger("bthome_ble").level) == before
+    [line] = [r.getMessage() for r in warnings(caplog)]
+    assert words in line

@@ -20,7 +20,7 @@ from pysiaalarm import SIAAccount, SIAClient
 
 from cloud_bridge.contract import alert_topic, encode
 from cloud_bridge.directory import Contact, HomeCard, load_directory, open_directory
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
 from tests.gateway_proc import STAFF_PASSWORD, HubProc
 from tests.pg import Postgres, running_postgres
 from tests.support import Collector, Mosquitto, free_port, publish

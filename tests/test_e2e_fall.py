@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from cloud_bridge.broker import parse_broker_url
-from edge.clock import FakeClock
 from edge.decode.wearable import encode_button
 from edge.events import Role, RoomKind
-from edge.gateway import Gateway, GatewaySettings
 from edge.home import Device, HomeProfile, Room
-from edge.pipeline import WearableBytes
-from edge.registry import Registry
-from edge.sim_wearable import encode_frames
+from edge.runtime.clock import FakeClock
+from edge.runtime.gateway import Gateway, GatewaySettings
+from edge.runtime.pipeline import WearableBytes
+from edge.sim.wearable import encode_frames
+from edge.storage.registry import Registry
 from tests.conftest import FALLS_NPZ
 from tests.support import Collector, Mosquitto
 
@@ -76,13 +76,23 @@ async def stream_fall(tmp_path: Path, local: Mosquitto, hub: Mosquitto, cancel: 
     task = asyncio.create_task(gateway.run(stop, (radio_source(),)))
     while not gateway.state.ready:
         await asyncio.sleep(0.02)
+    sent = 0
+
+    async def received(data: bytes) -> None:
+        """One notification, dated when received; simulated time moves on once it is handled
+        (frames carry their reception time, so a lagging pipeline would date nothing late)."""
+        nonlocal sent
+        radio.put_nowait(WearableBytes("belt", data, clock.now()))
+        sent += 1
+        while gateway.pipeline.processed < sent:
+            await asyncio.sleep(0.001)
+
     for frame in encode_frames(fall_trace(), per_frame=FRAME):
         clock.advance(FRAME / 50)
-        radio.put_nowait(WearableBytes("belt", frame))
-        await asyncio.sleep(0)
+        await received(frame)
         if cancel and gateway.core._wearables["belt"].pending:
             clock.advance(5.0)  # the wearer presses "I'm fine" a few seconds later
-            radio.put_nowait(WearableBytes("belt", encode_button(1, "single")))
+            await received(encode_button(1, "single"))
             cancel = False
     while not radio.empty():
         await asyncio.sleep(0.01)

@@ -150,7 +150,7 @@ def test_a_fatal_signal_leaves_the_python_stacks_in_the_log(
     assert gw.proc.wait(10) == -signal.SIGBUS
     log = gw.log()
     assert "Fatal Python error: Bus error" in log
-    assert "edge/gateway.py" in log  # the main thread's stack, in the product's own code
+    assert "edge/runtime/gateway.py" in log  # the main thread's stack, in the product's own code
 
 
 @pytest.mark.slow

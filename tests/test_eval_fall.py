@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.commands.eval_fall import first_fall_s, stream_trial
 from edge.detect.fall import load_default_detector
-from edge.eval_fall import first_fall_s, stream_trial
 from tests.conftest import FALLS_NPZ
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def veille(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "edge.commands.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -87,8 +87,8 @@ def _trial(activity: str, subject: str) -> np.ndarray:
 def test_link_simulation_does_what_it_says() -> None:
     """The robustness figures' links: losses, outages of 1-2 s, late and repeated frames, all
     seen as such by the real stream decoder."""
+    from edge.commands.eval_fall import LINKS, Link, link_notifications
     from edge.decode.wearable import WearableStream
-    from edge.eval_fall import LINKS, Link, link_notifications
 
     samples = _trial("D01", "SA01")  # 100 s, 625 frames of 8 samples
     n_frames = -(-samples.shape[0] // 8)
@@ -119,7 +119,7 @@ def test_link_simulation_does_what_it_says() -> None:
 
 
 def test_fall_through_a_clean_and_a_messy_link() -> None:
-    from edge.eval_fall import LINKS, Link, stream_over_link
+    from edge.commands.eval_fall import LINKS, Link, stream_over_link
 
     samples = _trial("F05", "SA05")
     direct = first_fall_s(stream_trial(load_default_detector(confirm_s=0.0), samples,

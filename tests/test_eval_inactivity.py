@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.events import parse_iso_utc
+from cloud_bridge.contract import parse_iso_utc
 from tests.conftest import AMBIENT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", "eval-inactivity", *args],
+        [sys.executable, "-m", "edge.commands.cli", "eval-inactivity", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from cloud_bridge.contract import AlertType, Severity
+from edge.commands.eval_fall import first_fall_s, stream_trial
 from edge.decode.wearable import WearableStream
 from edge.detect.fall import FallDetector, load_default_detector
-from edge.eval_fall import first_fall_s, stream_trial
-from edge.events import AccelFrame, AlertType, Event, EventKind, Finding, Severity
-from edge.sim_wearable import encode_frames
+from edge.events import AccelFrame, Event, EventKind, Finding
+from edge.sim.wearable import encode_frames
 from models import features as ft
 from models.runtime import OnnxModel
 from tests.conftest import FALLS_NPZ

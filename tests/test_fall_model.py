@@ -65,7 +65,7 @@ def test_card_describes_the_file() -> None:
     # issue 14: figures with every held-out trial turned, over lossy links, turned day streams
     assert set(cv["groups_turned"]) == {"young", "elderly", "all"}
     assert (cv["turn"]["bias_mg"], cv["turn"]["noise_mg"]) == (40.0, 15.0)
-    from edge.eval_fall import LINKS
+    from edge.commands.eval_fall import LINKS
 
     assert [lk["link"] for lk in cv["links"]] == [link.name for link in LINKS]
     assert set(cv["adl_stream"]) == {"raw", "blended", "turned"}

@@ -16,9 +16,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloud_bridge.contract import LEAVES, ContractError, encode, validate_message
+from cloud_bridge.contract import (
+    LEAVES,
+    AlertState,
+    AlertType,
+    ContractError,
+    Severity,
+    encode,
+    validate_message,
+)
 from edge.decode.wearable import WearableStream, encode_accel
-from edge.events import Alert, AlertState, AlertType, Severity
+from edge.events import Alert
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 JSON = st.recursive(

@@ -29,7 +29,7 @@ from cloud_bridge.contract import alert_topic
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
 from cloud_bridge.uplink import Uplink
-from edge.outbox import Outbox
+from edge.storage.outbox import Outbox
 from tests.support import HUB_ACL, HUB_CONF, TlsHub, make_hub_pki, tls_client
 from tests.test_uplink import alert as sos
 

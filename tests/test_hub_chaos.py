@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.events import parse_iso_utc
+from cloud_bridge.contract import parse_iso_utc
 from tests.gateway_proc import GatewayProc, HubProc, alarm_log, hub_log, logs_agree, sos_press
 from tests.pg import Postgres, running_postgres
 from tests.support import Mosquitto, publish

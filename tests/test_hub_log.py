@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from cloud_bridge.hub_store import open_store
-from edge.events import AlertState
-from edge.outbox import Outbox
+from cloud_bridge.contract import AlertState
+from cloud_bridge.stores import open_store
+from edge.storage.outbox import Outbox
 from tests.gateway_proc import VEILLE
 from tests.pg import Postgres, running_postgres
 from tests.test_outbox import ALERT_TOPIC, T0

@@ -19,11 +19,11 @@ import psycopg
 import pytest
 
 from cloud_bridge.broker import parse_broker_url
-from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from cloud_bridge.contract import aggregate_topic, alert_topic, encode, iso_utc
 from cloud_bridge.hub import HubReceiver
-from cloud_bridge.hub_store import HubStore, SqliteHubStore, open_store
+from cloud_bridge.hub_store import Batch, HubStore, SqliteHubStore
 from cloud_bridge.hub_store_pg import PostgresHubStore
-from edge.events import iso_utc
+from cloud_bridge.stores import open_store
 from tests.pg import Postgres, running_postgres
 from tests.support import Mosquitto
 
@@ -202,6 +202,62 @@ def test_statuses_latest_wins_sorted_by_home(store: HubStore) -> None:
         {**status("h-a", True, T0), "received_at": T0 + 2},
         {**status("h-b", False, T0 + 60), "received_at": T0 + 61},
     ]
+
+
+def test_one_batch_dedupes_and_escalates_as_messages_apart_would(store: HubStore) -> None:
+    """One transaction holding a redelivery, an escalation, a resolution and a late
+    acknowledgement of one alert: each state logged once, the alert ends resolved at the
+    higher severity, and the late state never moves it back."""
+    raised = alert(1)
+    critical = {**alert(1, at_s=60), "severity": "critical"}
+    resolved = {**alert(1, "resolved", at_s=120), "severity": "critical"}
+    late_ack = {**alert(1, "acknowledged", at_s=90), "severity": "critical"}
+    other = alert(2)
+    batch = Batch(alerts=[raised, raised, critical, resolved, late_ack, other, other],
+                  received_at=T0 + 5)  # fmt: skip
+    assert store.record_batch(batch) == [True, False, True, True, True, True, False]
+    one = store.alert(raised["id"])
+    assert one is not None
+    assert (one["state"], one["severity"], one["at"]) == ("resolved", "critical", resolved["at"])
+    assert store.state_count() == 5
+    # the same batch again (the broker redelivers it after a crash): nothing new
+    assert store.record_batch(batch) == [False] * 7
+    assert store.state_count() == 5
+
+
+def test_one_batch_stores_aggregates_once_and_the_latest_status(store: HubStore) -> None:
+    agg = hourly("h-0001", 1)
+    batch = Batch(
+        alerts=[],
+        aggregates=[agg, agg, hourly("h-0001", 2)],
+        statuses=[status("h-0001", False, T0), status("h-0002", True, T0)],
+        received_at=T0 + 1,
+    )
+    assert store.record_batch(batch) == []
+    assert [a["period_start"] for a in store.aggregates("h-0001", agg["schema"])] == [
+        agg["period_start"],
+        hourly("h-0001", 2)["period_start"],
+    ]
+    store.record_batch(Batch(statuses=[status("h-0001", True, T0 + 9)], received_at=T0 + 9))
+    assert [(s["home_id"], s["online"]) for s in store.statuses()] == [
+        ("h-0001", True),
+        ("h-0002", True),
+    ]
+
+
+def test_a_failing_batch_stores_nothing_and_the_next_one_goes_in(store: HubStore) -> None:
+    """A row the database refuses (NOT NULL) rolls the whole batch back, the good alert
+    with it; the next batch stores it as new."""
+    good, refused = alert(1), {**alert(2), "type": None}
+    with pytest.raises(Exception):  # noqa: B017 (sqlite3 or psycopg IntegrityError)
+        store.record_batch(
+            Batch(alerts=[good, refused], aggregates=[hourly("h-0001", 1)], received_at=T0)
+        )
+    assert store.alerts() == []
+    assert store.state_count() == 0
+    assert store.aggregates("h-0001", "veille.aggregate.hourly/1") == []
+    assert store.record_batch(Batch(alerts=[good], received_at=T0 + 1)) == [True]
+    assert [a["id"] for a in store.alerts()] == [good["id"]]
 
 
 def test_mark_sets_hub_side_fields_only(store: HubStore) -> None:

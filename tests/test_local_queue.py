@@ -19,13 +19,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.const import DAY_S
 from tests.gateway_proc import GatewayProc, sos_press
 from tests.support import Collector, Mosquitto
 from tests.test_local_broker_conf import LOCAL_CONF, LocalBroker
 
 pytestmark = pytest.mark.broker
 
-DAY_S = 24 * 3600
 # A busy home: ~15 Zigbee devices, plugs reporting power, 1 message a second on average,
 # each a Zigbee2MQTT payload of ~300 bytes (battery, linkquality, voltage, ...).
 BUSY_RATE_PER_S = 1.0

@@ -18,9 +18,9 @@ from aiosmtpd.controller import Controller
 
 from cloud_bridge.contract import alert_topic, encode
 from cloud_bridge.directory import parse_card
-from cloud_bridge.hub_store import open_store
 from cloud_bridge.notify.config import CONTACTS, NotifyConfigError, parse_notify_config
 from cloud_bridge.notify.notifier import FileChainStore, Notifier
+from cloud_bridge.stores import open_store
 from tests.gateway_proc import HubProc
 from tests.support import Mosquitto, free_port, publish
 from tests.test_notify_e2e import alert, until

@@ -18,9 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from pysiaalarm import SIAAccount, SIAClient
 
-from cloud_bridge.contract import alert_topic, encode
-from cloud_bridge.hub_store import open_store
-from edge.events import iso_utc
+from cloud_bridge.contract import alert_topic, encode, iso_utc
+from cloud_bridge.stores import open_store
 from tests.gateway_proc import STAFF_PASSWORD, VEILLE, HubProc
 from tests.support import Mosquitto, free_port, publish
 from tests.test_notify_mail import Inbox

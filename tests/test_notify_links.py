@@ -27,8 +27,8 @@ from pysiaalarm import SIAAccount, SIAClient
 
 from cloud_bridge.ack_links import LinkRefused, LinkSigner, open_link_store
 from cloud_bridge.contract import ack_topic, alert_topic, encode
-from cloud_bridge.hub_store import open_store
 from cloud_bridge.notify.config import NotifyConfigError, parse_notify_config
+from cloud_bridge.stores import open_store
 from tests.gateway_proc import HubProc
 from tests.pg import Postgres, running_postgres
 from tests.support import Collector, Mosquitto, free_port, publish

@@ -23,8 +23,8 @@ from cloud_bridge.broker import parse_broker_url
 from cloud_bridge.console import create_console_app
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
+from cloud_bridge.pages.auth import CSRF_COOKIE, SESSION_COOKIE
 from edge.status.app import create_app
-from edge.status.auth import CSRF_COOKIE, SESSION_COOKIE
 from tests.support import Mosquitto
 from tests.test_status_auth import INSTALLER_CODE, build
 

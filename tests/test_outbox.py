@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge import contract
-from edge.errors import StorageError
-from edge.events import Alert, AlertState, AlertType, Severity
-from edge.outbox import Outbox, OutboxItem
+from cloud_bridge.contract import AlertState, AlertType, Severity
+from cloud_bridge.errors import StorageError
+from edge.events import Alert
+from edge.storage.outbox import Outbox, OutboxItem
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors" / "db"
@@ -487,7 +488,7 @@ else:
 _WRITER = """
 import sys
 from pathlib import Path
-from edge.outbox import Outbox
+from edge.storage.outbox import Outbox
 from tests.test_outbox import ALERT_TOPIC, HOME, T0, alert
 box = Outbox(Path(sys.argv[1]), home_id=HOME)
 for n in range(int(sys.argv[2])):

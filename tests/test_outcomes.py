@@ -19,9 +19,8 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from cloud_bridge.contract import ack_topic, alert_topic, encode
+from cloud_bridge.contract import ack_topic, alert_topic, encode, iso_utc
 from cloud_bridge.outcomes import open_outcomes, percentile, statistics, steps_reached
-from edge.events import iso_utc
 from tests.gateway_proc import STAFF_PASSWORD, VEILLE, HubProc, hub_log
 from tests.pg import Postgres, running_postgres
 from tests.support import Collector, Mosquitto, free_port, publish

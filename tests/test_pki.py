@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_bridge import pki
-from edge import cli
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
+from edge.commands import cli
 
 OPENSSL = shutil.which("openssl")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

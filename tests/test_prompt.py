@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.prompt import CHECKIN_SENTENCE_FR, say, send_prompts, speaker_argv
+from edge.runtime.prompt import CHECKIN_SENTENCE_FR, say, send_prompts, speaker_argv
 
 
 def fake_speaker(tmp_path: Path, name: str = "espeak-ng") -> tuple[Path, Path]:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from edge.commands.provision import checklist
 from edge.events import Role, RoomKind
 from edge.home import Device, HomeProfile, Room
-from edge.provision import checklist
-from edge.registry import Registry
+from edge.storage.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 VEILLE = ROOT / ".venv" / "bin" / "veille"

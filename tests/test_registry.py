@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import StorageError
+from cloud_bridge.errors import StorageError
 from edge.events import Role, RoomKind
 from edge.home import Device, HomeProfile, Room, Thresholds
-from edge.registry import AtomicJSONStorage, Registry
+from edge.storage.registry import AtomicJSONStorage, Registry
 
 PROFILE = HomeProfile(
     id="h-0001",

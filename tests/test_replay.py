@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
+from edge.commands.replay import load_events, room_kind, rooms_of
 from edge.events import EventKind, Role, RoomKind
-from edge.replay import load_events, room_kind, rooms_of
 from tests.conftest import AMBIENT
 
 HEADER = "timestamp,epoch_s,sensor_id,sensor_type,room,value"
@@ -108,10 +108,10 @@ def test_bad_rows_are_logged_and_skipped(tmp_path: Path, caplog: pytest.LogCaptu
         ]
     )
     path.write_bytes(gzip.compress(text.encode()))
-    with caplog.at_level(logging.WARNING, logger="edge.replay"):
+    with caplog.at_level(logging.WARNING, logger="edge.commands.replay"):
         events = load_events(path)
     assert [(e.at, e.value) for e in events] == [(100.0, True), (104.0, False)]
-    skipped = [r for r in caplog.records if r.name == "edge.replay"]
+    skipped = [r for r in caplog.records if r.name == "edge.commands.replay"]
     assert len(skipped) == 5
     assert all("bad.csv.gz:" in r.getMessage() for r in skipped)
 

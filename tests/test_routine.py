@@ -9,24 +9,14 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from cloud_bridge.contract import validate_daily
-from edge.detect.inactivity import MINUTE_S, RoutineModel, time_bin
-from edge.detect.routine import RoutineDetector
-from edge.eval_inactivity import answer_until, raised, replay
-from edge.events import (
-    Aggregate,
-    AlertType,
-    CheckIn,
-    Emission,
-    Event,
-    EventKind,
-    Finding,
-    Role,
-    RoomKind,
-    Severity,
-)
+from cloud_bridge.contract import AlertType, Severity, validate_daily
+from edge.commands.eval_inactivity import answer_until, raised, replay
+from edge.commands.replay import load_events, rooms_of
+from edge.const import MINUTE_S
+from edge.detect.inactivity import RoutineDetector
+from edge.detect.routine import RoutineModel, time_bin
+from edge.events import Aggregate, CheckIn, Emission, Event, EventKind, Finding, Role, RoomKind
 from edge.home import Thresholds
-from edge.replay import load_events, rooms_of
 from tests.conftest import AMBIENT
 
 H = 3600.0

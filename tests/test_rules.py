@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from cloud_bridge.contract import AlertType, Severity
 from edge.detect.rules import RuleDetector
-from edge.events import AlertType, Event, EventKind, Finding, Role, RoomKind, Severity
+from edge.events import Event, EventKind, Finding, Role, RoomKind
 from edge.home import Device, HomeProfile, Room, Thresholds
 
 T0 = 1_700_000_000.0

@@ -15,11 +15,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from edge.core import HomeCore
-from edge.home import load_home_toml
-from edge.registry import Registry
-from edge.status.app import create_app
-from edge.status.auth import (
+from cloud_bridge.pages.auth import (
     FREE_FAILURES,
     LOCK_AFTER_FAILURES,
     LOCK_S,
@@ -31,6 +27,10 @@ from edge.status.auth import (
     throttle_decision,
     wait_after,
 )
+from edge.home import load_home_toml
+from edge.runtime.core import HomeCore
+from edge.status.app import create_app
+from edge.storage.registry import Registry
 from tests.gateway_proc import write_home
 
 FAMILY_PIN = "2468"

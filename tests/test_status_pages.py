@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from cloud_bridge.pages import i18n
 from edge.events import Aggregate
 from edge.home import HomeFileError
-from edge.status import editing, i18n
+from edge.status import editing
 from edge.status.app import create_app
 from edge.status.family import status_view
 from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, build, csrf_of, login

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import systemd
+from edge.runtime import systemd
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "firmware_configs" / "systemd"
@@ -81,7 +81,7 @@ def test_notifications_reach_the_socket(notify_socket: NotifySocket) -> None:
 
 
 def test_a_child_process_notifies_like_under_systemd(notify_socket: NotifySocket) -> None:
-    code = "from edge import systemd; raise SystemExit(0 if systemd.ready() else 1)"
+    code = "from edge.runtime import systemd; raise SystemExit(0 if systemd.ready() else 1)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False, timeout=30)
     assert done.returncode == 0
     assert notify_socket.recv() == "READY=1"

@@ -11,12 +11,19 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge.broker import Credentials, parse_broker_url
-from cloud_bridge.contract import aggregate_topic, alert_topic, encode
+from cloud_bridge.contract import (
+    AlertState,
+    AlertType,
+    Severity,
+    aggregate_topic,
+    alert_topic,
+    encode,
+)
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
 from cloud_bridge.uplink import RESEND_MAX_S, Uplink, resend_delay
-from edge.events import Alert, AlertState, AlertType, Severity
-from edge.outbox import Outbox
+from edge.events import Alert
+from edge.storage.outbox import Outbox
 from tests.support import Collector, Mosquitto, TlsHub, make_hub_pki, tls_client
 
 pytestmark = pytest.mark.broker

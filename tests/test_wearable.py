@@ -15,7 +15,6 @@ from edge.adapters.wearable import (
     WearableLink,
     backoff_s,
 )
-from edge.clock import FakeClock
 from edge.decode.wearable import (
     WearableFrameError,
     WearableStream,
@@ -25,7 +24,8 @@ from edge.decode.wearable import (
     encode_button,
 )
 from edge.events import AccelFrame, Event, EventKind
-from edge.sim_wearable import encode_frames, wearable_trace
+from edge.runtime.clock import FakeClock
+from edge.sim.wearable import encode_frames, wearable_trace
 
 # The examples written in firmware_configs/wearable/FRAME.md.
 ACCEL_513 = bytes.fromhex("10010200 0018fc0c00 05001afc0a00".replace(" ", ""))

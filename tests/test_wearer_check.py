@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from edge.core import HomeCore
 from edge.events import Role, RoomKind
 from edge.home import Device, HomeProfile, Room
-from edge.registry import Registry
-from edge.sim_wearable import encode_frames
+from edge.runtime.core import HomeCore
+from edge.sim.wearable import encode_frames
 from edge.status.app import create_app
+from edge.storage.registry import Registry
 from models.runtime import FALL_MODEL_PATH, OnnxModel
 from tests.conftest import FALLS_NPZ
 from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, csrf_of, login

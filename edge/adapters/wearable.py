@@ -16,9 +16,10 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
-from edge.clock import Clock
+from cloud_bridge.broker import backoff_delay
 from edge.decode.wearable import WearableFrameError, decode_battery
 from edge.events import Event, EventKind, Role
+from edge.runtime.clock import Clock
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,9 +51,12 @@ Connector = Callable[[Callable[[Any], None]], Awaitable[GattClient]]
 
 
 def backoff_s(attempt: int, rng: random.Random | None = None) -> float:
-    """Delay before reconnection attempt `attempt` (0-based): full jitter, capped."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 1.5 ** min(attempt, 20))
-    return (rng or random).uniform(0.5 * ceiling, ceiling)
+    """Delay before reconnection attempt `attempt` (0-based): the project's one backoff
+    (`backoff_delay`, equal jitter), growing by half per attempt to `BACKOFF_MAX_S`."""
+    rand = (rng or random).random
+    return backoff_delay(
+        attempt, base_s=BACKOFF_BASE_S, max_s=BACKOFF_MAX_S, factor=1.5, rand=rand
+    )
 
 
 def bleak_connector(address: str, name: str) -> Connector:
@@ -101,7 +105,6 @@ class WearableLink:
         self.battery_read_s = battery_read_s
         self.rng = rng or random.Random()
         self.backoff = backoff or backoff_s
-        self.connections = 0
 
     def _event(self, kind: EventKind, value: float | None) -> Event:
         return Event(
@@ -133,7 +136,6 @@ class WearableLink:
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
-            self.connections += 1
             _LOGGER.info("%s: connected", self.device_id)
             try:
                 await client.start_notify(FRAME_CHAR_UUID, self._on_notify)

@@ -6,13 +6,15 @@ every QoS 1 message until the pipeline calls `message.ack()`, which it does only
 message's effects are durable. Messages published while the gateway restarts, and messages it
 received but had not acknowledged when it died, are delivered again.
 
-    async with Zigbee2MqttAdapter("mqtt://127.0.0.1:1883", "veille-h-0001") as z2m:
+    url = parse_broker_url("mqtt://127.0.0.1:1883")
+    async with Zigbee2MqttAdapter(url, "veille-h-0001") as z2m:
         async for msg in z2m.messages():
             ...            # decode, detect, write durably
             msg.ack()
 
-paho runs in one thread of ours (`client.loop()`), reconnecting with jittered backoff
-(`backoff_delay`); each message crosses to asyncio with `loop.call_soon_threadsafe`.
+The connection is a `cloud_bridge.broker.MqttLink`, the one MQTT runtime: its own network
+thread (the only one that writes to the socket), reconnecting with `backoff_delay`; each
+message crosses to asyncio with `loop.call_soon_threadsafe`.
 
 Mosquitto drops what goes over its queue limits without telling the client, so the adapter
 also reads the broker's `$SYS/broker/publish/messages/dropped` counter and logs an error
@@ -24,25 +26,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from cloud_bridge.broker import (
+    KEEPALIVE_S,
     BrokerUrl,
+    Credentials,
+    MqttLink,
     backoff_delay,
-    parse_broker_url,
-    write_on_network_thread,
+    mqtt,
 )
-from edge.clock import Clock, GatewayClock
-from edge.errors import ConfigError, VeilleError
+from cloud_bridge.errors import ConfigError, VeilleError
+from edge.runtime.clock import Clock, GatewayClock
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,9 +48,7 @@ SUBSCRIPTION = "zigbee2mqtt/#"
 PERMIT_JOIN_TOPIC = "zigbee2mqtt/bridge/request/permit_join"
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # Mosquitto's counter since it started
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our session and queue through a week offline
-KEEPALIVE_S = 30
 RECEIVE_MAXIMUM = 200  # unacknowledged QoS 1 messages the broker may have in flight to us
-LOOP_TIMEOUT_S = 0.2  # paho network loop tick: how fast a stop request is seen
 PUBLISH_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 PERMIT_JOIN_MAX_S = 254  # Zigbee's longest permit-join window
@@ -88,9 +84,10 @@ class Zigbee2MqttAdapter:
 
     def __init__(
         self,
-        url: str | BrokerUrl,
+        url: BrokerUrl,
         client_id: str,
         *,
+        credentials: Credentials | None = None,
         subscription: str = SUBSCRIPTION,
         clock: Clock | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
@@ -99,55 +96,44 @@ class Zigbee2MqttAdapter:
     ) -> None:
         if not client_id:
             raise ConfigError("the local broker session needs a fixed client id")
-        self.broker = url if isinstance(url, BrokerUrl) else parse_broker_url(url)
+        self.broker = url
         self.client_id = client_id
         self._subscription = subscription
         self._clock = clock or GatewayClock()
-        self._session_expiry_s = session_expiry_s
-        self._keepalive_s = keepalive_s
-        self._backoff = backoff
         self.ready = asyncio.Event()  # subscribed on the current connection
-        self.connects = 0  # successful connections, for health and tests
         self.dropped = 0  # messages the broker says it dropped since it started
         self._dropped_seen: int | None = None
         self._queue: asyncio.Queue[LocalMessage] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._generation = 0
-        self._connected = False
-        self._client = self._make_client()
-
-    def _make_client(self) -> mqtt.Client:
-        v5 = self.broker.version == 5
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,  # 3.1.1: a persistent session too
+        self._generation = 0  # which connection is current: acks only go back on it
+        self._connected = False  # set once `_generation` names the current connection
+        self._link = MqttLink(
+            self.broker,
+            client_id,
+            credentials=credentials,
+            clean_start=False,  # a persistent session, in MQTT 3.1.1 too
+            session_expiry_s=session_expiry_s,
+            receive_maximum=RECEIVE_MAXIMUM,
+            keepalive_s=keepalive_s,
+            backoff=backoff,
             manual_ack=True,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_message=self._on_message,
+            on_subscribe=self._on_subscribe,
+            name=f"mqtt-local-{client_id}",
         )
-        write_on_network_thread(client)
-        if self.broker.username is not None:
-            client.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls:
-            client.tls_set()
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.message_callback_add(DROPPED_TOPIC, self._on_dropped)
-        return client
+
+    @property
+    def connects(self) -> int:
+        """Successful connections, for health and tests."""
+        return self._link.connects
 
     # -- asyncio side ------------------------------------------------------------------
 
     async def __aenter__(self) -> Zigbee2MqttAdapter:
         self._loop = asyncio.get_running_loop()
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"mqtt-local-{self.client_id}", daemon=True
-        )
-        self._thread.start()
+        self._link.start()
         return self
 
     async def __aexit__(
@@ -160,10 +146,7 @@ class Zigbee2MqttAdapter:
 
     async def close(self) -> None:
         """Disconnect cleanly (the session and unacknowledged messages stay on the broker)."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await asyncio.to_thread(thread.join, STOP_TIMEOUT_S)
+        await asyncio.to_thread(self._link.stop, STOP_TIMEOUT_S)
         self.ready.clear()
 
     async def messages(self) -> AsyncIterator[LocalMessage]:
@@ -190,8 +173,8 @@ class Zigbee2MqttAdapter:
         timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> None:
         """Publish to the local broker and wait for its PUBACK (QoS 1)."""
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        info = self._link.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise LocalBrokerError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}")
         try:
             await asyncio.to_thread(info.wait_for_publish, timeout_s)
@@ -213,8 +196,8 @@ class Zigbee2MqttAdapter:
             # The broker will deliver it again on the new connection; that copy gets acked.
             _LOGGER.debug("ack of %s (mid %d) skipped: its connection is gone", msg.topic, msg.mid)
             return
-        rc = self._client.ack(msg.mid, msg.qos)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        rc = self._link.client.ack(msg.mid, msg.qos)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
             _LOGGER.debug("ack of mid %d not sent: %s", msg.mid, mqtt.error_string(rc))
 
     def _to_loop(self, func: Callable[..., Any], *args: Any) -> None:
@@ -226,79 +209,21 @@ class Zigbee2MqttAdapter:
         except RuntimeError:  # the loop closed while we were handing over
             _LOGGER.debug("event loop closed; message left to the broker's redelivery")
 
-    # -- paho thread -------------------------------------------------------------------
+    # -- the network thread --------------------------------------------------------------
 
-    def _run(self) -> None:
-        """Connect, run paho's network loop, reconnect with jittered backoff, until stopped."""
-        attempt = 0
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self._session_expiry_s
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
-        while not self._stop.is_set():
-            connects_before = self.connects
-            try:
-                if self.broker.version == 5:
-                    self._client.connect(
-                        self.broker.host,
-                        self.broker.port,
-                        keepalive=self._keepalive_s,
-                        clean_start=False,
-                        properties=props,
-                    )
-                else:
-                    self._client.connect(
-                        self.broker.host, self.broker.port, keepalive=self._keepalive_s
-                    )
-                rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-                while not self._stop.is_set() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    rc = self._client.loop(timeout=LOOP_TIMEOUT_S)
-            except (OSError, ValueError) as exc:
-                _LOGGER.debug("local broker connect failed: %s", exc)
-            if self._stop.is_set():
-                break
-            attempt = 0 if self.connects > connects_before else attempt + 1
-            delay = self._backoff(attempt)
-            _LOGGER.warning(
-                "local broker %s:%d unreachable, retry %d in %.1f s",
-                self.broker.host,
-                self.broker.port,
-                attempt,
-                delay,
-            )
-            self._stop.wait(delay)
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._connected:
-            self._client.disconnect()
-            for _ in range(10):  # let paho write the DISCONNECT
-                if self._client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
-        else:
-            self._client.disconnect()  # closes a half-open socket if any
-        self._connected = False
-
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            _LOGGER.warning("local broker refused the connection: %s", reason)
-            return
+    def _on_connect(self) -> None:
         self._generation += 1
         self._connected = True
-        self.connects += 1
         _LOGGER.info(
             "connected to local broker %s:%d as %s (session present: %s)",
             self.broker.host,
             self.broker.port,
             self.client_id,
-            flags.session_present,
+            self._link.session_present,
         )
-        client.subscribe([(self._subscription, 1), (DROPPED_TOPIC, 0)])
+        self._link.client.subscribe([(self._subscription, 1), (DROPPED_TOPIC, 0)])
 
-    def _on_subscribe(
-        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
-    ) -> None:
+    def _on_subscribe(self, reasons: list[Any]) -> None:
         if not reasons or reasons[0].is_failure:
             _LOGGER.error("local broker refused subscription %s: %s", self._subscription, reasons)
             return
@@ -306,7 +231,7 @@ class Zigbee2MqttAdapter:
             _LOGGER.warning("local broker: cannot watch %s (%s)", DROPPED_TOPIC, reasons[1])
         self._to_loop(self.ready.set)
 
-    def _on_dropped(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_dropped(self, msg: mqtt.MQTTMessage) -> None:
         """The broker's count of dropped messages: an error line when it is new or grows."""
         try:
             count = int(bytes(msg.payload))
@@ -331,16 +256,14 @@ class Zigbee2MqttAdapter:
                 count,
             )
 
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        was = self._connected
+    def _on_disconnect(self) -> None:
         self._connected = False
         self._to_loop(self.ready.clear)
-        if was and not self._stop.is_set():
-            _LOGGER.warning("disconnected from local broker: %s", reason)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == DROPPED_TOPIC:
+            self._on_dropped(msg)
+            return
         item = LocalMessage(
             topic=msg.topic,
             payload=bytes(msg.payload),

@@ -6,8 +6,11 @@ bindkey from the registry) and maps the library's `SensorUpdate` onto our event 
 the `SENSOR_KINDS` / `BINARY_KINDS` tables.
 
 Bad input (truncated frames, garbage, wrong bindkey, plaintext from a device that should
-encrypt) gives exactly one log line: the library's own diagnostics are captured while it
-parses and summarised in that line.
+encrypt) gives exactly one log line. Why an advertisement is bad is read from its header and
+object table (pure checks before parsing, `advert_problem`) and from the parser's own state
+after it (decryption failed, bindkey verified, packet id), as Home Assistant's bthome
+integration does; never from the library's log text. The library's logger is set once, when
+it is loaded, to keep its per-advertisement lines (which repeat ours) off the log.
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ def _load_library() -> None:
     from bthome_ble.event import BUTTON_EVENTS
 
     BUTTON_EVENTS.setdefault(HELD_EVENT, "hold_press")
+    # once: its lines (decryption failed, plaintext ignored, ...) repeat per advertisement
+    # what our one line says from the parser's state
+    logging.getLogger(_LIBRARY_LOGGER).setLevel(logging.CRITICAL)
 
 # BTHome button event types -> our action names (Zigbee2MQTT's words).
 BUTTON_ACTIONS: Mapping[str, str] = {
@@ -97,11 +103,17 @@ ROLE_KINDS: Mapping[Role, Mapping[EventKind, EventKind]] = {
     },
 }
 
-# bthome-ble reports these as DEBUG lines; they are normal (devices repeat each advert).
-_REPEAT_MARKERS = ("older packet", "same as the previous service data")
-_NO_KEY_MARKER = "Encryption key not set"
-_TRUNCATED_MARKERS = ("Truncated", "Invalid payload data length", "Invalid data length")
-_UNKNOWN_OBJECT_MARKERS = ("UNKNOWN dataobject", "Invalid Object ID")
+V2_UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
+V1_ENCRYPTED_UUID = "0000181e-0000-1000-8000-00805f9b34fb"
+V2_ENCRYPTED_BIT = 0x01
+V2_MAC_INCLUDED_BIT = 0x02
+V2_VERSION_SHIFT = 5
+PACKET_ID_OBJECT = 0x00
+VARIABLE_LENGTH_FORMATS = frozenset({"string", "raw"})  # a length byte follows the object id
+MAC_BYTES = 6
+COUNTER_BYTES = 4  # v2 encrypted: counter then MIC at the end of the service data
+MIC_BYTES = 4
+COUNTER_RESTART_BELOW = 100  # as bthome-ble: a counter back under this is a restart, not a replay
 _POSTFIX = re.compile(r"^(?P<base>.+?)_(?P<n>\d+)$")
 
 
@@ -125,19 +137,91 @@ class BleResult:
     bad: bool = False  # bad input (and it was logged)
 
 
-class _Capture(logging.Filter):
-    """Collects bthome-ble's log records during one parse and keeps them off the log."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.records.append(record)
-        return False
+_LIBRARY_LOGGER = "bthome_ble"
 
 
-_LIBRARY_LOGGER = "bthome_ble.parser"
+def advert_problem(
+    service_data: Mapping[str, bytes], has_bindkey: bool
+) -> tuple[str, str] | None:
+    """(reason key, text) for what makes an advertisement unusable before any parsing: its
+    version, its encryption against the registry's bindkey, its object table. Pure."""
+    uuid, data = next((u, v) for u, v in service_data.items() if u.lower() in BTHOME_UUIDS)
+    if uuid.lower() != V2_UUID:
+        encrypted = uuid.lower() == V1_ENCRYPTED_UUID
+        return _key_problem(encrypted, has_bindkey)
+    version = data[0] >> V2_VERSION_SHIFT
+    if version != 2:
+        return "version", f"BTHome version {version} in the first byte (only version 2 exists)"
+    encrypted = bool(data[0] & V2_ENCRYPTED_BIT)
+    if (problem := _key_problem(encrypted, has_bindkey)) is not None or encrypted:
+        return problem  # the objects of an encrypted one are checked by decrypting it
+    start = 1 + (MAC_BYTES if data[0] & V2_MAC_INCLUDED_BIT else 0)
+    return _objects_problem(data, start)
+
+
+def _is_encrypted(service_data: Mapping[str, bytes]) -> bool:
+    for uuid, data in service_data.items():
+        if uuid.lower() == V1_ENCRYPTED_UUID or (
+            uuid.lower() == V2_UUID and data and data[0] & V2_ENCRYPTED_BIT
+        ):
+            return True
+    return False
+
+
+def _key_problem(encrypted: bool, has_bindkey: bool) -> tuple[str, str] | None:
+    if encrypted and not has_bindkey:
+        return "nokey", "encrypted advertisement but no bindkey in the registry"
+    if not encrypted and has_bindkey:
+        return "plaintext", "plaintext advertisement from a device with a bindkey: ignored"
+    return None
+
+
+def _objects_problem(data: bytes, start: int) -> tuple[str, str] | None:
+    """Walk a v2 plaintext object table with bthome-ble's own table of object ids."""
+    from bthome_ble.const import MEAS_TYPES
+
+    i = start
+    if i >= len(data):
+        return "empty", "no measurement in it"
+    while i < len(data):
+        oid = data[i]
+        meas = MEAS_TYPES.get(oid)
+        if meas is None:
+            return "format", f"object ids bthome-ble does not read (newer firmware?): 0x{oid:02x}"
+        value_at = i + 1
+        length = meas.data_length
+        if meas.data_format in VARIABLE_LENGTH_FORMATS:
+            if value_at >= len(data):
+                return "truncated", f"truncated at object 0x{oid:02x}"
+            length, value_at = data[value_at], value_at + 1
+        if length == 0 or value_at + length > len(data):
+            return "truncated", f"truncated at object 0x{oid:02x}"
+        i = value_at + length
+    return None
+
+
+def _packet_id(data: bytes) -> int | None:
+    """The packet id object of a well-formed v2 plaintext advertisement, if it has one."""
+    from bthome_ble.const import MEAS_TYPES
+
+    i = 1 + (MAC_BYTES if data[0] & V2_MAC_INCLUDED_BIT else 0)
+    while i < len(data):
+        meas = MEAS_TYPES[data[i]]
+        if data[i] == PACKET_ID_OBJECT:
+            return data[i + 1]
+        if meas.data_format in VARIABLE_LENGTH_FORMATS:
+            i += 2 + data[i + 1]
+        else:
+            i += 1 + meas.data_length
+    return None
+
+
+def _counter(service_data: Mapping[str, bytes]) -> int | None:
+    """The encryption counter of a v2 encrypted advertisement."""
+    data = service_data.get(V2_UUID)
+    if data is None or not data[0] & V2_ENCRYPTED_BIT or len(data) < COUNTER_BYTES + MIC_BYTES:
+        return None
+    return int.from_bytes(data[-(COUNTER_BYTES + MIC_BYTES) : -MIC_BYTES], "little")
 
 
 class BthomeDecoder:
@@ -241,60 +325,58 @@ class BthomeDecoder:
 
     def _decode(self, device: Device, info: BluetoothServiceInfoBleak) -> BleResult:
         mac, at, service_data = info.address, info.time, info.service_data
-        parser = self._parser(mac, device)
-        before = _snapshot(self._seen.get(mac))
-        capture = _Capture()
-        # The library says why it skipped a frame only at DEBUG: hear everything while it
-        # parses, and keep it off the log (our one line summarises it).
-        library = logging.getLogger(_LIBRARY_LOGGER)
-        level = library.level
-        library.setLevel(logging.DEBUG)
-        library.addFilter(capture)
-        try:
+        problem = advert_problem(service_data, bool(device.bindkey))
+        if problem is None:
+            parser = self._parser(mac, device)
+            before = _snapshot(self._seen.get(mac))
+            state_before = (parser.packet_id, parser.encryption_counter, parser.last_service_info)
             update = parser.update(info)
-        finally:
-            library.removeFilter(capture)
-            library.setLevel(level)
-        self._seen[mac] = update
-        readings = list(_readings(update, before))
-        decoded = [r for r in readings if r[0] != "signal_strength"]
-        problem = self._problem(capture.records, bool(decoded))
-        if problem is None and not decoded:
-            _LOGGER.debug("bthome %s: repeated advertisement skipped", mac)
-            return BleResult()
-        if problem is not None:
-            self._warn.warn(
-                mac,
-                problem[0],
-                at,
-                "bthome %s: %s (advertisement %s)",
-                mac,
-                problem[1],
-                _hex(service_data),
-            )
-            if not decoded:
-                return BleResult(bad=True)
-        events = self._events(device, [r for r in readings if r[1] is not None], at)
-        return BleResult(events=tuple(events), bad=problem is not None)
+            self._seen[mac] = update
+            readings = list(_readings(update, before))
+            decoded = [r for r in readings if r[0] != "signal_strength"]
+            if decoded:
+                events = self._events(device, [r for r in readings if r[1] is not None], at)
+                return BleResult(events=tuple(events))
+            problem = self._skipped(parser, service_data, state_before)
+            if problem is None:
+                _LOGGER.debug("bthome %s: repeated advertisement skipped", mac)
+                return BleResult()
+        self._warn.warn(
+            mac,
+            problem[0],
+            at,
+            "bthome %s: %s (advertisement %s)",
+            mac,
+            problem[1],
+            _hex(service_data),
+        )
+        return BleResult(bad=True)
 
     @staticmethod
-    def _problem(records: list[logging.LogRecord], decoded: bool) -> tuple[str, str] | None:
-        """(reason key, text) when the advertisement was bad input; None when it was fine."""
-        for record in records:
-            if record.levelno >= logging.WARNING:  # decryption failed, plaintext downgrade...
-                return str(record.msg)[:40], record.getMessage()
-        notes = [str(record.msg) for record in records]
-        if any(_NO_KEY_MARKER in note for note in notes):
-            return "nokey", "encrypted advertisement but no bindkey in the registry"
-        truncated = [
-            r.getMessage() for r in records if any(m in str(r.msg) for m in _TRUNCATED_MARKERS)
-        ]
-        if truncated:
-            return "truncated", truncated[0]
-        if not decoded and any(m in note for note in notes for m in _UNKNOWN_OBJECT_MARKERS):
-            return "format", "object ids bthome-ble does not read (newer BTHome firmware?)"
-        if decoded or any(m in note for note in notes for m in _REPEAT_MARKERS):
+    def _skipped(
+        parser: BTHomeBluetoothDeviceData,
+        service_data: Mapping[str, bytes],
+        state_before: tuple[Any, float, Any],
+    ) -> tuple[str, str] | None:
+        """Why the parser gave nothing for a well-formed advertisement, read from its state:
+        None when it was a repeat (same data, or a packet id already seen)."""
+        packet_id, counter_before, last = state_before
+        if _is_encrypted(service_data):
+            counter = _counter(service_data)
+            if (
+                counter is not None
+                and counter < counter_before
+                and counter >= COUNTER_RESTART_BELOW
+            ):
+                return "replay", "encryption counter went back: a replayed advertisement?"
+            if parser.decryption_failed or not parser.bindkey_verified:
+                return "decrypt", "cannot decrypt: wrong bindkey or altered advertisement"
+            return None  # decrypted, and the same as the last one
+        if last is not None and last.service_data == dict(service_data):
             return None
+        data = service_data.get(V2_UUID)
+        if data is not None and packet_id is not None and _packet_id(data) is not None:
+            return None  # a packet id the parser had already seen (or an older one)
         return "empty", "no measurement in it"
 
     def _events(

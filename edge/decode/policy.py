@@ -62,11 +62,6 @@ class ChangeFilter:
         """Record a value without emitting it (a retained message read at start-up)."""
         self._last[(device_id, kind)] = value
 
-    def forget(self, device_id: str) -> None:
-        """Drop what is known of a device (removed from the registry)."""
-        for key in [k for k in self._last if k[0] == device_id]:
-            del self._last[key]
-
 
 _UNSEEN = object()
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from edge.const import HOUR_S
 from edge.events import Aggregate, Event, EventKind, Role, is_activity
 from edge.home import HomeProfile
 
 _LOGGER = logging.getLogger(__name__)
 
-HOUR_S = 3600.0
 MAX_CATCHUP_HOURS = 24
 DOOR_ROLES = frozenset({Role.DOOR_ENTRANCE, Role.DOOR_FRIDGE, Role.DOOR})
 

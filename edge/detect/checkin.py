@@ -4,7 +4,7 @@ A care worker's trip costs far more than a button press, so every inactivity-typ
 (`inactivity`, `no_morning_activity`, `bathroom_long`) first goes through `CheckInGate`:
 
 * the routine detector asks *early* (`CheckIn` `ask`) when a silence passes the tighter
-  learned check-in limit (`edge.detect.inactivity.Limits.checkin_s`), where the
+  learned check-in limit (`edge.detect.routine.Limits.checkin_s`), where the
   `CheckInPolicy` lets it: not while out, not in a night's sleep (a rest silence that began
   at night; the getting-up deadline covers it), not in quiet hours, at most
   `checkin_max_per_day` a day (a silence off furniture, where a fall looks like this, is
@@ -27,9 +27,11 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edge.detect.inactivity import HOUR_S, MINUTE_S, OFF_FURNITURE, OUT, REST_CONTEXTS
+from cloud_bridge.contract import AlertType
+from edge.const import HOUR_S, MINUTE_S
+from edge.detect.routine import OFF_FURNITURE, OUT, REST_CONTEXTS
 from edge.detect.summary import local_hhmm
-from edge.events import AlertType, CheckIn, Emission, Finding
+from edge.events import CheckIn, Emission, Finding
 from edge.home import Thresholds
 
 __all__ = ["OFF_FURNITURE", "CheckInGate", "CheckInPolicy"]

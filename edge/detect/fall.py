@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edge.events import AccelFrame, AlertType, Event, EventKind, Finding, Severity
+from cloud_bridge.contract import AlertType, Severity
+from edge.events import AccelFrame, Event, EventKind, Finding
 from models import features as ft
 
 _LOGGER = logging.getLogger(__name__)

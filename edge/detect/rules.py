@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from edge.events import AlertType, Event, EventKind, Finding, Role, Severity
+from cloud_bridge.contract import AlertType, Severity
+from edge.events import Event, EventKind, Finding, Role
 from edge.home import Device, HomeProfile, Thresholds
 
 _LOGGER = logging.getLogger(__name__)

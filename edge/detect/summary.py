@@ -14,10 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.detect.inactivity import (
-    DAY_S,
-    HOUR_S,
-    MINUTE_S,
+from edge.const import DAY_S, HOUR_S, MINUTE_S
+from edge.detect.routine import (
     OUT,
     REST_CONTEXTS,
     DayRecord,

@@ -1,7 +1,7 @@
 """The routine alerts besides plain inactivity: long bathroom stays, night exits, no getting up.
 
 Pure pieces the routine detector drives with the signs of life it reads and the limits its
-learned model gives (`edge.detect.inactivity.Limits`):
+learned model gives (`edge.detect.routine.Limits`):
 
 * `BathroomWatch` (`bathroom_long`): a stay in the bathroom, from the first sign there to the
   last (a bathroom silent for `BATH_SILENT_EXIT_S` is left to the inactivity watch), longer
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from edge.detect.inactivity import DAY_S, HOUR_S, MINUTE_S, DayRecord, Limits, hhmm, is_night
+from cloud_bridge.contract import SEVERITY_RANK, AlertType, Severity
+from edge.const import DAY_S, HOUR_S, MINUTE_S
+from edge.detect.routine import DayRecord, Limits, hhmm, is_night
 from edge.detect.summary import local_hhmm
-from edge.events import SEVERITY_RANK, AlertType, Emission, Finding, RoomKind, Severity
+from edge.events import Emission, Finding, RoomKind
 
 __all__ = ["BathroomWatch", "MorningWatch", "NightExitWatch"]
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from edge.detect.inactivity import BED, CHAIR, MINUTE_S, OUT, DayRecord, Limits
+from edge.const import MINUTE_S
+from edge.detect.routine import BED, CHAIR, OUT, DayRecord, Limits
 from edge.events import Event, Role, RoomKind
 
 __all__ = ["Whereabouts"]

@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edge.const import DAY_S
 from edge.events import Role, RoomKind
 from edge.home import Device, HomeProfile, Room
 from edge.sim.bthome_encode import BTHOME_UUID, service_data_v2
 
-DAY_S = 86400.0
 PIR_BLIND_S = 60.0  # an Aqara PIR sees nothing for a minute after a detection
 PIR_TIMEOUT_S = 90.0  # Zigbee2MQTT's occupancy_timeout default for these sensors
 BATTERY_CHECKIN_S = 50 * 60.0

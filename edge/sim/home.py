@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from edge.const import DAY_S
 from edge.events import Event, EventKind, Role, RoomKind
 from edge.home import Device, HomeProfile
 from edge.sim.devices import (
-    DAY_S,
     KETTLE_W,
     MAINS_V,
     BthomeEmu,

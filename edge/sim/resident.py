@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
+from edge.const import HOUR_S
 from edge.events import RoomKind
 
 MIN_S = 60.0
-HOUR_S = 3600.0
 
 WAKE_H = 7.0
 BED_H = 22.5

@@ -1,10 +1,10 @@
 """The gateway's HTTP listener: `/health`, the family status page and the installer pages.
 
 `create_app(state, registry=..., core=..., gateway=...)` builds one FastAPI app per gateway.
-Shared objects live in one `Pages` value on `app.state.pages` (no module globals), which is
-also the `app.state.site` of the page helpers in `edge.status.web` (shared with the care
-console); the routers (`login`, `family`, `installer`, web's `/logout` and `/prefs`) stay
-thin and call pure view builders.
+Shared objects live in one `Pages` value (`edge.status.deps`) on `app.state.pages` (no
+module globals), which is also the `app.state.site` of the page helpers in
+`cloud_bridge.pages.web` (shared with the care console); the routers (`login`, `family`,
+`installer`, web's `/logout` and `/prefs`) stay thin and call pure view builders.
 
 Every route needs a session except `/login` and `/health` (the route-enumerating auth test
 makes sure a new route cannot slip through): pages answer 303 to `/login`, JSON APIs 401.
@@ -16,108 +16,36 @@ request, so setting them takes effect without a restart.
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from edge.errors import ConfigError
-from edge.state import HomeState
-from edge.status import web
-from edge.status.auth import (
+from cloud_bridge.errors import ConfigError
+from cloud_bridge.pages import web
+from cloud_bridge.pages.auth import (
     LoginThrottle,
-    MemorySessions,
     RegistrySessions,
-    Session,
-    SessionStore,
     Signer,
     gateway_session_key,
 )
-
-TEMPLATES_DIR = Path(__file__).with_name("templates")
-API_PREFIXES = ("/api/", "/installer/api/")
-PAGE_HEADERS: Mapping[str, str] = web.PAGE_HEADERS
-# who signs in with which secret of the registry
-CREDENTIALS = (("family", "family_pin"), ("installer", "installer"))
-
-
-@dataclass
-class Pages:
-    """What every route of the gateway app needs."""
-
-    state: HomeState
-    registry: Any
-    core: Any = None
-    gateway: Any = None
-    signer: Signer = field(default_factory=lambda: Signer(secrets.token_bytes(32)))
-    throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(time.monotonic))
-    templates: Jinja2Templates = field(
-        default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES_DIR))
-    )
-    wall: Callable[[], float] = time.time  # for cookie expiry: real time, never simulated
-    sessions: SessionStore = field(default_factory=MemorySessions)
-    walkthrough: dict[str, Any] = field(default_factory=dict)
-    page_headers: ClassVar[Mapping[str, str]] = PAGE_HEADERS
-
-    @property
-    def home_id(self) -> str:
-        return self.state.home_id
-
-    def now(self) -> float:
-        """The pipeline's time basis (simulated in the demo), for 'how long ago'."""
-        clock = getattr(self.gateway, "clock", None)
-        return float(clock.now()) if clock is not None else time.time()
-
-    def credential(self, role: str, name: str) -> str:
-        """The version of the PIN (family) or code (installer) that opens `role`'s sessions."""
-        kind = dict(CREDENTIALS).get(role)
-        return self.registry.secret_version(kind) if kind is not None else ""
-
-    def profile(self) -> Any:
-        core_profile = getattr(self.core, "profile", None)
-        return core_profile if core_profile is not None else self.registry.profile()
+from edge.runtime.core import HomeCore
+from edge.status import family, installer, login
+from edge.status.deps import CREDENTIALS, GatewayView, Pages, require
+from edge.storage.registry import Registry
+from edge.storage.state import HomeState
 
 
-def pages_of(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
-
-
-def session_of(request: Request, pages: Pages) -> Session | None:
-    return web.session_of(request, pages.wall())
-
-
-def require(role: str) -> Callable[[Request], Session]:
-    """A dependency: the visitor's session if it allows `role` pages, NeedLogin otherwise."""
-
-    def dependency(request: Request) -> Session:
-        pages = pages_of(request)
-        session = session_of(request, pages)
-        allowed = session is not None and (
-            session.role == role or (role == "family" and session.role == "installer")
-        )
-        if not allowed or session is None:
-            raise web.need_login(request, API_PREFIXES)
-        return session
-
-    dependency.__name__ = f"require_{role}"
-    return dependency
-
-
-def missing_credentials(registry: Any) -> list[str]:
+def missing_credentials(registry: Registry) -> list[str]:
     """Who has no credential yet ("family", "installer"), in that order."""
     return [who for who, kind in CREDENTIALS if not registry.has_secret(kind)]
 
 
-def not_configured(registry: Any, missing: list[str]) -> Response:
+def not_configured(registry: Registry, missing: list[str]) -> Response:
     """What every page answers while a credential is missing: 503 and the command to run."""
-    storage = getattr(registry, "storage_dir", "DIR")
+    storage = registry.storage_dir
     commands = "\n".join(
         f"  veille provision set-pin {who} {'PIN' if who == 'family' else 'CODE'}"
         f" --storage {storage}"
@@ -133,11 +61,16 @@ def not_configured(registry: Any, missing: list[str]) -> Response:
     return PlainTextResponse(body, status_code=503, headers={"Retry-After": "60"})
 
 
-def create_app(state: HomeState, **services: Any) -> FastAPI:
-    """One app per gateway; `services`: registry (required), core, gateway."""
-    from edge.status import family, installer, login
-
-    registry = services.get("registry")
+def create_app(
+    state: HomeState,
+    *,
+    registry: Registry | None,
+    core: HomeCore | None = None,
+    gateway: GatewayView | None = None,
+    clock: Callable[[], float] | None = None,
+) -> FastAPI:
+    """One app per gateway; `registry` (where the PINs are kept) is required, `clock` (wall
+    time for sessions and the login throttle) is for tests."""
     if registry is None:
         raise ConfigError("the status pages need the registry (where the PINs are kept)")
     # no /docs or /openapi.json: nothing answers without a credential but /login and /health
@@ -147,16 +80,14 @@ def create_app(state: HomeState, **services: Any) -> FastAPI:
     pages = Pages(
         state=state,
         registry=registry,
-        core=services.get("core"),
-        gateway=services.get("gateway"),
+        core=core,
+        gateway=gateway,
         signer=Signer(gateway_session_key(registry)),
         sessions=RegistrySessions(registry),
+        throttle=LoginThrottle(clock or time.monotonic),
+        wall=clock or time.time,
     )
-    if "clock" in services:
-        pages.throttle = LoginThrottle(services["clock"])
-        pages.wall = services["clock"]
     app.state.home = state
-    app.state.services = services
     app.state.pages = pages
 
     @app.middleware("http")

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from markupsafe import Markup
 
-from edge.status import charts, i18n
-from edge.status.app import pages_of, require
-from edge.status.auth import Session
-from edge.status.web import lang_of, render
+from cloud_bridge.pages import charts, i18n
+from cloud_bridge.pages.auth import Session
+from cloud_bridge.pages.web import lang_of, render
+from edge.status.deps import pages_of, require
 
 router = APIRouter(tags=["family"])
 FamilySession = Annotated[Session, Depends(require("family"))]

@@ -1,13 +1,12 @@
 """The installer's pages: the home, rooms, contacts, thresholds, pairing, walk-through, report.
 
 Behind the installer code. Edits go through `edge.status.editing` (the same checks as
-`veille provision import`) and the checklist is `edge.provision.checklist`; Zigbee pairing
+`veille provision import`) and the checklist is `edge.commands.provision.checklist`; Zigbee pairing
 publishes Zigbee2MQTT's own requests on the local broker through the gateway's adapter.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -17,15 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from cloud_bridge.pages import i18n
+from cloud_bridge.pages.auth import Session
+from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 from edge.events import Role, RoomKind
 from edge.home import HomeFileError, HomeProfile, Thresholds
-from edge.status import editing, i18n
-from edge.status.app import Pages, pages_of, require
-from edge.status.auth import Session
-from edge.status.web import Csrf, lang_of, render, verify_csrf
+from edge.status import editing
+from edge.status.deps import Pages, pages_of, require
 
 if TYPE_CHECKING:
-    from edge.provision import Checklist
+    from edge.commands.provision import Checklist
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,35 +44,22 @@ WALK_IGNORED_KINDS = frozenset({"heartbeat", "linkquality", "battery"})
 
 # --- helpers ---------------------------------------------------------------------------------
 def apply_profile(pages: Pages, profile: HomeProfile) -> None:
-    """Save the profile and hand it to the running gateway's decoders."""
+    """Save the profile and hand it to the running gateway's decoders and detectors."""
     pages.registry.save_profile(profile)
-    gateway = pages.gateway
-    if gateway is not None and hasattr(gateway, "apply_profile"):
-        gateway.apply_profile(profile)
-        return
-    core = pages.core
-    if core is not None:
-        core.profile = profile
-        for decoder in (getattr(core, "zigbee", None), getattr(core, "bthome", None)):
-            if decoder is not None:
-                decoder.update_profile(profile)
-    if gateway is not None:
-        gateway.profile = profile
+    if pages.gateway is not None:
+        pages.gateway.apply_profile(profile)
+    elif pages.core is not None:
+        pages.core.apply_profile(profile)
 
 
 async def local_publish(pages: Pages, topic: str, payload: dict[str, Any]) -> bool:
     """Publish a request to Zigbee2MQTT on the home's broker; False if it cannot be sent."""
-    adapter = getattr(pages.gateway, "local_adapter", None)
+    adapter = pages.gateway.local_adapter if pages.gateway is not None else None
     data = json.dumps(payload, separators=(",", ":")).encode()
     try:
-        if adapter is not None and hasattr(adapter, "publish"):
-            result = adapter.publish(topic, data)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result is not False
-        client = getattr(adapter, "client", None)
-        if client is not None:
-            return bool(client.publish(topic, data, qos=1).rc == 0)
+        if adapter is not None:
+            await adapter.publish(topic, data)
+            return True
     except Exception as exc:  # the broker went away: say so on the page
         _LOGGER.error("installer: cannot publish %s: %s", topic, exc)
         return False
@@ -102,7 +89,7 @@ def _edit(request: Request, csrf: str, change: Any, path: str = "/installer") ->
 
 def _checklist(pages: Pages, profile: HomeProfile) -> Checklist:
     """`veille provision`'s checklist of the home, knowing which codes are set."""
-    from edge.provision import checklist
+    from edge.commands.provision import checklist
 
     pins = {
         "family": pages.registry.has_secret("family_pin"),
@@ -355,10 +342,9 @@ async def permit_join(request: Request, session: InstallerSession, csrf: Csrf) -
 def ble_page(request: Request, session: InstallerSession, partial: bool = False) -> Response:
     """BLE devices heard nearby, strongest first, with a form to bind one."""
     pages = pages_of(request)
-    if (want_ble := getattr(pages.gateway, "want_ble", None)) is not None:
-        want_ble()  # a home without BLE devices scans from now on
-    bthome = getattr(pages.core, "bthome", None)
-    heard = list(getattr(bthome, "nearby", {}).values()) if bthome is not None else []
+    if pages.gateway is not None:
+        pages.gateway.want_ble()  # a home without BLE devices scans from now on
+    heard = list(pages.core.bthome.nearby.values()) if pages.core is not None else []
     heard.sort(key=lambda d: -d.rssi)
     now = pages.now()
     nearby = [
@@ -426,7 +412,7 @@ def _wearer_check(pages: Pages, device_id: str, started: Any, lang: str) -> dict
     """"Wear the sensor, walk a few steps": done once the wearable's fall detector learned the
     wearer's upright direction from a walk since the test started, whatever the orientation."""
     core = pages.core
-    detector = core.wearable_detector(device_id) if hasattr(core, "wearable_detector") else None
+    detector = core.wearable_detector(device_id) if core is not None else None
     if detector is None:
         return None
     at = detector.upright_at

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from edge.status.app import pages_of, session_of
-from edge.status.auth import FAMILY_SESSION_S, INSTALLER_SESSION_S, client_key, safe_next
-from edge.status.web import render, signed_in, throttled_login, wrong_login
+from cloud_bridge.pages.auth import FAMILY_SESSION_S, INSTALLER_SESSION_S, client_key, safe_next
+from cloud_bridge.pages.web import render, signed_in, throttled_login, wrong_login
+from edge.status.deps import pages_of, session_of
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cloud_bridge.broker import parse_broker_url
-from edge.gateway import Gateway, GatewaySettings
 from edge.home import load_home_toml
-from edge.registry import Registry
+from edge.runtime.gateway import Gateway, GatewaySettings
+from edge.storage.registry import Registry
 from tests.gateway_proc import write_home
 from tests.support import Collector, Mosquitto, free_port, publish
 
@@ -119,7 +119,7 @@ def gateway(tmp_path: Path, local_broker: Mosquitto, hub_broker: Mosquitto) -> I
         local=parse_broker_url(local_broker.url),
         hub=parse_broker_url(hub_broker.url),
         storage=storage,
-        http=f"127.0.0.1:{free_port()}",
+        http=("127.0.0.1", free_port()),
         ble=False,
     )
     runner = GatewayThread(settings)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud_bridge.errors import VeilleError
 from edge.decode.wearable import WearableStream, encode_accel
 from edge.detect.fall import FallDetector
-from edge.errors import VeilleError
 from edge.events import AccelFrame, Finding
 
 _LOGGER = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ def iter_results(
 
 def main(args: argparse.Namespace) -> int:
     """Print one JSON line per trial to stdout."""
+    # lazy: numpy and onnxruntime, for this command only
     from edge.detect.fall import load_default_detector
     from models.runtime import ModelError
 

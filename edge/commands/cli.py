@@ -14,20 +14,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
 
 _LOGGER = logging.getLogger("veille")
 
 # command -> "module:function"; each function takes the parsed namespace and returns an exit code
 HANDLERS = {
-    "demo": "edge.demo:main",
-    "run": "edge.gateway:main",
-    "provision": "edge.provision:main",
+    "demo": "edge.commands.demo:main",
+    "run": "edge.runtime.gateway:main",
+    "provision": "edge.commands.provision:main",
     "hub": "cloud_bridge.hub:main",
-    "log": "edge.outbox:log_main",
+    "log": "edge.storage.outbox:log_main",
     "hub-log": "cloud_bridge.hub_log:main",
-    "eval-fall": "edge.eval_fall:main",
-    "eval-inactivity": "edge.eval_inactivity:main",
+    "eval-fall": "edge.commands.eval_fall:main",
+    "eval-inactivity": "edge.commands.eval_inactivity:main",
     "pki": "cloud_bridge.pki:main",
 }
 
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True)
 
     prov = sub.add_parser("provision", help="installer workflow")
-    prov.add_argument("action", help="import | show | checklist | set-pin | add-room | ...")
+    prov.add_argument("action", help="import | show | checklist | set-pin | csr")
     prov.add_argument("args", nargs="*")
     prov.add_argument("--storage", type=Path, required=True)
     prov.add_argument("--config", type=Path, help="gateway.toml, for actions that need brokers")

@@ -10,12 +10,12 @@ receipt came) is append-only: triggers in the
 schema refuse deletes and rewrites. State documents that must agree with the queued alerts
 (the alert book's open alerts) are saved in the same transactions (`put(docs=...)`).
 
-The schema lives in `edge/schema/outbox_vN.sql`, versioned with `PRAGMA user_version`; each
+The schema lives in `edge/storage/schema/outbox_vN.sql`, versioned with `PRAGMA user_version`; each
 migration runs in one transaction. The file is checked with `PRAGMA quick_check` when opened;
 a damaged file is moved aside, what can be read is salvaged (alerts first) into a new file,
 and one ERROR line says so. Every alarm-log change is also appended to a journal beside the
-file (`edge.alarm_journal`), so even a file of which nothing reads back loses no entry of it:
-the log is rebuilt from the journal, and the alerts without a receipt are queued again.
+file (`edge.storage.alarm_journal`), so even a file of which nothing reads back loses no
+entry of it: the log is rebuilt from the journal, and the alerts without a receipt are queued again.
 The gateway never crash-loops on a bad outbox file.
 
 Threads: one `Outbox` may be used from any thread (`check_same_thread=False`, e.g. through
@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge import contract
-from edge.alarm_journal import AlarmJournal, delivered_line, log_line, state_line
+from cloud_bridge.contract import iso_utc
+from cloud_bridge.errors import StorageError
 from edge.const import (
     OUTBOX_BUSY_TIMEOUT_S,
     OUTBOX_DISK_FULL_FREE_BYTES,
@@ -53,10 +54,10 @@ from edge.const import (
     PRIORITY_ALERT,
     STORAGE_FILE_MODE,
 )
-from edge.errors import StorageError
-from edge.events import Alert, iso_utc
-from edge.outbox_salvage import aside_name, restore, salvage
-from edge.registry import ensure_private_dir
+from edge.events import Alert
+from edge.storage.alarm_journal import AlarmJournal, delivered_line, log_line, state_line
+from edge.storage.outbox_salvage import aside_name, restore, salvage
+from edge.storage.registry import ensure_private_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,9 +83,9 @@ class _Damaged(Exception):
 
 
 def schema_scripts() -> dict[int, str]:
-    """{version: SQL text} of every `edge/schema/outbox_vN.sql` shipped with the package."""
+    """{version: SQL text} of every `edge/storage/schema/outbox_vN.sql` shipped with the package."""
     scripts: dict[int, str] = {}
-    for entry in resources.files("edge.schema").iterdir():
+    for entry in resources.files("edge.storage.schema").iterdir():
         match = _SCHEMA_RE.match(entry.name)
         if match:
             scripts[int(match.group(1))] = entry.read_text(encoding="utf-8")

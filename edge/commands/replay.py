@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import VeilleError
+from cloud_bridge.errors import VeilleError
 from edge.events import Event, EventKind, Role, RoomKind
 
 _LOGGER = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Salvage of a damaged outbox file: read back what can be read, write it into a new file.
 
-Used by `edge.outbox` when `PRAGMA quick_check` or the first query says the file is corrupt
+Used by `edge.storage.outbox` when `PRAGMA quick_check` or the first query says the file is corrupt
 or truncated: the file was moved aside first, so nothing here can make things worse.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cloud_bridge import contract
+from cloud_bridge.contract import iso_utc, parse_iso_utc
 from edge.const import OUTBOX_ROW_OVERHEAD_BYTES, PRIORITY_AGGREGATE, PRIORITY_ALERT
-from edge.events import iso_utc, parse_iso_utc
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def merge_journal(
     states: dict[int, list[Any]],
     delivered: dict[int, float],
 ) -> int:
-    """Fill in from the alarm journal (edge.alarm_journal) what the salvage could not read;
+    """Fill in from the alarm journal (edge.storage.alarm_journal) what the salvage could not read;
     returns how many alarm-log entries came from it."""
     for state_id, (_i, alert_id, state, at) in states.items():
         if state_id not in found.states:

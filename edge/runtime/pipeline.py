@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cloud_bridge.contract import aggregate_topic, alert_topic, encode
-from edge.clock import Clock
-from edge.core import HomeCore, Outputs
-from edge.errors import StorageError
-from edge.events import Event
+from cloud_bridge.errors import StorageError
+from cloud_bridge.uplink import Uplink
+from edge.events import CheckIn, Event
+from edge.runtime.clock import Clock
+from edge.runtime.core import HomeCore, Outputs
+from edge.storage.outbox import Outbox
+from edge.storage.registry import Registry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,8 +32,12 @@ BATCH_MAX = 500
 
 
 class LocalMessage(Protocol):
+    """A local broker message (`edge.adapters.zigbee.LocalMessage`)."""
+
     topic: str
     payload: bytes
+    received_at: float  # on the clock's time basis
+    retain: bool
 
     def ack(self) -> None: ...
 
@@ -40,15 +47,31 @@ class BleAdvert:
     address: str
     service_data: dict[str, bytes]
     rssi: float
+    name: str | None = None  # the advertised local name: the installer's "heard nearby" list
 
 
 @dataclass(frozen=True, slots=True)
 class WearableBytes:
     device_id: str
     data: bytes
+    received_at: float  # when the link delivered the notification (the clock's time basis)
 
 
-Input = LocalMessage | BleAdvert | WearableBytes | Event
+@dataclass(frozen=True, slots=True)
+class HubAck:
+    """Care staff acknowledged or resolved an alert (the uplink's ack topic)."""
+
+    payload: dict[str, Any]
+
+
+Input = LocalMessage | BleAdvert | WearableBytes | Event | HubAck
+
+
+def received_at(item: Input, now: float) -> float:
+    """When the adapter received `item`, where it says so; never later than `now`."""
+    if isinstance(item, BleAdvert | Event | HubAck):
+        return now
+    return min(item.received_at, now)
 
 
 def shifted(out: Outputs, offset_s: float) -> Outputs:
@@ -70,18 +93,19 @@ def shifted(out: Outputs, offset_s: float) -> Outputs:
 @dataclass
 class Pipeline:
     core: HomeCore
-    outbox: Any  # edge.outbox.Outbox
+    outbox: Outbox
     clock: Clock
-    registry: Any = None  # edge.registry.Registry, for learned state
-    uplink: Any = None  # cloud_bridge.uplink.Uplink
+    registry: Registry | None = None  # for learned state
+    uplink: Uplink | None = None
     tick_s: float = TICK_S
     on_outputs: Callable[[Outputs], None] | None = None
     inbox: asyncio.Queue[Input] = field(default_factory=asyncio.Queue)
     processed: int = 0
     _unsaved: Outputs = field(default_factory=Outputs)  # refused by a full disk, retried
+    _commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wire_offset_s: float = 0.0  # added to times sent upstream after an NTP step (gateway.py)
     # asks the resident (prompt devices, speaker) for each check-in; never the hub
-    prompter: Callable[[list[Any]], None] | None = None
+    prompter: Callable[[list[CheckIn]], None] | None = None
 
     # --- sources -------------------------------------------------------------------------
     async def pump(self, source: AsyncIterator[Any]) -> None:
@@ -94,20 +118,24 @@ class Pipeline:
         core = self.core
         try:
             if isinstance(item, BleAdvert):
-                return core.ble_advert(item.address, item.service_data, item.rssi, at)
+                return core.ble_advert(item.address, item.service_data, item.rssi, at, item.name)
             if isinstance(item, WearableBytes):
                 return core.wearable_frame(item.device_id, item.data, at)
             if isinstance(item, Event):  # already normalized (the wearable's battery)
                 return core.event(item)
-            retained = bool(getattr(item, "retain", False))
-            return core.zigbee_message(item.topic, bytes(item.payload), at, retained)
+            if isinstance(item, HubAck):
+                return core.hub_ack(item.payload)
+            return core.zigbee_message(item.topic, bytes(item.payload), at, bool(item.retain))
         except Exception:  # one bad input must never stop the gateway
-            core.state.bad_input += 1
             _LOGGER.exception("dropped an input that broke a detector: %r", item)
             return Outputs()
 
-    def commit(self, out: Outputs) -> bool:
+    async def commit(self, out: Outputs) -> bool:
         """Write outputs durably (one transaction), update state, wake the uplink.
+
+        The SQLite commit (`synchronous=FULL`: an fsync) runs in a worker thread, so the
+        event loop keeps serving adapters and pages meanwhile; commits run one at a time, in
+        the order asked. What is written is taken from the core before, on the loop.
 
         If the storage refuses even an alert (disk full beyond what dropping aggregates
         frees), the alerts stay in memory and are tried again at every commit (the batch's
@@ -115,6 +143,10 @@ class Pipeline:
         and False tells the caller not to acknowledge the inputs: the local broker keeps
         them. The gateway keeps running rather than crash-looping.
         """
+        async with self._commit_lock:
+            return await self._commit(out)
+
+    async def _commit(self, out: Outputs) -> bool:
         if out.check_ins and self.prompter is not None:
             try:
                 self.prompter(out.check_ins)
@@ -125,8 +157,9 @@ class Pipeline:
             self._unsaved = Outputs()
         saved = True
         if out:
+            rows = self._rows(out)
             try:
-                self._write(out)
+                await asyncio.to_thread(self.outbox.put, **rows)
             except StorageError as exc:
                 # the outbox already dropped this batch's aggregates (counted as dropped,
                 # as the disk budget does); the alerts are kept here and tried again
@@ -142,25 +175,29 @@ class Pipeline:
                     self.uplink.wake()
                 if self.on_outputs is not None:
                     self.on_outputs(out)
-        self.core.state.outbox = self.outbox.counts()
-        self.core.state.storage_health = "error" if self._unsaved else self.outbox.health()
+        counts, health = await asyncio.to_thread(self._outbox_state)
+        self.core.state.outbox = counts
+        self.core.state.storage_health = "error" if self._unsaved else health
         return saved
 
-    def _write(self, out: Outputs) -> None:
-        now = self.clock.now()
+    def _outbox_state(self) -> tuple[dict[str, int], str]:
+        return self.outbox.counts(), self.outbox.health()
+
+    def _rows(self, out: Outputs) -> dict[str, Any]:
+        """`Outbox.put`'s arguments for `out`, read from the core on the event loop."""
         home = self.core.profile.id
         if self.wire_offset_s:
             out = shifted(out, self.wire_offset_s)
-        self.outbox.put(
-            alerts=[(a, alert_topic(home)) for a in out.alerts],
-            aggregates=[
-                (aggregate_topic(home, a.period), encode(self.core.wire_aggregate(a, now)))
+        return {
+            "alerts": [(a, alert_topic(home)) for a in out.alerts],
+            "aggregates": [
+                (aggregate_topic(home, a.period), encode(a.to_wire(home)))
                 for a in out.aggregates
             ],
             # the book's open alerts in the same transaction as their rows: a crash in
             # between would let the redelivered input raise the same alert again
-            docs={"alert_book": self.core.book.state_dict()} if out.alerts else None,
-        )
+            "docs": {"alert_book": self.core.book.state_dict()} if out.alerts else None,
+        }
 
     async def process_inbox(self) -> None:
         while True:
@@ -171,24 +208,22 @@ class Pipeline:
             out = Outputs()
             now = self.clock.now()
             for item in batch:
-                # the time the adapter received it, when it says (the clock's time basis)
-                at = min(getattr(item, "received_at", now), now)
-                out.extend(self.handle(item, at))
-            if not self.commit(out):
+                out.extend(self.handle(item, received_at(item, now)))
+            if not await self.commit(out):
                 continue  # not durable: the local broker keeps these inputs unacknowledged
             for item in batch:
-                ack = getattr(item, "ack", None)
-                if ack is not None:
-                    ack()
+                if not isinstance(item, BleAdvert | WearableBytes | Event | HubAck):
+                    item.ack()
             self.processed += len(batch)
 
     def ack_from_hub(self, payload: dict[str, Any]) -> None:
-        self.commit(self.core.hub_ack(payload))
+        """Queued with the other inputs: handled and committed in order, off the caller."""
+        self.inbox.put_nowait(HubAck(payload))
 
     async def ticker(self) -> None:
         while True:
             if self.inbox.empty():  # inputs first: time must not pass over queued events
-                self.commit(self.core.tick(self.clock.now()))
+                await self.commit(self.core.tick(self.clock.now()))
             await asyncio.sleep(self.tick_s)
 
     async def persister(self) -> None:

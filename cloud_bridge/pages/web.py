@@ -1,6 +1,6 @@
 """What the gateway's pages and the hub's care console share: one way to serve a page.
 
-Both apps keep their shared objects (`edge.status.app.Pages`, `cloud_bridge.console.Console`)
+Both apps keep their shared objects (`edge.status.deps.Pages`, `cloud_bridge.console.Console`)
 on `app.state.site` (`install`); the helpers here read what they need from it (`Site`):
 a page in the visitor's language with a CSRF token, a script nonce and a strict CSP, the
 CSRF check of a form, the redirect to `/login`, the throttled sign-in's refusals, and the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 from urllib.parse import quote
 
@@ -19,8 +20,8 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from edge.status import i18n
-from edge.status.auth import (
+from cloud_bridge.pages import i18n
+from cloud_bridge.pages.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     LoginThrottle,
@@ -35,6 +36,7 @@ from edge.status.auth import (
     set_cookie,
 )
 
+TEMPLATES_DIR = Path(__file__).with_name("templates")  # base.html and _style.css: both apps
 CSRF_COOKIE_S = 30 * 24 * 3600.0
 LANG_COOKIE_S = 365 * 24 * 3600.0
 PREFS_COOKIE = "veille_prefs"

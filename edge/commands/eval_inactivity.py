@@ -28,24 +28,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.detect.routine import RoutineDetector
-from edge.errors import VeilleError
-from edge.events import (
-    CheckIn,
-    Emission,
-    Event,
-    EventKind,
-    Finding,
-    Role,
-    iso_utc,
-    parse_iso_utc,
-)
+from cloud_bridge.contract import iso_utc, parse_iso_utc
+from cloud_bridge.errors import VeilleError
+from edge.commands.replay import load_events, rooms_of
+from edge.detect.inactivity import RoutineDetector
+from edge.events import CheckIn, Emission, Event, EventKind, Finding, Role
 from edge.home import Thresholds
-from edge.replay import load_events, rooms_of
 
 _LOGGER = logging.getLogger(__name__)
 
-STEP_S = 60.0  # event-time step between checks, like the gateway's one-minute tick
+STEP_S = 60.0  # event-time step between checks (the gateway ticks every second, TICK_S)
 CONTINUITY_S = 86400.0  # a monitor file starting within a day of the history continues it
 ANSWER_AFTER_S = 30.0  # the simulated resident presses "ça va" this long after being asked
 ANSWER_DEVICE = "checkin-button"

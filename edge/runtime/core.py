@@ -2,18 +2,24 @@
 
 `HomeCore` decodes (Zigbee2MQTT JSON, BTHome service data, wearable frames), feeds every
 detector, runs the alert book and keeps the home state. It never reads a clock: each call
-carries its time. The async shell (`edge.pipeline`) does the I/O around it.
+carries its time. The async shell (`edge.runtime.pipeline`) does the I/O around it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from edge.alerts import AlertBook
+from edge.decode.bthome import BthomeDecoder
+from edge.decode.zigbee2mqtt import Zigbee2MqttDecoder, prompt_commands
+from edge.detect.aggregates import HourlyAggregator
+from edge.detect.inactivity import RoutineDetector
+from edge.detect.routine import RoutineModel
+from edge.detect.rules import RuleDetector
 from edge.events import (
     AccelFrame,
     Aggregate,
@@ -26,7 +32,11 @@ from edge.events import (
     Role,
 )
 from edge.home import HomeProfile
-from edge.state import HomeState
+from edge.storage.state import HomeState
+
+if TYPE_CHECKING:  # numpy: only with a wearable (see _make_wearables)
+    from edge.decode.wearable import WearableStream
+    from edge.detect.fall import FallDetector, Scorer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,13 +68,9 @@ class HomeCore:
         profile: HomeProfile,
         *,
         docs: Mapping[str, Mapping[str, Any]] | None = None,
-        fall_model: Any = None,
+        fall_model: Scorer | None = None,
         routine: bool = True,
     ) -> None:
-        from edge.decode.bthome import BthomeDecoder
-        from edge.decode.zigbee2mqtt import Zigbee2MqttDecoder
-        from edge.detect.aggregates import HourlyAggregator
-        from edge.detect.rules import RuleDetector
 
         docs = docs or {}
         self.profile = profile
@@ -77,21 +83,17 @@ class HomeCore:
         self.zigbee = Zigbee2MqttDecoder(profile)
         self.bthome = BthomeDecoder(profile)
         self.fall_model = fall_model
-        self.routine: Any = None
+        self.routine: RoutineDetector | None = None
         if routine:
-            from edge.detect.routine import RoutineModel
-
             model_doc = docs.get("routine")
             self._make_routine(RoutineModel.from_dict(dict(model_doc)) if model_doc else None)
-        self._wearables: dict[str, Any] = {}
+        self._wearables: dict[str, FallDetector] = {}
         self._wearer_docs: dict[str, Any] = dict(docs.get("wearers") or {})
-        self._streams: dict[str, Any] = {}
+        self._streams: dict[str, WearableStream] = {}
         self._last_heartbeat: dict[str, float] = {}
         self._make_wearables()
 
-    def _make_routine(self, model: Any) -> None:
-        from edge.detect.routine import RoutineDetector
-
+    def _make_routine(self, model: RoutineModel | None) -> None:
         rooms = {r.name: r.kind for r in self.profile.rooms}
         self.routine = RoutineDetector(rooms, self.tz, self.profile.thresholds, model)
 
@@ -100,6 +102,7 @@ class HomeCore:
         wearables = [d for d in self.profile.devices if d.role is Role.WEARABLE]
         if not wearables or self.fall_model is None:
             return
+        # lazy: numpy is loaded only by a home with a wearable (a Zigbee-only home never)
         from edge.decode.wearable import WearableStream
         from edge.detect.fall import FallDetector, upright_from_doc
 
@@ -116,14 +119,12 @@ class HomeCore:
             )
             self._streams[dev.id] = WearableStream(dev.id, room=dev.room)
 
-    def wearable_detector(self, device_id: str) -> Any:
+    def wearable_detector(self, device_id: str) -> FallDetector | None:
         """The running fall detector of a wearable, or None (the installer's wearer check)."""
         return self._wearables.get(device_id)
 
     def apply_profile(self, profile: HomeProfile) -> None:
         """An installer changed the home: every part sees it, learned state is kept."""
-        from edge.detect.aggregates import HourlyAggregator
-        from edge.detect.rules import RuleDetector
 
         self.profile = profile
         self.zigbee.update_profile(profile)
@@ -145,9 +146,14 @@ class HomeCore:
         return self._events(list(result.events))
 
     def ble_advert(
-        self, address: str, service_data: Mapping[str, bytes], rssi: float, at: float
+        self,
+        address: str,
+        service_data: Mapping[str, bytes],
+        rssi: float,
+        at: float,
+        name: str | None = None,
     ) -> Outputs:
-        result = self.bthome.decode(address, service_data, int(rssi), at)
+        result = self.bthome.decode(address, service_data, int(rssi), at, name)
         if result.unknown:
             self.state.note_unknown("bthome", address, at, rssi)
         return self._events(list(result.events))
@@ -181,7 +187,7 @@ class HomeCore:
                     )
                 )
             )
-        out.extend(self._apply(detector.feed_frame(frame)))
+        out.extend(self._apply(detector.feed_frame(frame), at))
         return out
 
     def event(self, event: Event) -> Outputs:
@@ -199,7 +205,7 @@ class HomeCore:
                 emissions += self.routine.feed(ev)
             if ev.role is Role.WEARABLE and ev.device_id in self._wearables:
                 emissions += self._wearables[ev.device_id].feed(ev)
-            out.extend(self._apply(emissions))
+            out.extend(self._apply(emissions, ev.at))
         return out
 
     def hub_ack(self, payload: Mapping[str, Any]) -> Outputs:
@@ -215,12 +221,14 @@ class HomeCore:
             emissions += self.routine.advance(now)
         for detector in self._wearables.values():
             emissions += detector.advance(now)
-        out = self._apply(emissions)
+        out = self._apply(emissions, now)
         self.state.devices = self.rules.device_status(now)
         return out
 
     # --- outputs ---------------------------------------------------------------------------
-    def _apply(self, emissions: list[Emission]) -> Outputs:
+    def _apply(self, emissions: Sequence[Emission], now: float) -> Outputs:
+        """Alerts through the book, check-ins noted, aggregates completed with the home's
+        sensor health at `now`: what leaves the core is whole (the shell only encodes it)."""
         out = Outputs()
         for item in emissions:
             if isinstance(item, Finding):
@@ -229,9 +237,13 @@ class HomeCore:
                 out.check_ins.append(item)
                 self.state.note_check_in(item)
             else:
-                out.aggregates.append(item)
-                if item.period == "daily":
-                    self.state.note_daily(item)
+                aggregate = item
+                if "sensor_health" not in aggregate.body:
+                    health = self.sensor_health(now)
+                    aggregate = replace(aggregate, body={**aggregate.body, "sensor_health": health})
+                out.aggregates.append(aggregate)
+                if aggregate.period == "daily":
+                    self.state.note_daily(aggregate)
         self._note(out.alerts)
         return out
 
@@ -241,19 +253,12 @@ class HomeCore:
 
     def prompt_commands(self, check_in: CheckIn) -> list[tuple[str, bytes]]:
         """Zigbee2MQTT `set` commands that make the home's prompt devices ask (or stop)."""
-        from edge.decode.zigbee2mqtt import prompt_commands
-
         return prompt_commands(
             self.profile, self.zigbee.capabilities, stop=check_in.action != "ask"
         )
 
     def sensor_health(self, now: float) -> dict[str, int]:
         return {**self.rules.health(now), "unknown_devices": len(self.state.unknown)}
-
-    def wire_aggregate(self, aggregate: Aggregate, now: float) -> dict[str, Any]:
-        wire = aggregate.to_wire(self.profile.id)
-        wire.setdefault("sensor_health", self.sensor_health(now))
-        return wire
 
     def docs(self) -> dict[str, dict[str, Any]]:
         """Learned and open state to persist (registry documents)."""

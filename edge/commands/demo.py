@@ -26,11 +26,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from cloud_bridge.broker import BrokerUrl, MqttLink, parse_broker_url
+from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import SqliteHubStore
-from edge.errors import VeilleError
-from edge.gateway import Gateway, GatewaySettings
-from edge.pipeline import BleAdvert, WearableBytes
+from cloud_bridge.pages.http import parse_listen
+from edge.runtime.gateway import Gateway, GatewaySettings
+from edge.runtime.pipeline import BleAdvert, WearableBytes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,8 +103,8 @@ def sim_start(tz: ZoneInfo) -> float:
 def seed_routine(profile: Any, start: float, seed: int, tz: ZoneInfo) -> dict[str, Any]:
     """Learn the resident's routine from simulated past days (no week-long wait in a demo);
     the resident answered every check-in of those days."""
-    from edge.detect.routine import RoutineDetector
-    from edge.eval_inactivity import answer_until, replay
+    from edge.commands.eval_inactivity import answer_until, replay
+    from edge.detect.inactivity import RoutineDetector
     from edge.sim import history_events
 
     rooms = {r.name: r.kind for r in profile.rooms}
@@ -146,14 +147,14 @@ class SimDriver:
 
     def load_traces(self) -> None:
         """Read the few real traces replayed (slow: done before the clock starts)."""
-        from edge.sim_wearable import wearable_trace
+        from edge.sim.wearable import wearable_trace
 
         for name in ("fall", "adl"):
             for k in range(TRACE_VARIETY):
                 self._traces[(name, k)] = wearable_trace(name, self.seed + k)
 
     def _schedule_wearable(self, at: float, kind: str, duration_s: float) -> None:
-        from edge.sim_wearable import encode_frames
+        from edge.sim.wearable import encode_frames
 
         name = "fall" if kind == "fall" else "adl"
         trace = self._traces[(name, self._n % TRACE_VARIETY)]
@@ -210,7 +211,7 @@ class SimDriver:
                 self._schedule_wearable(out.at, out.kind, out.duration_s)
         while self._frames and self._frames[0][0] <= now and self.wearable_id:
             _at, _n, frame = heapq.heappop(self._frames)
-            self.radio.put_nowait(WearableBytes(self.wearable_id, frame))
+            self.radio.put_nowait(WearableBytes(self.wearable_id, frame, self.clock.now()))
 
     async def run(self, until: float | None) -> None:
         while until is None or self.clock.now() < until:
@@ -221,7 +222,7 @@ class SimDriver:
 
 def alert_printer(tz: ZoneInfo) -> Callable[[Mapping[str, Any], bool], None]:
     """Print each alert state the hub receives, with the home's local time."""
-    from edge.events import parse_iso_utc
+    from cloud_bridge.contract import parse_iso_utc
 
     def show(payload: Mapping[str, Any], new: bool) -> None:
         if not new:
@@ -239,8 +240,8 @@ def alert_printer(tz: ZoneInfo) -> Callable[[Mapping[str, Any], bool], None]:
 
 
 async def run_demo(args: Any) -> int:
-    from edge.registry import Registry
     from edge.sim import SimulatedHome, bridge_devices_payload, demo_profile
+    from edge.storage.registry import Registry
 
     home_id = args.home_id
     profile = demo_profile(home_id)
@@ -279,7 +280,7 @@ async def run_demo(args: Any) -> int:
             local=local,
             hub=hub_url,
             storage=Path(storage),
-            http=args.http,
+            http=parse_listen(args.http) if args.http else None,
             ble=False,
         )
         gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)

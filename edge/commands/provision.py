@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError
+from cloud_bridge.errors import ConfigError
+from edge.config import load_gateway_config
 from edge.events import Role, RoomKind
 from edge.home import HomeFileError, HomeProfile, load_home_toml
-from edge.registry import Registry
+from edge.storage.registry import Registry, ensure_private_dir
 
 FAMILY_PIN_RE = re.compile(r"^\d{4,12}$")
 INSTALLER_MIN_CHARS = 8
@@ -204,8 +205,6 @@ def main(args: Any) -> int:
         _arity(action, rest, 1, "import FILE")
         home_id = None
         if getattr(args, "config", None):
-            from edge.config import load_gateway_config
-
             home_id = load_gateway_config(args.config).home_id
         profile = import_home(storage, Path(rest[0]), home_id)
         print(
@@ -251,8 +250,7 @@ Send the certificate signing request to the hub operator: {csr}
 
 def make_home_csr(storage: Path) -> tuple[Path, Path]:
     """The home's TLS key and certificate signing request, in `storage/tls/` (key 0600)."""
-    from cloud_bridge.pki import make_csr
-    from edge.registry import ensure_private_dir
+    from cloud_bridge.pki import make_csr  # lazy: cryptography, for this one action
 
     profile = load_profile(storage)
     tls = ensure_private_dir(storage / "tls")

@@ -9,22 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_bridge.broker import BrokerUrl, Credentials
+from cloud_bridge.errors import ConfigError, VeilleError
 from cloud_bridge.uplink import Uplink
-from edge.clock import Clock, GatewayClock, time_synced
-from edge.core import HomeCore, Outputs
-from edge.errors import ConfigError, VeilleError
-from edge.events import Role
-from edge.pipeline import BleAdvert, Pipeline, WearableBytes
+from edge.adapters.zigbee import Zigbee2MqttAdapter
+from edge.config import load_gateway_config
+from edge.events import Event, Role
+from edge.home import HomeProfile
+from edge.runtime import systemd
+from edge.runtime.clock import Clock, GatewayClock, time_synced
+from edge.runtime.core import HomeCore, Outputs
+from edge.runtime.pipeline import BleAdvert, Pipeline, WearableBytes
+from edge.runtime.prompt import say, send_prompts
+from edge.storage.outbox import Outbox
+from edge.storage.registry import Registry
+
+if TYPE_CHECKING:  # the BLE adapter is loaded only by a home with BLE devices (footprint)
+    from edge.adapters.ble import Advertisement
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,7 +49,8 @@ class GatewaySettings:
     hub: BrokerUrl
     storage: Path
     hub_credentials: Credentials = field(default_factory=Credentials)
-    http: str | None = None
+    local_credentials: Credentials = field(default_factory=Credentials)
+    http: tuple[str, int] | None = None  # (host, port) of the pages; port 0 = any
     ble: bool = True  # scan BLE and connect wearables (off in the demo: it feeds the radio)
     speaker: str = ""  # a text-to-speech command for check-ins (e.g. espeak-ng); "" = none
 
@@ -54,12 +64,32 @@ def uses_ble(profile: Any) -> bool:
 def load_fall_model() -> Any:
     """The shipped fall model, or None with an error line (the rest of the gateway runs)."""
     try:
-        from models.runtime import OnnxModel
+        from models.runtime import OnnxModel  # lazy: onnxruntime only for a home with a wearable
 
         return OnnxModel()
     except Exception as exc:  # a broken model file must not stop SOS and inactivity alerts
         _LOGGER.error("fall detection disabled: cannot load the fall model: %s", exc)
         return None
+
+
+async def ble_inputs(scanner: AsyncIterable[Advertisement]) -> AsyncIterator[BleAdvert]:
+    """The scanner's advertisements as pipeline inputs, name included."""
+    async for adv in scanner:
+        yield BleAdvert(adv.address, dict(adv.service_data), adv.rssi, adv.name)
+
+
+async def wearable_inputs(
+    device_id: str, queue: asyncio.Queue[Any]
+) -> AsyncIterator[WearableBytes | Event]:
+    """A wearable link's queue as pipeline inputs: `(frame, received_at)` tuples keep their
+    reception time; battery `Event`s pass as they are."""
+    while True:
+        item = await queue.get()
+        if isinstance(item, tuple):
+            data, at = item
+            yield WearableBytes(device_id, data, at)
+        else:
+            yield item
 
 
 class Gateway:
@@ -73,9 +103,6 @@ class Gateway:
         on_outputs: Callable[[Outputs], None] | None = None,
         seed_docs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        from edge.outbox import Outbox
-        from edge.registry import Registry
-
         self.settings = settings
         self.clock = clock or GatewayClock()
         settings.storage.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -108,9 +135,6 @@ class Gateway:
         )
         self.state = self.core.state
         self.state.time_synced = time_synced()
-        self.pipeline = Pipeline(
-            self.core, self.outbox, self.clock, registry=self.registry, on_outputs=on_outputs
-        )
         self.uplink = Uplink(
             settings.hub,
             profile.id,
@@ -118,22 +142,33 @@ class Gateway:
             now=self.clock.now,
             credentials=settings.hub_credentials,
             status=self._status,
-            on_ack=self.pipeline.ack_from_hub,
+            on_ack=self._ack_from_hub,
         )
-        self.pipeline.uplink = self.uplink
-        self.pipeline.prompter = self._prompt
-        self.local_adapter: Any = None
+        self.pipeline = Pipeline(
+            self.core,
+            self.outbox,
+            self.clock,
+            registry=self.registry,
+            uplink=self.uplink,
+            on_outputs=on_outputs,
+            prompter=self._prompt,
+        )
+        self.local_adapter: Zigbee2MqttAdapter | None = None
         self._prompts: set[asyncio.Task[None]] = set()
         self.url: str | None = None
         self._ble_wanted = asyncio.Event()
         if uses_ble(profile):
             self._ble_wanted.set()
 
+    def _ack_from_hub(self, payload: dict[str, Any]) -> None:
+        """Care staff acknowledged or resolved an alert (the uplink's ack topic)."""
+        self.pipeline.ack_from_hub(payload)
+
     def want_ble(self) -> None:
         """Start BLE scanning if it is not running (the installer looks for BLE sensors)."""
         self._ble_wanted.set()
 
-    def apply_profile(self, profile: Any) -> None:
+    def apply_profile(self, profile: HomeProfile) -> None:
         """The installer pages changed the home (already saved in the registry)."""
         self.profile = profile
         self.core.apply_profile(profile)
@@ -142,8 +177,6 @@ class Gateway:
 
     def _prompt(self, check_ins: list[Any]) -> None:
         """Ask the resident (or stop asking): the prompt devices, and the speaker if any."""
-        from edge.prompt import say, send_prompts
-
         for check_in in check_ins:
             _LOGGER.info("check-in %s: %s", check_in.action, check_in.key)
             commands = self.core.prompt_commands(check_in)
@@ -164,10 +197,11 @@ class Gateway:
         }
 
     async def _zigbee_source(self) -> AsyncIterator[Any]:
-        from edge.adapters.zigbee import Zigbee2MqttAdapter
-
         async with Zigbee2MqttAdapter(
-            self.settings.local, client_id=f"veille-{self.profile.id}", clock=self.clock
+            self.settings.local,
+            client_id=f"veille-{self.profile.id}",
+            credentials=self.settings.local_credentials,
+            clock=self.clock,
         ) as adapter:
             self.local_adapter = adapter
             ready = asyncio.create_task(self._mark_ready(adapter))
@@ -182,8 +216,6 @@ class Gateway:
         self.state.local_connected = True
         self.state.ready = True
         _LOGGER.info("gateway ready: subscribed to the local broker %s", self.settings.local)
-        from edge import systemd
-
         systemd.ready()
 
     async def _ble_source(self) -> AsyncIterator[Any]:
@@ -192,24 +224,20 @@ class Gateway:
 
         try:
             async with BleScanner() as scanner:
-                async for adv in scanner:
-                    yield BleAdvert(adv.address, dict(adv.service_data), adv.rssi)
+                async for advert in ble_inputs(scanner):
+                    yield advert
         except Exception as exc:  # no radio on this machine: run on Zigbee alone
             _LOGGER.error("BLE scanning unavailable: %s", exc)
 
     async def _wearable_source(self, device_id: str, address: str) -> AsyncIterator[Any]:
-        from edge.adapters.wearable import WearableLink, bleak_connector
+        from edge.adapters.wearable import WearableLink, bleak_connector  # lazy: bleak
 
         queue: asyncio.Queue[Any] = asyncio.Queue()
         link = WearableLink(device_id, queue, self.clock, bleak_connector(address, device_id))
         task = asyncio.create_task(link.run(), name=f"wearable-{device_id}")
         try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, tuple):  # (frame bytes, received at)
-                    yield WearableBytes(device_id, item[0])
-                else:  # a battery Event
-                    yield item
+            async for item in wearable_inputs(device_id, queue):
+                yield item
         finally:
             task.cancel()
 
@@ -232,8 +260,6 @@ class Gateway:
         self.state.time_synced = synced
 
     async def _housekeeping(self) -> None:
-        from edge import systemd
-
         interval = systemd.watchdog_interval_s() or WATCHDOG_DEFAULT_S
         while True:
             self.state.hub_connected = self.uplink.connected
@@ -255,11 +281,12 @@ class Gateway:
                     sources.append(self._wearable_source(dev.id, dev.address))
         http = None
         if self.settings.http:
-            from edge.http import HttpServer
+            # lazy: fastapi and uvicorn are loaded only when the pages are served
+            from cloud_bridge.pages.http import HttpServer
             from edge.status.app import create_app
 
             app = create_app(self.state, registry=self.registry, core=self.core, gateway=self)
-            http = HttpServer(app, self.settings.http)
+            http = HttpServer(app, *self.settings.http)
             self.url = await http.start()
         task = asyncio.create_task(self.pipeline.run(*sources), name="pipeline")
         house = asyncio.create_task(self._housekeeping(), name="housekeeping")
@@ -270,8 +297,6 @@ class Gateway:
             if task.done():
                 task.result()  # a crash in the pipeline is raised here
         finally:
-            from edge import systemd
-
             systemd.stopping()
             house.cancel()
             task.cancel()
@@ -284,34 +309,15 @@ class Gateway:
 
 
 def settings_from_config(path: Path) -> GatewaySettings:
-    from cloud_bridge.broker import BrokerUrlError, parse_broker_url
-    from edge.config import load_gateway_config
-
     cfg = load_gateway_config(path)
-    try:
-        local = parse_broker_url(cfg.local.url)
-        hub = parse_broker_url(cfg.hub.url)
-    except BrokerUrlError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    if cfg.local.username or cfg.local.password_file:  # the local broker's own login
-        local = dataclasses.replace(
-            local,
-            username=cfg.local.username or local.username,
-            password=cfg.local.password() or local.password,
-        )
     return GatewaySettings(
         home_id=cfg.home_id,
-        local=local,
-        hub=hub,
+        local=cfg.local.url,
+        hub=cfg.hub.url,
         storage=cfg.storage_dir,
-        hub_credentials=Credentials(
-            ca_file=cfg.hub.ca_file,
-            cert_file=cfg.hub.cert_file,
-            key_file=cfg.hub.key_file,
-            username=cfg.hub.username,
-            password_file=cfg.hub.password_file,
-        ),
-        http=f"{cfg.http_host}:{cfg.http_port}",
+        hub_credentials=cfg.hub.credentials,
+        local_credentials=cfg.local.credentials,
+        http=cfg.http,
         speaker=cfg.speaker,
     )
 

@@ -40,13 +40,6 @@ class GatewayClock:
         """How far the system wall clock has moved from ours since start (seconds)."""
         return time.time() - self.now()
 
-    def reanchor(self) -> float:
-        """Take the system wall clock again (after NTP sync); returns the step applied."""
-        step = self.wall_skew()
-        self._wall0 = time.time()
-        self._mono0 = time.monotonic()
-        return step
-
 
 class FakeClock:
     """A clock that only moves when told to."""

@@ -26,6 +26,7 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
+from cloud_bridge.errors import StorageError
 from edge.const import (
     REGISTRY_FILE,
     SECRET_HASH_BYTES,
@@ -36,7 +37,6 @@ from edge.const import (
     STORAGE_DIR_MODE,
     STORAGE_FILE_MODE,
 )
-from edge.errors import StorageError
 from edge.home import HomeProfile
 
 _LOGGER = logging.getLogger(__name__)

@@ -46,8 +46,6 @@ class HomeState:
     today: str = ""
     today_rooms: dict[str, list[int]] = field(default_factory=dict)  # room -> 24 hourly counts
     daily: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DAILY_HISTORY))
-    events_seen: int = 0
-    bad_input: int = 0
     outbox: dict[str, int] = field(default_factory=dict)
     storage_health: str = "ok"
     # per registered device: (time, kind) of its last event of any kind (walk-through test)
@@ -62,7 +60,6 @@ class HomeState:
     check_in: Any = None  # the open check-in (edge.events.CheckIn), asked, not yet over
 
     def note_event(self, event: Event) -> None:
-        self.events_seen += 1
         self.device_last[event.device_id] = (event.at, str(event.kind))
         if event.kind is EventKind.LINKQUALITY and isinstance(event.value, int | float):
             self.device_signal[event.device_id] = float(event.value)

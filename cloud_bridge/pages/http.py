@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 
 
+_LISTEN_RE = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
+)
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::1]:8080`) -> (host, port); ValueError otherwise."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address must be HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    """`HOST:PORT` (IPv6 as `[::1]:8080`, port 0 = any free one) -> (host, port); ValueError
+    otherwise. The one reader of a listen address: gateway.toml, `--http` of the hub."""
+    match = _LISTEN_RE.match(listen)
+    if match is None or int(match.group("port")) > 65535:
+        raise ValueError(f"listen {listen!r} must be HOST:PORT (port 0-65535)")
+    return match.group("v6") or match.group("host"), int(match.group("port"))
 
 
 class HttpServer:
     """uvicorn on an asyncio task; `port` is known once `started` is set (port 0 = any)."""
 
-    def __init__(self, app: Any, listen: str) -> None:
+    def __init__(self, app: Any, host: str, port: int) -> None:
         import uvicorn
 
-        host, port = parse_listen(listen)
         config = uvicorn.Config(
             app,
             host=host,

@@ -1,0 +1,1 @@
+"""What the gateway keeps on disk: the outbox, the alarm journal, the registry, the state."""
