@@ -23,6 +23,7 @@ from cloud_bridge.pages.web import render
 _LOGGER = logging.getLogger(__name__)
 
 TAKEN_STATES = frozenset({"acknowledged", "resolved", "cancelled"})
+CLOSED_STATES = frozenset({"resolved", "cancelled"})
 # a link page must not leak its token to another site, nor be kept by a shared browser
 LINK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
@@ -98,7 +99,8 @@ def install_ack_links(
             message = "Ce lien a déjà servi."
             return page(request, alert=alert, status="used", message=message, code=410)
         if taken(alert):
-            return page(request, alert=alert, status="taken")
+            status = "closed" if alert["state"] in CLOSED_STATES else "taken"
+            return page(request, alert=alert, status=status)
         return page(request, alert=alert, status="ask", token=token)
 
     @app.post(PATH + "/{token}", response_model=None)
@@ -112,7 +114,8 @@ def install_ack_links(
             message = "Ce lien a déjà servi."
             return page(request, alert=alert, status="used", message=message, code=410)
         if taken(alert):
-            return page(request, alert=alert, status="taken", reveal=True)
+            status = "closed" if alert["state"] in CLOSED_STATES else "taken"
+            return page(request, alert=alert, status=status, reveal=True)
         by = f"{claim.recipient} (lien)"
         if not console.hub.send_ack(claim.alert_id, "acknowledged", by=by):
             message = "La prise en charge n'a pas pu être transmise au logement ; appelez-le."

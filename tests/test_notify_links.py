@@ -26,7 +26,7 @@ from aiosmtpd.controller import Controller
 from pysiaalarm import SIAAccount, SIAClient
 
 from cloud_bridge.ack_links import LinkRefused, LinkSigner, open_link_store
-from cloud_bridge.contract import ack_topic, alert_topic, encode
+from cloud_bridge.contract import ack_topic, alert_topic, encode, iso_utc
 from cloud_bridge.notify.config import NotifyConfigError, parse_notify_config
 from cloud_bridge.stores import open_store
 from tests.gateway_proc import HubProc
@@ -266,6 +266,18 @@ def test_the_mails_link_acknowledges_once_by_its_button_and_the_centre_never_hea
         [(at, event)] = rig.events
         assert (event.account, event.event_type, event.encrypted) == ("A1B2C3", "101", True)
         assert at - t0 >= CENTRE_DELAY_S
+        assert handled_by(rig, left["id"]) == ""
+        # the gateway closes the SOS (the person answered): its link no longer offers to act
+        sos_link = the_link(by_id["Appel d'urgence (bouton SOS) : logement h-0042"])
+        publish(
+            rig.broker.port,
+            alert_topic("h-0042"),
+            encode({**left, "state": "cancelled", "at": iso_utc(time.time())}),
+        )
+        with httpx.Client(trust_env=False) as phone:
+            wait(lambda: 'id="ack-closed"' in phone.get(sos_link).text, 5)
+            assert 'id="ack-button"' not in phone.get(sos_link).text
+            assert 'id="ack-closed"' in phone.post(sos_link).text
         assert handled_by(rig, left["id"]) == ""
     finally:
         home.close()
