@@ -165,6 +165,11 @@ def _time(iso: str, tz: dt.tzinfo, lang: str, now: float) -> str:
         return iso
 
 
+def room_words(room: str, lang: str) -> str:
+    """A room as people say it: the home's own name, or a kind's key (`kitchen`) in words."""
+    return i18n.room_name(room, room if room in i18n.ROOM_KIND_NAMES else None, lang)
+
+
 def alert_row(alert: dict[str, Any], tz: dt.tzinfo, lang: str, now: float) -> dict[str, Any]:
     evidence = {k: v for k, v in dict(alert.get("evidence") or {}).items() if k != "by"}
     return {
@@ -176,7 +181,7 @@ def alert_row(alert: dict[str, Any], tz: dt.tzinfo, lang: str, now: float) -> di
         "severity_words": i18n.severity_name(alert["severity"], lang),
         "state": alert["state"],
         "state_words": i18n.state_name(alert["state"], lang),
-        "room": alert.get("room") or "",
+        "room": room_words(alert.get("room") or "", lang),
         "raised": _time(alert["raised_at"], tz, lang, now),
         "evidence": i18n.evidence_words(evidence, lang),
         "escalated": bool(alert.get("escalated")),
@@ -205,17 +210,13 @@ def home_context(store: Any, home_id: str, statuses: dict[str, dict[str, Any]], 
         last = days[-1]
         activity = charts.daily_activity(last)
         day = charts.short_day(str(last.get("date", "")))
-        if lang == "fr":
-            text = f"{day} : {activity:.0f} signes d'activité"
-            if last.get("get_up"):
-                text += f", levée à {last['get_up']}"
-        else:
-            text = f"{day}: {activity:.0f} signs of activity"
-            if last.get("get_up"):
-                text += f", up at {last['get_up']}"
+        count = round(activity)
+        text = i18n.tn("context_day", count, lang, day=day, n=i18n.number(count, lang, 0))
+        if last.get("get_up"):
+            text += i18n.t("context_get_up", lang, t=last["get_up"])
         parts.append(text)
     recent = len(store.alerts(home_id=home_id))
-    parts.append(f"{recent} alerte(s) au total" if lang == "fr" else f"{recent} alert(s) in all")
+    parts.append(i18n.tn("context_alerts", recent, lang, n=recent))
     return " · ".join(parts)
 
 
@@ -245,19 +246,25 @@ def inbox_view(console: Console, lang: str) -> dict[str, Any]:
     return {"alerts": rows, "offline": offline, "homes": homes}
 
 
-def home_view(console: Console, home_id: str, lang: str) -> dict[str, Any]:
+def home_view(console: Console, home_id: str, lang: str, big: bool = False) -> dict[str, Any]:
     store = console.hub.store
     now = console.clock()
     days = store.aggregates(home_id, DAILY_SCHEMA, limit=WEEKS_DAYS)
     plot = None
     if days:
         plot = Markup(  # noqa: S704 - built by charts with escaped labels
-            charts.daily_bars(days, i18n.t("weeks_plot", lang), i18n.t("today", lang))
+            charts.daily_bars(
+                days,
+                i18n.t("weeks_plot", lang),
+                i18n.t("get_up_axis", lang),
+                big=big,
+                activity_label=i18n.t("activity_axis", lang),
+            )
         )
     summaries = [
         {
             "date": charts.short_day(str(d.get("date", ""))),
-            "activity": round(charts.daily_activity(d)),
+            "activity": i18n.number(charts.daily_activity(d), lang, 0),
             "get_up": d.get("get_up") or "—",
             "bed_time": d.get("bed_time") or "—",
             "in_bed": d.get("time_in_bed_min"),
@@ -415,7 +422,7 @@ def create_console_app(
     @app.get("/homes/{home_id}", response_model=None)
     def home(request: Request, session: StaffSession, home_id: str) -> Response:
         """One home: daily summaries over weeks, status, alert history."""
-        view = home_view(console, home_id, lang_of(request))
+        view = home_view(console, home_id, lang_of(request), "big" in web.prefs_of(request))
         return render(request, "home.html", {"v": view}, session=session)
 
     return app

@@ -298,8 +298,13 @@ class SqliteHubStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO notify_log(alert_id, channel, ok, at, entry) VALUES (?,?,?,?,?)",
-                (entry["alert_id"], entry["channel"], int(bool(entry["ok"])), entry["at"],
-                 json.dumps(entry)),
+                (
+                    entry["alert_id"],
+                    entry["channel"],
+                    int(bool(entry["ok"])),
+                    entry["at"],
+                    json.dumps(entry),
+                ),
             )
 
     def notifications(self, alert_id: str | None = None) -> list[dict[str, Any]]:

@@ -324,8 +324,13 @@ class PostgresHubStore:
         )
 
     def log_notification(self, entry: Mapping[str, Any]) -> None:
-        args = (entry["alert_id"], entry["channel"], int(bool(entry["ok"])), entry["at"],
-                Jsonb(dict(entry)))
+        args = (
+            entry["alert_id"],
+            entry["channel"],
+            int(bool(entry["ok"])),
+            entry["at"],
+            Jsonb(dict(entry)),
+        )
         self._run(
             lambda conn: conn.execute(
                 "INSERT INTO notify_log (alert_id, channel, ok, at, entry)"

@@ -6,6 +6,7 @@ and refuses unknown keys and bad values with the file name, the line and the rea
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -72,6 +73,65 @@ class Thresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """The range a threshold may take (inclusive) and its unit, for checks and for the pages."""
+
+    low: float
+    high: float
+    unit: str  # s, min, h (an hour of the day), °C, %, days, per_day, flag
+
+
+# Outside these a threshold would disarm a detector (a fall confirmed after 1e12 s) or make
+# no sense (night starting at 99 h); the pages show them and `provision import` refuses them.
+THRESHOLD_LIMITS: dict[str, Limit] = {
+    "fall_confirm_s": Limit(5, 120, "s"),
+    "night_start_h": Limit(0, 24, "h"),
+    "night_end_h": Limit(0, 24, "h"),
+    "night_exit_return_min": Limit(5, 180, "min"),
+    "temp_low_c": Limit(5, 25, "°C"),
+    "temp_high_c": Limit(20, 45, "°C"),
+    "battery_low_pct": Limit(5, 50, "%"),
+    "offline_floor_min": Limit(10, 1440, "min"),
+    "learning_days": Limit(1, 60, "days"),
+    "checkin_answer_min": Limit(1, 60, "min"),
+    "checkin_max_per_day": Limit(0, 10, "per_day"),
+    "checkin_quiet_from_h": Limit(0, 24, "h"),
+    "checkin_quiet_to_h": Limit(0, 24, "h"),
+    "checkin_in_bed_at_night": Limit(0, 1, "flag"),
+}
+
+
+def threshold_problem(key: str, value: object) -> str | None:
+    """Why `value` cannot be threshold `key` (English, for files and logs), or None if it can.
+
+    Checked without converting first: TOML integers have no size limit (a 400-digit number
+    would overflow `float`) and floats may be `nan` or `inf`.
+    """
+    limit = THRESHOLD_LIMITS.get(key)
+    if limit is None:
+        return f"unknown threshold {key!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"threshold {key} must be a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"threshold {key} must be a finite number, not {value}"
+    if not limit.low <= value <= limit.high:
+        huge = isinstance(value, int) and value.bit_length() > 64
+        shown = "a number too large" if huge else f"{value:g}"
+        return f"threshold {key} = {shown} is outside {limit.low:g}..{limit.high:g} {limit.unit}"
+    return None
+
+
+def thresholds_problem(values: Mapping[str, float]) -> str | None:
+    """A reason the thresholds do not hold together (e.g. cold above hot), or None."""
+    defaults = Thresholds()
+    low = values.get("temp_low_c", defaults.temp_low_c)
+    high = values.get("temp_high_c", defaults.temp_high_c)
+    if low >= high:
+        return f"temp_low_c ({low:g}) must be below temp_high_c ({high:g})"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class HomeProfile:
     id: str
     timezone: str = "Europe/Paris"
@@ -79,6 +139,10 @@ class HomeProfile:
     devices: tuple[Device, ...] = ()
     contacts: tuple[Contact, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # who and where, for the pages and the installation report (optional in [home])
+    resident: str = ""
+    address: str = ""
+    installer: str = ""
 
     def device(self, device_id: str) -> Device | None:
         for dev in self.devices:
@@ -113,11 +177,14 @@ class HomeProfile:
             ),
             contacts=tuple(Contact(**c) for c in data.get("contacts", ())),
             thresholds=Thresholds(**data.get("thresholds", {})),
+            resident=str(data.get("resident", "")),
+            address=str(data.get("address", "")),
+            installer=str(data.get("installer", "")),
         )
 
 
 _SECTION_KEYS: dict[str, set[str]] = {
-    "home": {"id", "timezone"},
+    "home": {"id", "timezone", "resident", "address", "installer"},
     "rooms": {"name", "kind"},
     "devices": {"id", "source", "address", "friendly_name", "room", "role", "bindkey"},
     "contacts": {"name", "phone", "relation"},
@@ -162,7 +229,7 @@ def load_home_toml(path: Path) -> HomeProfile:
         raise HomeFileError(f"{path}: cannot read: {exc}") from exc
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer past Python's digit limit
         match = re.search(r"line (\d+)", str(exc))
         line = match.group(1) if match else "1"
         raise HomeFileError(f"{path}:{line}: not valid TOML: {exc}") from exc
@@ -254,12 +321,26 @@ def parse_home(
         fail("[thresholds] must be a table", "thresholds")
     _check_keys(th, "thresholds", None, fail)
     for key, value in th.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            fail(f"threshold {key} must be a non-negative number", "thresholds", None, key)
+        if (problem := threshold_problem(key, value)) is not None:
+            fail(problem, "thresholds", None, key)
+    if (problem := thresholds_problem({k: float(v) for k, v in th.items()})) is not None:
+        fail(problem, "thresholds", None, "temp_low_c" if "temp_low_c" in th else "temp_high_c")
     if th:
         thresholds = Thresholds(**{k: float(v) for k, v in th.items()})
+    people: dict[str, str] = {}
+    for key in ("resident", "address", "installer"):
+        value = home.get(key, "")
+        if not isinstance(value, str) or len(value) > 200:
+            fail(f"{key} must be a text of at most 200 characters", "home", None, key)
+        people[key] = value.strip()
     return HomeProfile(
-        str(home_id), str(tz), tuple(rooms), tuple(devices), tuple(contacts), thresholds
+        str(home_id),
+        str(tz),
+        tuple(rooms),
+        tuple(devices),
+        tuple(contacts),
+        thresholds,
+        **people,
     )
 
 

@@ -76,7 +76,10 @@ def test_demo_inactivity_asks_the_resident_then_alerts_when_nobody_answers(
     waited = first["inactive_min"] - first["check_in_limit_min"]
     assert ANSWER_MIN <= waited <= ANSWER_MIN + 5
     lines = proc.stdout.splitlines()
-    asked = next(i for i, x in enumerate(lines) if "check-in: siren asks" in x)
-    alerted = next(i for i, x in enumerate(lines) if "[hub]" in x and "inactivity" in x)
+    asked = next(i for i, x in enumerate(lines) if "le carillon demande « ça va ? »" in x)
+    alerted = next(
+        i for i, x in enumerate(lines) if "[centre]" in x and "Inactivité inhabituelle" in x
+    )
     assert asked < alerted
-    assert "(nobody answers)" in lines[asked]
+    assert "(personne ne répond)" in lines[asked]
+    assert "{" not in lines[alerted]  # a sentence, not a Python dict

@@ -154,9 +154,10 @@ def test_inbox_most_severe_first_with_plain_words_and_context(hub: Hub) -> None:
     page = html.unescape(hub.client.get("/").text)
     order = [page.index(word) for word in ("Chute détectée", "Inactivité", "Pile faible")]
     assert order == sorted(order)
-    assert "choc de 3,4 g, personne allongée, pas de mouvement depuis" in page
-    assert "aucun mouvement depuis 212 min" in page
-    assert "42 signes d'activité, levée à 07:30" in page  # the home's last daily summary
+    words = page.replace("\u00a0", " ")
+    assert "choc de 3,4 g, personne allongée, aucun mouvement ensuite" in words
+    assert "aucun mouvement depuis 212 min" in words
+    assert "42 signes d'activité, premier lever à 07:30" in page  # the home's last daily summary
     data = hub.client.get("/api/alerts").json()
     assert [a["type"] for a in data["alerts"]] == ["fall", "inactivity", "low_battery"]
 

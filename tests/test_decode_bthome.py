@@ -197,3 +197,19 @@ def test_why_an_advert_is_bad_is_read_from_its_bytes_and_the_parser_state(
     assert (library.level, list(library.filters), logging.getLogger("bthome_ble").level) == before
     [line] = [r.getMessage() for r in warnings(caplog)]
     assert words in line
+
+
+def test_registered_sensors_are_listed_nearby_too() -> None:
+    """The installer's Bluetooth page finds the home's own sensors, not only strangers."""
+    decoder = BthomeDecoder(
+        profile_of(
+            {"id": "th-1", "address": "A4:C1:38:00:00:09", "room": "bedroom", "role": "temperature"}
+        )
+    )
+    data = {UUID_V2: bytes.fromhex("4002ca0903bf13")}
+    result = decoder.decode("a4:c1:38:00:00:09", data, -61, 10.0, "ATC_000009")
+    assert result.unknown is None
+    assert list(decoder.nearby) == ["A4:C1:38:00:00:09"]
+    assert decoder.nearby["A4:C1:38:00:00:09"] == NearbyDevice(
+        "A4:C1:38:00:00:09", "ATC_000009", -61, 10.0, True
+    )

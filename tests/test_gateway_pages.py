@@ -46,10 +46,12 @@ def test_veille_run_monitors_without_page_credentials(
             r = web.post("/login", data={"pin": FAMILY_PIN}, follow_redirects=False)
             assert (r.status_code, r.headers["location"]) == (303, "/")
             assert web.get("/").status_code == 200
-            # a new PIN set while the gateway runs ends the session the old one opened
+            # a new PIN set while the gateway runs ends the session the old one opened,
+            # and the login says so
             gw.veille_provision("set-pin", "family", "97531")
             r = web.get("/", follow_redirects=False)
-            assert (r.status_code, r.headers["location"]) == (303, "/login")
+            assert (r.status_code, r.headers["location"]) == (303, "/login?why=expired")
+            assert "Votre session a expiré" in web.get("/login?why=expired").text
     finally:
         assert gw.stop() == 0
         hub.close()

@@ -195,6 +195,48 @@ def test_import_bad_file_exits_1_with_file_line_and_reason(
     assert not (storage / "registry.json").exists()  # nothing was imported
 
 
+THRESHOLD_LINE = HOME_TOML.count("\n") + 3  # after a blank line and [thresholds]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        pytest.param("1e12", "fall_confirm_s = 1e+12 is outside 5..120 s", id="huge-float"),
+        pytest.param("nan", "must be a finite number, not nan", id="nan"),
+        pytest.param("inf", "must be a finite number, not inf", id="inf"),
+        pytest.param("9" * 400, "a number too large is outside 5..120 s", id="400-digits"),
+        pytest.param("-3", "fall_confirm_s = -3 is outside", id="negative"),
+        pytest.param('"30"', "must be a number", id="string"),
+        pytest.param("true", "must be a number", id="bool"),
+    ],
+)
+def test_import_refuses_a_threshold_outside_its_range_with_file_and_line(
+    tmp_path: Path, value: str, reason: str
+) -> None:
+    home = write(tmp_path, f"{HOME_TOML}\n[thresholds]\nfall_confirm_s = {value}\n")
+    storage = tmp_path / "st"
+    done = veille("provision", "import", home, "--storage", storage)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, no traceback
+    assert done.stderr.startswith(f"veille provision: {home}:{THRESHOLD_LINE}: "), done.stderr
+    assert reason in done.stderr
+    assert not (storage / "registry.json").exists()
+
+
+def test_import_refuses_night_start_99_and_cold_above_hot(tmp_path: Path) -> None:
+    home = write(tmp_path, f"{HOME_TOML}\n[thresholds]\nnight_start_h = 99\n")
+    done = veille("provision", "import", home, "--storage", tmp_path / "a")
+    assert done.returncode == 1
+    assert "night_start_h = 99 is outside 0..24 h" in done.stderr
+    home = write(tmp_path, f"{HOME_TOML}\n[thresholds]\ntemp_low_c = 22\ntemp_high_c = 21\n")
+    done = veille("provision", "import", home, "--storage", tmp_path / "b")
+    assert done.returncode == 1
+    assert "temp_low_c (22) must be below temp_high_c (21)" in done.stderr
+    good = f"{HOME_TOML}\n[thresholds]\nfall_confirm_s = 45\nnight_start_h = 21.5\n"
+    done = veille("provision", "import", write(tmp_path, good), "--storage", tmp_path / "c")
+    assert done.returncode == 0, done.stderr
+
+
 def test_import_refuses_a_home_that_is_not_the_gateways(tmp_path: Path) -> None:
     config = write(
         tmp_path,

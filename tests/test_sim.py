@@ -479,3 +479,28 @@ def test_a_profile_without_some_devices_still_simulates() -> None:
         for o in outs
         if isinstance(o, Z2MOut)
     )
+
+
+def test_walk_through_makes_every_zigbee_device_act_even_the_silent_one() -> None:
+    """The installer starts the walk-through after the kitchen sensor went silent: each
+    Zigbee device then reports something a walk-through step counts (not only battery or
+    signal), the silent one too (a new battery), within a few minutes."""
+    home = SimulatedHome(PROFILE, START, 1, "all", TZ)
+    when = {name: t for t, name in home.incidents}
+    at = when["sensor_silent"] + 1800
+    zig = Zigbee2MqttDecoder(PROFILE)
+    for o in home.until(at):  # the decoder knows each device's state so far
+        if isinstance(o, Z2MOut):
+            zig.decode(o.topic, o.payload, o.at)
+    told = home.walk_through(at)
+    assert told == [f"pile changée : {home.silent_device_id}"]
+    acted: set[str] = set()
+    for o in home.until(at + 300):
+        if isinstance(o, Z2MOut):
+            for e in zig.decode(o.topic, o.payload, o.at).events:
+                if e.kind not in (EventKind.HEARTBEAT, EventKind.LINKQUALITY, EventKind.BATTERY):
+                    acted.add(e.device_id)
+    zigbee = {
+        d.id for d in PROFILE.devices if d.source == "zigbee2mqtt" and d.role is not Role.PROMPT
+    }
+    assert zigbee <= acted, sorted(zigbee - acted)

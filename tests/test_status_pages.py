@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from cloud_bridge.pages import i18n
 from edge.events import Aggregate
-from edge.home import HomeFileError
+from edge.home import HomeFileError, Thresholds
 from edge.status import editing
 from edge.status.app import create_app
 from edge.status.family import status_view
@@ -25,7 +26,7 @@ from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, build, csrf_of, l
         (
             {"peak_g": 3.4, "posture": "lying", "movement_resumed": False},
             "fr",
-            "choc de 3,4 g, personne allongée, pas de mouvement depuis",
+            "choc de 3,4 g, personne allongée, aucun mouvement ensuite",
         ),
         ({"peak_g": 3.4, "score": 0.97}, "en", "impact of 3.4 g, model confidence 97 %"),
         (
@@ -34,11 +35,25 @@ from tests.test_status_auth import FAMILY_PIN, INSTALLER_CODE, build, csrf_of, l
             "aucun mouvement depuis 212 min, d'habitude au plus 95 min",
         ),
         ({"button": "single"}, "fr", "appui simple"),
-        ({"strange_key": 2.5}, "fr", "strange key : 2,5"),
+        ({"strange_key": 2.5, "learned": True}, "fr", ""),  # never a raw key or a literal
+        (
+            {"silent_min": 180.0, "usual_interval_min": 60.0, "learned": False},
+            "fr",
+            "silencieux depuis 180 min, se manifeste d'habitude toutes les 60 min, "
+            "rythme du capteur pas encore appris",
+        ),
+        (
+            {"door_at": "02:31", "out_min": 26, "limit_min": 20},
+            "fr",
+            "porte ouverte à 02:31, dehors depuis 26 min, alerte prévue après 20 min",
+        ),
+        ({"context": "out", "device": "wearable"}, "en", "out of the home, wearable sensor"),
     ],
 )
 def test_evidence_in_plain_words(evidence: dict[str, object], lang: str, words: str) -> None:
-    assert i18n.evidence_words(evidence, lang) == words
+    said = i18n.evidence_words(evidence, lang)
+    assert said.replace("\u00a0", " ") == words
+    assert not re.search(r"\d [a-z%°]", said)  # a number keeps its unit on its line
 
 
 @pytest.mark.parametrize(
@@ -82,7 +97,7 @@ def test_status_view_summarises_the_day_the_fortnight_and_the_sensors(tmp_path: 
     view = status_view(core.state, core.profile, now, "fr")
     assert view["all_well"]
     assert view["last"]["room"] == "cuisine"
-    assert view["last"]["ago"] == "il y a 2 min"
+    assert view["last"]["ago"] == "il y a 2\u00a0min"
     assert view["today_total"] == 1
     assert view["usual"] == round(sum(100 + d for d in range(2, 16)) / 14)  # last 14 days
     assert str(view["bars"]).count('class="bar"') == 14
@@ -114,7 +129,15 @@ def test_installer_edits_pairing_and_report(tmp_path: Path) -> None:
     resp = client.post(
         "/installer/thresholds", data={"csrf": token, "temp_low_c": "froid"}, follow_redirects=True
     )
-    assert "temp_low_c must be a number" in html.unescape(resp.text)
+    assert "« Température basse » doit être un nombre entre 5 et 25 °C." in html.unescape(resp.text)
+    assert registry.profile().thresholds.temp_low_c == 16.0
+    # outside its range too (a fall confirmed after 1e12 s would never be an alert)
+    for key, value in (("fall_confirm_s", "1e12"), ("night_start_h", "99"), ("temp_low_c", "nan")):
+        resp = client.post(
+            "/installer/thresholds", data={"csrf": token, key: value}, follow_redirects=True
+        )
+        assert "doit être un nombre entre" in html.unescape(resp.text), key
+    assert registry.profile().thresholds == Thresholds()
     # a device that joined Zigbee2MQTT shows on the pairing page
     bridge = [
         {
@@ -142,7 +165,7 @@ def test_installer_edits_pairing_and_report(tmp_path: Path) -> None:
     )
     page = client.get("/installer/zigbee").text
     assert "0x00158d000aaa0099" in page
-    assert "device_joined" in page
+    assert "appareil arrivé sur le réseau" in html.unescape(page)
     resp = client.post(
         "/installer/devices",
         data={
@@ -230,7 +253,7 @@ def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) 
     offered = page[page.index("new_motion") :]
     offered = offered[offered.index('name="role"') :]
     offered = offered[: offered.index("</select>")]
-    assert "<option>motion</option>" in offered
+    assert '<option value="motion">détecteur de mouvement</option>' in offered
     assert "sos_button" not in offered
     assert "prompt" not in offered
     form = {
@@ -243,7 +266,7 @@ def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) 
         "back": "/installer/zigbee",
     }
     resp = client.post("/installer/devices", data={**form, "role": "sos_button"})
-    assert "cannot serve as sos_button" in html.unescape(resp.text)
+    assert "ne peut pas servir de « bouton d'appel »" in html.unescape(resp.text)
     assert registry.profile().device("new-pir") is None
     resp = client.post(
         "/installer/devices", data={**form, "role": "motion"}, follow_redirects=False
@@ -254,7 +277,7 @@ def test_installer_pages_refuse_a_role_the_exposes_cannot_serve(tmp_path: Path) 
     resp = client.post(
         "/installer/devices/new-pir", data={"csrf": token, "role": "prompt", "room": "bedroom"}
     )
-    assert "cannot serve as prompt" in html.unescape(resp.text)
+    assert "ne peut pas servir de « carillon d'appel »" in html.unescape(resp.text)
     assert str(registry.profile().device("new-pir").role) == "motion"
     registry.close()
 
@@ -266,9 +289,80 @@ def test_check_in_and_water_leak_evidence_in_plain_french() -> None:
         "check_in_at": "14:09",
         "off_furniture": True,
     }
-    assert i18n.evidence_words(evidence, "fr") == (
+    assert i18n.evidence_words(evidence, "fr").replace("\u00a0", " ") == (
         "aucun mouvement depuis 58 min, la personne n'a pas répondu à la question « ça va ? », "
         "question posée à 14:09, hors du lit et du fauteuil"
     )
     assert i18n.alert_name("water_leak", "fr") == "Fuite d'eau"
     assert i18n.evidence_words({"wet": True}, "en") == "sensor wet"
+
+
+@pytest.mark.parametrize(
+    ("key", "count", "lang", "text"),
+    [
+        ("login_wait", 1, "fr", "Trop d'essais : réessayez dans 1 seconde."),
+        ("login_wait", 30, "fr", "Trop d'essais : réessayez dans 30 secondes."),
+        ("login_wait", 1, "en", "Too many attempts: try again in 1 second."),
+        ("today_count", 0, "fr", "0 signe d'activité aujourd'hui jusqu'ici."),
+        ("today_count", 25, "fr", "25 signes d'activité aujourd'hui jusqu'ici."),
+        ("context_alerts", 1, "fr", "1 alerte au total"),
+        ("context_alerts", 3, "fr", "3 alertes au total"),
+    ],
+)
+def test_real_plurals(key: str, count: int, lang: str, text: str) -> None:
+    values = {"login_wait": "s", "today_count": "n", "context_alerts": "n"}
+    assert i18n.tn(key, count, lang, **{values[key]: count}) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "lang", "text"),
+    [
+        (514.6, "fr", "514,6"),
+        (514.6, "en", "514.6"),
+        (12345, "fr", "12\u202f345"),
+        (3.0, "fr", "3"),
+    ],
+)
+def test_numbers_in_the_page_language(value: float, lang: str, text: str) -> None:
+    assert i18n.number(value, lang) == text
+
+
+@pytest.mark.parametrize(
+    ("device", "lang", "name"),
+    [
+        (
+            ("motion_kitchen", "motion", "kitchen", "kitchen"),
+            "fr",
+            "Détecteur de mouvement de la cuisine",
+        ),
+        (("", "sos_button", "entrée", "entrance"), "fr", "Bouton d'appel de l'entrée"),
+        (
+            ("0x00158d0001a2b3c4", "door_entrance", "hall", "entrance"),
+            "fr",
+            "Contact de la porte d'entrée",
+        ),
+        (("Lampe du salon", "power", "living", "living"), "fr", "Lampe du salon"),
+        (("siren", "prompt", "bureau", "other"), "en", "Chime (bureau)"),
+    ],
+)
+def test_devices_named_for_people(device: tuple[str, str, str, str], lang: str, name: str) -> None:
+    assert i18n.device_name(*device, lang) == name
+    assert i18n.room_name("bedroom", "bedroom", "fr") == "chambre"  # never "chambre (bedroom)"
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        (
+            "installer page:12: room 'cuisine' is declared twice",
+            "La pièce « cuisine » existe déjà.",
+        ),
+        (
+            "installer page:3: unknown timezone 'Mars/Olympus'",
+            "Fuseau horaire inconnu : « Mars/Olympus » (par exemple Europe/Paris).",
+        ),
+        ("installer page: no device 'x'", "« x » n'existe plus : rechargez la page."),
+    ],
+)
+def test_refused_edits_said_in_french(reason: str, words: str) -> None:
+    assert i18n.edit_error_words(reason, "fr") == words

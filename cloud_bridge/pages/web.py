@@ -202,7 +202,10 @@ def login_redirect(request: Request, exc: NeedLogin) -> Response:
     """The apps' NeedLogin handler: 401 JSON for the APIs, 303 to /login for pages."""
     if exc.api:
         return JSONResponse({"detail": "login required"}, status_code=401)
-    target = "/login" if exc.next_path in ("/", "") else f"/login?next={quote(exc.next_path)}"
+    query = [] if exc.next_path in ("/", "") else [f"next={quote(exc.next_path)}"]
+    if request.cookies.get(SESSION_COOKIE):  # a session cookie that no longer opens anything
+        query.append("why=expired")
+    target = "/login" + ("?" + "&".join(query) if query else "")
     return RedirectResponse(target, status_code=303)
 
 
@@ -219,9 +222,9 @@ def throttled_login(request: Request, template: str, context: dict[str, Any]) ->
     lang = lang_of(request)
     wait = max(1, math.ceil(decision.wait_s))
     message = (
-        i18n.t("login_locked", lang, m=max(1, math.ceil(wait / 60)))
+        i18n.tn("login_locked", math.ceil(wait / 60), lang, m=max(1, math.ceil(wait / 60)))
         if decision.locked
-        else i18n.t("login_wait", lang, s=wait)
+        else i18n.tn("login_wait", wait, lang, s=wait)
     )
     response = render(request, template, {**context, "error": message}, status_code=429)
     response.headers["Retry-After"] = str(wait)

@@ -7,6 +7,7 @@ FastAPI and `veille log` does not pay for onnxruntime. Bad input: one line on st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import importlib
 import logging
@@ -123,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # a fatal signal in a C library (SIGSEGV, SIGBUS) leaves every thread's Python stack in
-    # the journal instead of a silent death
-    faulthandler.enable()
+    # the journal instead of a silent death (called in-process with no real stderr: none)
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        faulthandler.enable()
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(

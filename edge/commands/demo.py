@@ -37,6 +37,11 @@ _LOGGER = logging.getLogger(__name__)
 
 DRIVE_STEP_S = 0.02  # real seconds between simulator steps
 MIN_TICK_S = 0.05  # real seconds: the fastest the demo ticks the detectors
+WARP_SPEED = 900.0  # simulated s per real s before the first incident (at lower speeds)
+FIRST_INCIDENT_LEAD_S = 20 * 60.0  # the story slows down this long before it
+WALK_POLL_S = 1.0  # real seconds between looks at whether a walk-through started
+WALK_WEARABLE_TRACES = 3
+ADL_WALK_S = 30.0  # simulated seconds between the walk-through's walks (a trace is ~25 s)
 DRAIN_TIMEOUT_S = 60.0  # real seconds to wait for the outbox to drain at the end
 HISTORY_DAYS = 14  # simulated days of routine used to seed the learned model
 SAMPLES_PER_FRAME = 25
@@ -45,6 +50,13 @@ TRACE_VARIETY = 4  # different real traces per kind the simulated wearable repla
 # the demo's installer password (printed); a real home sets its own with `veille provision`
 DEMO_INSTALLER_SECRET = "installateur"  # noqa: S105
 DEMO_STAFF_SECRET = "soignant"  # noqa: S105  the demo's care console password
+INCIDENT_WORDS = {
+    "sos": "appui sur le bouton d'appel",
+    "sensor_silent": "le détecteur de la cuisine se tait",
+    "fall": "chute",
+    "night_exit": "sortie de nuit sans retour rapide",
+    "inactivity": "longue immobilité",
+}
 
 
 class SpeedClock:
@@ -54,9 +66,15 @@ class SpeedClock:
     (draining the outbox at the end does not make days pass with no events).
     """
 
-    def __init__(self, start: float, speed: float) -> None:
+    def __init__(
+        self, start: float, speed: float, warp_until: float | None = None, warp_speed: float = 0.0
+    ) -> None:
         self.start = start
         self.speed = speed
+        # before `warp_until` the clock runs at `warp_speed` (the quiet morning before the
+        # story's first incident goes by in seconds), then at `speed`
+        self.warp_until = warp_until if warp_until is not None and warp_speed > speed else None
+        self.warp_speed = warp_speed
         self.stop_at: float | None = None
         self._m0: float | None = None
 
@@ -66,8 +84,35 @@ class SpeedClock:
     def now(self) -> float:
         if self._m0 is None:
             return self.start
-        t = self.start + (time.monotonic() - self._m0) * self.speed
+        real = time.monotonic() - self._m0
+        if self.warp_until is None:
+            t = self.start + real * self.speed
+        else:
+            warp_real = max(0.0, self.warp_until - self.start) / self.warp_speed
+            t = (
+                self.start + real * self.warp_speed
+                if real < warp_real
+                else max(self.start, self.warp_until) + (real - warp_real) * self.speed
+            )
         return t if self.stop_at is None else min(t, self.stop_at)
+
+
+def walking_blocks(trace: np.ndarray) -> int:
+    """How many of the trace's blocks the wearer's upright tracker takes as walking."""
+    from models.features import WALK_BLOCK_N, walking_direction
+
+    return sum(
+        walking_direction(trace[s : s + WALK_BLOCK_N]) is not None
+        for s in range(0, trace.shape[0] - WALK_BLOCK_N + 1, WALK_BLOCK_N)
+    )
+
+
+def warp_target(start: float, incidents: list[tuple[float, str]]) -> float | None:
+    """Until when the demo may hurry: a little before its first scripted incident."""
+    if not incidents:
+        return None
+    until = incidents[0][0] - FIRST_INCIDENT_LEAD_S
+    return until if until > start else None
 
 
 def _free_port() -> int:
@@ -139,6 +184,8 @@ class SimDriver:
         self._seq = 0
         self._n = 0
         self.published = 0
+        self._walk_seen: float | None = None
+        self._walk_trace = 0  # the real daily-activity trace with the most walking in it
 
     async def radio_source(self) -> AsyncIterator[Any]:
         """What the BLE radio hears: BTHome adverts and the wearable's GATT frames."""
@@ -152,12 +199,17 @@ class SimDriver:
         for name in ("fall", "adl"):
             for k in range(TRACE_VARIETY):
                 self._traces[(name, k)] = wearable_trace(name, self.seed + k)
+        self._walk_trace = max(
+            range(TRACE_VARIETY), key=lambda k: walking_blocks(self._traces[("adl", k)])
+        )
 
-    def _schedule_wearable(self, at: float, kind: str, duration_s: float) -> None:
+    def _schedule_wearable(
+        self, at: float, kind: str, duration_s: float, variety: int | None = None
+    ) -> None:
         from edge.sim.wearable import encode_frames
 
         name = "fall" if kind == "fall" else "adl"
-        trace = self._traces[(name, self._n % TRACE_VARIETY)]
+        trace = self._traces[(name, self._n % TRACE_VARIETY if variety is None else variety)]
         if kind == "heartbeat":  # a keep-alive: the wearer as still as the last samples showed
             trace = np.repeat(self._last_sample[None, :], SAMPLES_PER_FRAME, axis=0)
         elif duration_s > 0:
@@ -183,17 +235,15 @@ class SimDriver:
 
         stops = {json.dumps(v, separators=(",", ":")).encode() for v in PROMPT_STOP.values()}
         while not self.prompts.empty():
-            topic, payload = self.prompts.get_nowait()
-            stamp = datetime.fromtimestamp(now, self.sim_tz).strftime("%a %H:%M")
-            device = topic.removeprefix("zigbee2mqtt/").removesuffix("/set")
+            _topic, payload = self.prompts.get_nowait()
+            stamp = sim_stamp(now, self.sim_tz)
             if payload in stops:
-                print(f"[home] {stamp}  check-in over: {device} stops", flush=True)
+                print(f"[logement] {stamp}  fin de la question « ça va ? »", flush=True)
                 continue
             answer = self.sim.answer_check_in(now)
-            said = "the resident answers" if answer is not None else "nobody answers"
+            said = "la personne répond" if answer is not None else "personne ne répond"
             print(
-                f"[home] {stamp}  check-in: {device} asks the resident "
-                f"{payload.decode(errors='replace')} ({said})",
+                f"[logement] {stamp}  le carillon demande « ça va ? » ({said})",
                 flush=True,
             )
 
@@ -213,30 +263,83 @@ class SimDriver:
             _at, _n, frame = heapq.heappop(self._frames)
             self.radio.put_nowait(WearableBytes(self.wearable_id, frame, self.clock.now()))
 
-    async def run(self, until: float | None) -> None:
+    def walk_if_started(self, started_at: float | None, now: float) -> None:
+        """The installer pressed "Commencer le test": the simulated resident walks it."""
+        if started_at is None or started_at == self._walk_seen:
+            return
+        self._walk_seen = started_at
+        print(
+            f"[logement] {sim_stamp(now, self.sim_tz)}  test de parcours : la personne fait "
+            "agir chaque capteur",
+            flush=True,
+        )
+        for line in self.sim.walk_through(now):
+            print(f"[logement] {sim_stamp(now, self.sim_tz)}  {line}", flush=True)
+        if self.wearable_id:  # wear the sensor and walk a few steps (a real walking trace)
+            for k in range(WALK_WEARABLE_TRACES):
+                self._schedule_wearable(now + k * ADL_WALK_S, "adl", 0.0, self._walk_trace)
+
+    async def run(
+        self, until: float | None, walk: Callable[[], float | None] | None = None
+    ) -> None:
+        polled = 0.0
         while until is None or self.clock.now() < until:
-            self.step(self.clock.now() if until is None else min(self.clock.now(), until))
+            now = self.clock.now() if until is None else min(self.clock.now(), until)
+            if walk is not None and time.monotonic() - polled >= WALK_POLL_S:
+                polled = time.monotonic()
+                self.walk_if_started(walk(), now)
+            self.step(now)
             await asyncio.sleep(DRIVE_STEP_S)
         self.step(until)
 
 
-def alert_printer(tz: ZoneInfo) -> Callable[[Mapping[str, Any], bool], None]:
-    """Print each alert state the hub receives, with the home's local time."""
+DAYS_FR = ("lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim.")
+
+
+def sim_stamp(at: float, tz: Any) -> str:
+    """`mer. 10:30`: the simulated home's local time (the only clock the story shows)."""
+    local = datetime.fromtimestamp(at, tz)
+    return f"{DAYS_FR[local.weekday()]} {local:%H:%M}"
+
+
+def alert_line(payload: Mapping[str, Any], tz: Any, rooms: Mapping[str, str]) -> str:
+    """One readable French line for an alert state the hub received."""
     from cloud_bridge.contract import parse_iso_utc
+    from cloud_bridge.pages import i18n
+
+    at = sim_stamp(parse_iso_utc(payload["at"]), tz)
+    room = payload.get("room")
+    where = f" — {i18n.room_name(room, rooms.get(room), 'fr')}" if room else ""
+    words = i18n.evidence_words(dict(payload.get("evidence") or {}), "fr")
+    title = i18n.alert_name(str(payload["type"]), "fr")
+    state = i18n.state_name(str(payload["state"]), "fr")
+    severity = i18n.severity_name(str(payload["severity"]), "fr")
+    return f"[centre] {at}  {title}{where} ({severity}) : {words or '—'} · {state}"
+
+
+def alert_printer(
+    tz: ZoneInfo, rooms: Mapping[str, str] | None = None
+) -> Callable[[Mapping[str, Any], bool], None]:
+    """Print each alert state the hub receives, with the home's local (simulated) time."""
 
     def show(payload: Mapping[str, Any], new: bool) -> None:
-        if not new:
-            return
-        at = datetime.fromtimestamp(parse_iso_utc(payload["at"]), tz).strftime("%a %H:%M")
-        ev = payload.get("evidence") or {}
-        room = f" ({payload['room']})" if payload.get("room") else ""
-        print(
-            f"[hub] {at}  {payload['type']:<20} {payload['severity']:<8} "
-            f"{payload['state']:<12}{room} {ev}",
-            flush=True,
-        )
+        if new:
+            print(alert_line(payload, tz, rooms or {}), flush=True)
 
     return show
+
+
+def log_to_file(path: Path) -> None:
+    """The technical log goes to `path` (from INFO); only errors still reach the terminal."""
+    root = logging.getLogger()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for old in list(root.handlers):
+        if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
+            old.setLevel(logging.ERROR)
+    root.addHandler(handler)
+    root.setLevel(min(root.level, logging.INFO))  # the file keeps what happened, in detail
 
 
 async def run_demo(args: Any) -> int:
@@ -254,6 +357,12 @@ async def run_demo(args: Any) -> int:
 
     async with contextlib.AsyncExitStack() as stack:
         storage = args.storage or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        log_path = (
+            Path(storage) / "demo.log"
+            if args.storage
+            else Path(tempfile.gettempdir()) / f"veille-demo-{home_id}.log"
+        )
+        log_to_file(log_path)
         local = (
             parse_broker_url(args.local)
             if args.local
@@ -274,7 +383,8 @@ async def run_demo(args: Any) -> int:
         if args.scenario in ("inactivity", "all"):
             seed_docs["routine"] = seed_routine(profile, start, args.seed, tz)
 
-        clock = SpeedClock(start, args.speed)
+        sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
+        clock = SpeedClock(start, args.speed, warp_target(start, sim.incidents), WARP_SPEED)
         settings = GatewaySettings(
             home_id=home_id,
             local=local,
@@ -285,10 +395,14 @@ async def run_demo(args: Any) -> int:
         )
         gateway = Gateway(settings, clock=clock, seed_docs=seed_docs)
         # about a simulated minute between detector ticks (a check-in's answer window is 10)
-        gateway.pipeline.tick_s = max(MIN_TICK_S, min(gateway.pipeline.tick_s, 60.0 / args.speed))
+        fastest = max(args.speed, WARP_SPEED if clock.warp_until is not None else 0.0)
+        gateway.pipeline.tick_s = max(MIN_TICK_S, min(gateway.pipeline.tick_s, 60.0 / fastest))
 
+        rooms = {r.name: str(r.kind) for r in profile.rooms}
         hub = HubReceiver(
-            hub_url, SqliteHubStore(Path(storage) / "hub.db"), on_alert=alert_printer(tz)
+            hub_url,
+            SqliteHubStore(Path(storage) / "hub.db"),
+            on_alert=alert_printer(tz, rooms),
         )
         hub.start()
         stack.callback(hub.stop)
@@ -300,7 +414,6 @@ async def run_demo(args: Any) -> int:
             console = await start_console(hub, f"{host}:0", None, staff_password=DEMO_STAFF_SECRET)
             stack.push_async_callback(console.stop)
 
-        sim = SimulatedHome(profile, start, args.seed, args.scenario, tz)
         wearable = next((d.id for d in profile.devices if d.role.value == "wearable"), None)
         driver = SimDriver(sim, clock, None, wearable, args.seed)
 
@@ -330,24 +443,44 @@ async def run_demo(args: Any) -> int:
         while gateway.url is None and args.http and not gw_task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # the URL is known once uvicorn has bound its port
         print(
-            f"Veille demo: home {home_id}, scenario {args.scenario}, x{args.speed:g} speed",
+            f"Veille démo : logement {home_id} ({profile.resident or 'personne simulée'}), "
+            f"scénario {args.scenario}, vitesse x{args.speed:g}",
             flush=True,
         )
         if gateway.url:
-            print(f"Status page (PIN {args.family_pin}): {gateway.url}/", flush=True)
-            print(f"Installer ({DEMO_INSTALLER_SECRET!r}): {gateway.url}/installer", flush=True)
+            print(f"Page de la famille (code {args.family_pin}) : {gateway.url}/", flush=True)
+            print(
+                f"Page de l'installateur (code « {DEMO_INSTALLER_SECRET} ») : "
+                f"{gateway.url}/installer",
+                flush=True,
+            )
         if console is not None:
-            print(f"Care console ({DEMO_STAFF_SECRET!r}): {console.url}/", flush=True)
+            print(
+                f"Console des soignants (votre nom, mot de passe « {DEMO_STAFF_SECRET} ») : "
+                f"{console.url}/",
+                flush=True,
+            )
+        print(f"Journal technique : {log_path}", flush=True)
+        if clock.warp_until is not None:
+            print(
+                f"  (le début de matinée passe vite : x{WARP_SPEED:g} jusqu'à "
+                f"{sim_stamp(clock.warp_until, tz)}, puis x{args.speed:g})",
+                flush=True,
+            )
         for at, what in sim.incidents:
-            stamp = datetime.fromtimestamp(at, tz).strftime("%a %H:%M")
-            print(f"  scripted: {stamp} {what}", flush=True)
+            print(f"  prévu : {sim_stamp(at, tz)} {INCIDENT_WORDS.get(what, what)}", flush=True)
 
         clock.stop_at = end
         if wearable is not None:
             await asyncio.to_thread(driver.load_traces)
         await asyncio.to_thread(gateway_ready_wait, gateway)
         clock.go()
-        drive = asyncio.create_task(driver.run(end), name="sim")
+
+        def walk_started() -> float | None:
+            started = (gateway.registry.get_doc("walkthrough") or {}).get("started_at")
+            return float(started) if isinstance(started, int | float) else None
+
+        drive = asyncio.create_task(driver.run(end, walk_started), name="sim")
         code = 0
         try:
             waiters = {gw_task, drive, asyncio.create_task(stop.wait())}
@@ -382,14 +515,17 @@ async def _finish(gateway: Gateway, hub: HubReceiver, start: float, end: float) 
             break
         await asyncio.sleep(0.1)
     else:
-        print(f"veille demo: outbox not drained in {DRAIN_TIMEOUT_S:.0f} s", flush=True)
+        print(
+            f"veille demo : la file d'envoi ne s'est pas vidée en {DRAIN_TIMEOUT_S:.0f} s",
+            flush=True,
+        )
         return 1
     await asyncio.sleep(0.3)  # the hub's last PUBACKed messages are stored before we close
     simulated = timedelta(seconds=round(end - start))
     alerts = hub.store.alerts()
     print(
-        f"Veille demo done: {simulated} simulated, {len(alerts)} alerts at the hub, "
-        f"{gateway.uplink.delivered} messages delivered",
+        f"Démo terminée : {simulated} simulées, {len(alerts)} alertes au centre, "
+        f"{gateway.uplink.delivered} messages remis",
         flush=True,
     )
     return 0

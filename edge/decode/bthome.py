@@ -79,6 +79,7 @@ def _load_library() -> None:
     # what our one line says from the parser's state
     logging.getLogger(_LIBRARY_LOGGER).setLevel(logging.CRITICAL)
 
+
 # BTHome button event types -> our action names (Zigbee2MQTT's words).
 BUTTON_ACTIONS: Mapping[str, str] = {
     "press": "single",
@@ -119,7 +120,7 @@ _POSTFIX = re.compile(r"^(?P<base>.+?)_(?P<n>\d+)$")
 
 @dataclass(frozen=True, slots=True)
 class NearbyDevice:
-    """A BLE device heard but not in the registry (for the installer's pairing page)."""
+    """A BLE device heard, in the registry or not (for the installer's pairing page)."""
 
     address: str
     name: str | None
@@ -270,6 +271,7 @@ class BthomeDecoder:
         """Decode one advertisement; never raises."""
         mac = address.upper()
         is_bthome = any(uuid.lower() in BTHOME_UUIDS for uuid in service_data)
+        self._heard(NearbyDevice(mac, name, int(rssi), at, is_bthome))
         device = self._devices.get(mac)
         if device is None:
             return self._unknown(mac, name, rssi, at, is_bthome)
@@ -298,20 +300,22 @@ class BthomeDecoder:
             _LOGGER.exception("bthome %s: cannot decode advertisement: %s", mac, exc)
             return BleResult(bad=True)
 
+    def _heard(self, heard: NearbyDevice) -> None:
+        """Remember the newest advertisement of each address, the oldest forgotten first."""
+        self.nearby.pop(heard.address, None)
+        self.nearby[heard.address] = heard
+        while len(self.nearby) > NEARBY_MAX:
+            self.nearby.popitem(last=False)
+
     def _unknown(
         self, mac: str, name: str | None, rssi: int, at: float, is_bthome: bool
     ) -> BleResult:
-        heard = NearbyDevice(mac, name, int(rssi), at, is_bthome)
-        self.nearby.pop(mac, None)
-        self.nearby[mac] = heard
-        while len(self.nearby) > NEARBY_MAX:
-            self.nearby.popitem(last=False)
         if is_bthome:
             self.unknown_counts[mac] += 1
             self._warn.warn(
                 mac, "unknown", at, "bthome: unknown device %s (not in the registry)", mac
             )
-        return BleResult(unknown=heard)
+        return BleResult(unknown=self.nearby[mac])
 
     def _parser(self, mac: str, device: Device) -> BTHomeBluetoothDeviceData:
         parser = self._parsers.get(mac)

@@ -21,7 +21,7 @@ from typing import Any
 
 from edge.const import DAY_S
 from edge.events import Role, RoomKind
-from edge.home import Device, HomeProfile, Room
+from edge.home import Contact, Device, HomeProfile, Room
 from edge.sim.bthome_encode import BTHOME_UUID, service_data_v2
 
 PIR_BLIND_S = 60.0  # an Aqara PIR sees nothing for a minute after a detection
@@ -370,7 +370,18 @@ def demo_profile(home_id: str = "demo-home") -> HomeProfile:
         ),
         Device("wearable-1", "wearable", "C7:3A:12:5E:90:01", None, Role.WEARABLE),
     ]
-    return HomeProfile(id=home_id, rooms=ROOMS, devices=tuple(devices))
+    return HomeProfile(
+        id=home_id,
+        rooms=ROOMS,
+        devices=tuple(devices),
+        contacts=(
+            Contact("Sophie Martin", "06 12 34 56 78", "fille"),
+            Contact("Dr Lefèvre", "01 23 45 67 89", "médecin traitant"),
+        ),
+        resident="Jeanne Martin",
+        address="12 rue des Lilas, 69003 Lyon",
+        installer="Karim Benali (démo)",
+    )
 
 
 def bridge_devices_payload(profile: HomeProfile) -> bytes:

@@ -76,6 +76,35 @@ PIR_BLIND_S = 60.0
 CHECKIN_ANSWER_AFTER_S = 40.0  # the resident reaches the "ça va" button
 
 
+WALK_STEP_S = 10.0  # simulated seconds between two sensors of the walk-through
+# the state key each role's device changes when it acts
+WALK_KEYS: dict[Role, str] = {
+    Role.MOTION: "occupancy",
+    Role.PRESENCE: "presence",
+    Role.DOOR_ENTRANCE: "contact",
+    Role.DOOR_FRIDGE: "contact",
+    Role.DOOR: "contact",
+    Role.BED: "contact",
+    Role.CHAIR: "contact",
+    Role.WATER_LEAK: "water_leak",
+    Role.TOILET_FLUSH: "contact",
+}
+
+
+def walk_changes(emu: ZigbeeEmu) -> list[tuple[float, dict[str, Any]]]:
+    """What one device reports when the walk-through makes it act: (delay s, changes)."""
+    role = emu.device.role
+    if role in (Role.SOS_BUTTON, Role.CHECKIN_BUTTON):
+        return [(0.0, {"action": "single"})]
+    if role is Role.POWER:
+        return [(0.0, {"power": 1800.0, "state": "ON"}), (30.0, {"power": 0.0, "state": "OFF"})]
+    key = WALK_KEYS.get(role)
+    if key is None:  # a siren or a light: it reports, that is all the test can see
+        return [(0.0, {})]
+    now = bool(emu.state.get(key, False))
+    return [(0.0, {key: not now}), (5.0, {key: now})]
+
+
 def schedule_incidents(start: float, scenario: str, tz: tzinfo) -> list[tuple[float, str]]:
     """`[(time, name)]` of the scenario's incidents, sorted by time."""
     out = [
@@ -310,6 +339,23 @@ class SimulatedHome:
         heapq.heappush(self._heap, (at, self._seq, item))
         self._seq += 1
         return at
+
+    def walk_through(self, at: float) -> list[str]:
+        """The installer started the walk-through: the resident (with the installer) makes
+        each Zigbee sensor act once, a few seconds apart, from `at`; a silent sensor gets a
+        new battery first. Returns what was done, in French, for the demo's story."""
+        told: list[str] = []
+        for k, emu in enumerate(self._world.zigbee()):
+            if emu.silent_from != math.inf:
+                emu.silent_from = math.inf
+                told.append(f"pile changée : {emu.device.id}")
+            when = at + WALK_STEP_S * (k + 1)
+            for dt_s, change in walk_changes(emu):
+                rep = emu.report(when + dt_s, change)
+                if rep is not None:
+                    heapq.heappush(self._heap, (rep.at, self._seq, rep.out))
+                    self._seq += 1
+        return told
 
     def _generate_day(self) -> None:
         day = self._next_day

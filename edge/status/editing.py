@@ -13,7 +13,16 @@ from dataclasses import fields
 from typing import Any
 
 from edge.events import Role
-from edge.home import Device, HomeFileError, HomeProfile, Thresholds, parse_home
+from edge.home import (
+    THRESHOLD_LIMITS,
+    Device,
+    HomeFileError,
+    HomeProfile,
+    Thresholds,
+    parse_home,
+    threshold_problem,
+    thresholds_problem,
+)
 
 # Which Zigbee2MQTT exposes (any one of them) let a device serve a role: the pages offer a
 # device only the roles its exposes can serve. BLE devices' capabilities are not known
@@ -35,6 +44,14 @@ ROLE_EXPOSES: Mapping[Role, frozenset[str]] = {
     Role.LIGHT_SWITCH: frozenset({"state"}),
     Role.PROMPT: frozenset({"warning", "effect", "state"}),
 }
+
+
+class ThresholdError(HomeFileError):
+    """A threshold the form cannot take; `key` names it so the page can show its range."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def roles_for(source: str, properties: frozenset[str] | None) -> list[str]:
@@ -65,7 +82,11 @@ def to_description(profile: HomeProfile) -> dict[str, Any]:
         item = {k: v for k, v in dev.items() if v not in (None, "")}
         devices.append(item)
     return {
-        "home": {"id": d["id"], "timezone": d["timezone"]},
+        "home": {
+            "id": d["id"],
+            "timezone": d["timezone"],
+            **{k: d[k] for k in ("resident", "address", "installer") if d.get(k)},
+        },
         "rooms": d["rooms"],
         "devices": devices,
         "contacts": d["contacts"],
@@ -77,6 +98,15 @@ def _edit(profile: HomeProfile, change: Callable[[dict[str, Any]], None]) -> Hom
     desc = to_description(profile)
     change(desc)
     return parse_home(desc, None, "installer page")
+
+
+def set_people(profile: HomeProfile, resident: str, address: str, installer: str) -> HomeProfile:
+    """Who lives here, where, and who installed it (shown on the pages and the report)."""
+
+    def change(d: dict[str, Any]) -> None:
+        d["home"].update(resident=resident, address=address, installer=installer)
+
+    return _edit(profile, change)
 
 
 def set_timezone(profile: HomeProfile, timezone: str) -> HomeProfile:
@@ -127,20 +157,24 @@ def remove_contact(profile: HomeProfile, index: int) -> HomeProfile:
 
 
 def set_thresholds(profile: HomeProfile, values: Mapping[str, str]) -> HomeProfile:
-    """Set thresholds from form text (`12,5` or `12.5`); unknown names are refused."""
-    known = {f.name for f in fields(Thresholds)}
+    """Set thresholds from form text (`12,5` or `12.5`); unknown names and values outside
+    their range are refused (`ThresholdError` says which, for the page to say it in words)."""
     parsed: dict[str, float] = {}
     for key, text in values.items():
-        if key not in known:
-            raise HomeFileError(f"installer page: unknown threshold {key!r}")
+        if key not in THRESHOLD_LIMITS:
+            raise ThresholdError(key, f"installer page: unknown threshold {key!r}")
         if str(text).strip() == "":
             continue
         try:
-            parsed[key] = float(str(text).replace(",", ".").strip())
+            value = float(str(text).replace(",", ".").replace("\u202f", "").strip())
         except ValueError:
-            raise HomeFileError(f"installer page: threshold {key} must be a number") from None
-        if parsed[key] != parsed[key] or parsed[key] in (float("inf"), float("-inf")):
-            raise HomeFileError(f"installer page: threshold {key} must be a finite number")
+            raise ThresholdError(key, f"installer page: threshold {key} must be a number") from None
+        if (problem := threshold_problem(key, value)) is not None:
+            raise ThresholdError(key, f"installer page: {problem}")
+        parsed[key] = value
+    merged = {f.name: getattr(profile.thresholds, f.name) for f in fields(Thresholds)} | parsed
+    if (problem := thresholds_problem(merged)) is not None:
+        raise ThresholdError("temp_low_c", f"installer page: {problem}")
 
     def change(d: dict[str, Any]) -> None:
         d["thresholds"].update(parsed)

@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from cloud_bridge.pages import charts, i18n
 from cloud_bridge.pages.auth import Session
-from cloud_bridge.pages.web import lang_of, render
+from cloud_bridge.pages.web import lang_of, prefs_of, render
 from edge.status.deps import pages_of, require
 
 router = APIRouter(tags=["family"])
@@ -26,15 +26,35 @@ FamilySession = Annotated[Session, Depends(require("family"))]
 REFRESH_S = 5
 SENSOR_ALERT_TYPES = frozenset({"sensor_offline", "low_battery"})
 PLOT_DAYS = 14
+SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
+
+
+def urgency(alert: dict[str, Any]) -> tuple[int, int, float]:
+    """Sort key: alerts nobody took in charge first, then the most severe, then the newest.
+    (An SOS already taken in charge never sits above a new fall.)"""
+    return (
+        1 if alert["taken"] else 0,
+        SEVERITY_RANK.get(alert["severity"], 9),
+        -float(alert["raised_at"]),
+    )
+
+
+def device_label(device: Any, profile: Any, lang: str) -> str:
+    """What a person calls the device: the installer's name, or its role and room."""
+    return i18n.device_name(
+        device.friendly_name,
+        str(device.role),
+        device.room,
+        str(k) if (k := profile.room_kind(device.room)) is not None else None,
+        lang,
+    )
 
 
 def room_labels(profile: Any, lang: str) -> dict[str, str]:
     """Room name -> what to show (the installer's name, or the kind in words if generic)."""
     labels: dict[str, str] = {}
     for room in getattr(profile, "rooms", ()):
-        labels[room.name] = (
-            room.name if room.name != str(room.kind) else i18n.room_kind_name(str(room.kind), lang)
-        )
+        labels[room.name] = i18n.room_name(room.name, str(room.kind), lang)
     return labels
 
 
@@ -54,15 +74,18 @@ def alert_view(
         "state_words": i18n.t("taken_by", lang, by=by) if by else i18n.state_name(state, lang),
         "room": labels.get(alert.room, alert.room) if alert.room else "",
         "since": i18n.clock_time(alert.raised_at, tz, now, lang),
+        "raised_at": alert.raised_at,
         "evidence": i18n.evidence_words(evidence, lang),
     }
 
 
-def status_view(state: Any, profile: Any, now: float, lang: str) -> dict[str, Any]:
+def status_view(
+    state: Any, profile: Any, now: float, lang: str, big: bool = False
+) -> dict[str, Any]:
     """Everything the status page shows, as plain data (no raw sensor stream)."""
     tz = state.tz
     labels = room_labels(profile, lang)
-    alerts = [alert_view(a, tz, now, lang, labels) for a in state.open_alerts]
+    alerts = sorted((alert_view(a, tz, now, lang, labels) for a in state.open_alerts), key=urgency)
     person = [a for a in alerts if a["type"] not in SENSOR_ALERT_TYPES]
 
     last = None
@@ -85,10 +108,17 @@ def status_view(state: Any, profile: Any, now: float, lang: str) -> dict[str, An
         labels,
         i18n.t("timeline_caption", lang),
         dt.datetime.fromtimestamp(now, tz).hour,
+        big=big,
     )
     bars = None
     if days:
-        bars = charts.daily_bars(days, i18n.t("days14_caption", lang), i18n.t("today", lang))
+        bars = charts.daily_bars(
+            days,
+            i18n.t("days14_caption", lang),
+            i18n.t("get_up_axis", lang),
+            big=big,
+            activity_label=i18n.t("activity_axis", lang),
+        )
 
     sensors = []
     names = {d.id: d for d in getattr(profile, "devices", ())}
@@ -114,12 +144,23 @@ def status_view(state: Any, profile: Any, now: float, lang: str) -> dict[str, An
         sensors.append(
             {
                 "id": row["id"],
-                "name": (dev.friendly_name if dev and dev.friendly_name else row["id"]),
-                "room": labels.get(row.get("room") or "", row.get("room") or ""),
+                "name": device_label(dev, profile, lang) if dev else row["id"],
                 "problems": ", ".join(problems),
             }
         )
+    contacts = [
+        {"name": c.name, "phone": c.phone, "relation": c.relation}
+        for c in getattr(profile, "contacts", ())
+    ]
     return {
+        "resident": getattr(profile, "resident", ""),
+        "contacts": contacts,
+        "any_taken": any(a["taken"] for a in person),
+        "today_words": (
+            i18n.tn("today_vs_usual", today_total, lang, n=today_total, u=usual)
+            if usual is not None
+            else i18n.tn("today_count", today_total, lang, n=today_total)
+        ),
         "all_well": not person,
         "alerts": person,
         "other_alerts": [a for a in alerts if a["type"] in SENSOR_ALERT_TYPES],
@@ -136,7 +177,8 @@ def status_view(state: Any, profile: Any, now: float, lang: str) -> dict[str, An
 
 def _view(request: Request) -> dict[str, Any]:
     pages = pages_of(request)
-    return status_view(pages.state, pages.profile(), pages.now(), lang_of(request))
+    big = "big" in prefs_of(request)
+    return status_view(pages.state, pages.profile(), pages.now(), lang_of(request), big)
 
 
 @router.get("/", response_model=None)
@@ -160,6 +202,7 @@ def status_json(request: Request, session: FamilySession) -> JSONResponse:
     body = {
         k: v[k]
         for k in (
+            "resident",
             "all_well",
             "alerts",
             "other_alerts",

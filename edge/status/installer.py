@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -20,7 +20,7 @@ from cloud_bridge.pages import i18n
 from cloud_bridge.pages.auth import Session
 from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
 from edge.events import Role, RoomKind
-from edge.home import HomeFileError, HomeProfile, Thresholds
+from edge.home import THRESHOLD_LIMITS, HomeFileError, HomeProfile, Thresholds
 from edge.status import editing
 from edge.status.deps import Pages, pages_of, require
 
@@ -37,9 +37,8 @@ OptText = Annotated[str, Form(max_length=200)]
 PERMIT_JOIN_TOPIC = "zigbee2mqtt/bridge/request/permit_join"
 RENAME_TOPIC = "zigbee2mqtt/bridge/request/device/rename"
 PERMIT_JOIN_S = 254
+PAIRING_DOC = "pairing"  # when the installer last opened joining, and until when
 WALKTHROUGH_DOC = "walkthrough"
-# events that only say "I am alive" do not pass a walk-through step
-WALK_IGNORED_KINDS = frozenset({"heartbeat", "linkquality", "battery"})
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -82,12 +81,12 @@ def _edit(request: Request, csrf: str, change: Any, path: str = "/installer") ->
     try:
         profile = change(pages.profile())
     except HomeFileError as exc:
-        return _back(path, error=str(exc).removeprefix("installer page:").strip())
+        return _back(path, error=i18n.edit_error_words(str(exc), lang))
     apply_profile(pages, profile)
     return _back(path, message=i18n.t("saved", lang))
 
 
-def _checklist(pages: Pages, profile: HomeProfile) -> Checklist:
+def _checklist(pages: Pages, profile: HomeProfile, lang: str) -> Checklist:
     """`veille provision`'s checklist of the home, knowing which codes are set."""
     from edge.commands.provision import checklist
 
@@ -95,7 +94,12 @@ def _checklist(pages: Pages, profile: HomeProfile) -> Checklist:
         "family": pages.registry.has_secret("family_pin"),
         "installer": pages.registry.has_secret("installer"),
     }
-    return checklist(profile, pins)
+    check = checklist(profile, pins)
+    return replace(
+        check,
+        missing=tuple(i18n.checklist_words(m, lang) for m in check.missing),
+        notes=tuple(i18n.checklist_words(m, lang) for m in check.notes),
+    )
 
 
 def _exposes(state: Any, device: Any) -> frozenset[str] | None:
@@ -122,16 +126,74 @@ def _room_choices(profile: HomeProfile) -> list[str]:
     return [r.name for r in profile.rooms]
 
 
+def threshold_rows(profile: HomeProfile, lang: str) -> list[dict[str, Any]]:
+    """Each threshold with its label, unit, help and range in words, for the form."""
+    rows = []
+    for f in fields(Thresholds):
+        limit = THRESHOLD_LIMITS[f.name]
+        unit = i18n.unit_name(limit.unit, lang)
+        rows.append(
+            {
+                "key": f.name,
+                "label": i18n.threshold_label(f.name, lang),
+                "help": i18n.threshold_help(f.name, lang),
+                "unit": unit,
+                "value": i18n.number(getattr(profile.thresholds, f.name), lang, 2),
+                "low": limit.low,
+                "high": limit.high,
+                "range": i18n.t(
+                    "threshold_range",
+                    lang,
+                    low=i18n.number(limit.low, lang),
+                    high=i18n.number(limit.high, lang),
+                    unit=unit,
+                ),
+            }
+        )
+    return rows
+
+
+def threshold_error_words(key: str, lang: str) -> str:
+    """The page's sentence for a refused threshold: its label and its range."""
+    if key not in THRESHOLD_LIMITS:
+        return i18n.t("error", lang)
+    limit = THRESHOLD_LIMITS[key]
+    return i18n.t(
+        "threshold_bad",
+        lang,
+        label=i18n.threshold_label(key, lang),
+        low=i18n.number(limit.low, lang),
+        high=i18n.number(limit.high, lang),
+        unit=i18n.unit_name(limit.unit, lang),
+    )
+
+
 def _common(request: Request) -> dict[str, Any]:
     pages = pages_of(request)
     profile = pages.profile()
+    lang = lang_of(request)
+    kinds = {r.name: str(r.kind) for r in profile.rooms}
     return {
         "profile": profile,
-        "room_kinds": [str(k) for k in RoomKind],
-        "roles": [str(r) for r in Role],
+        "room_kinds": [(str(k), i18n.room_kind_name(str(k), lang)) for k in RoomKind],
+        "roles": [(str(r), i18n.role_name(str(r), lang)) for r in Role],
+        "role_words": {str(r): i18n.role_name(str(r), lang) for r in Role},
         "device_roles": {
-            d.id: editing.roles_for(d.source, _exposes(pages.state, d)) for d in profile.devices
+            d.id: [
+                (r, i18n.role_name(r, lang))
+                for r in editing.roles_for(d.source, _exposes(pages.state, d))
+            ]
+            for d in profile.devices
         },
+        "device_names": {
+            d.id: i18n.device_name(
+                d.friendly_name, str(d.role), d.room, kinds.get(d.room or ""), lang
+            )
+            for d in profile.devices
+        },
+        "source_names": {d.id: i18n.source_name(d.source, lang) for d in profile.devices},
+        "room_words": {name: i18n.room_name(name, kind, lang) for name, kind in kinds.items()},
+        "kind_words": {name: i18n.room_kind_name(kind, lang) for name, kind in kinds.items()},
         "rooms": _room_choices(profile),
         "msg": request.query_params.get("msg", "")[:300],
         "err": request.query_params.get("err", "")[:300],
@@ -143,8 +205,8 @@ def _common(request: Request) -> dict[str, Any]:
 def overview(request: Request, session: InstallerSession) -> Response:
     """The home at a glance with forms for rooms, contacts, thresholds and devices."""
     ctx = _common(request)
-    thresholds = [(f.name, getattr(ctx["profile"].thresholds, f.name)) for f in fields(Thresholds)]
-    check = _checklist(pages_of(request), ctx["profile"])
+    thresholds = threshold_rows(ctx["profile"], lang_of(request))
+    check = _checklist(pages_of(request), ctx["profile"], lang_of(request))
     return render(
         request,
         "installer.html",
@@ -199,7 +261,32 @@ async def edit_thresholds(request: Request, session: InstallerSession) -> Respon
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     csrf = values.pop("csrf", "")
+    verify_csrf(request, csrf)
+    lang = lang_of(request)
+    try:
+        editing.set_thresholds(pages_of(request).profile(), values)
+    except editing.ThresholdError as exc:
+        words = (
+            i18n.t("threshold_order", lang)
+            if "must be below" in str(exc)
+            else threshold_error_words(exc.key, lang)
+        )
+        return _back("/installer", error=words)
     return _edit(request, csrf, lambda p: editing.set_thresholds(p, values))
+
+
+@router.post("/people", response_model=None)
+def edit_people(
+    request: Request,
+    *,
+    session: InstallerSession,
+    csrf: Csrf,
+    resident: OptText = "",
+    address: OptText = "",
+    installer: OptText = "",
+) -> Response:
+    """Who lives here, the address and the installer's name (for the pages and the report)."""
+    return _edit(request, csrf, lambda p: editing.set_people(p, resident, address, installer))
 
 
 @router.post("/devices", response_model=None)
@@ -302,19 +389,42 @@ def pairing_view(pages: Pages, lang: str) -> dict[str, Any]:
                 "model": " ".join(x for x in (dev.vendor, dev.model) if x),
                 "interviewed": dev.interview_completed,
                 "registered": known.id if known else "",
-                "roles": editing.roles_for("zigbee2mqtt", frozenset(dev.properties) or None),
+                "roles": [
+                    (r, i18n.role_name(r, lang))
+                    for r in editing.roles_for("zigbee2mqtt", frozenset(dev.properties) or None)
+                ],
             }
         )
     events = [
         {
             "at": i18n.clock_time(at, state.tz, pages.now(), lang),
             "type": ev.type,
+            "words": i18n.join_event_words(ev.type, ev.status, lang),
             "name": ev.friendly_name or ev.ieee_address,
             "status": ev.status,
         }
         for at, ev in reversed(state.bridge_events)
     ]
-    return {"devices": devices, "events": events, "bridge_online": state.bridge_online}
+    pairing = pages.registry.get_doc(PAIRING_DOC) or {}
+    now = pages.now()
+    opened = float(pairing.get("from", 0.0))
+    left = max(0, round(float(pairing.get("until", 0.0)) - now))
+    joined_names = {
+        ev.ieee_address.lower()
+        for at, ev in state.bridge_events
+        if at >= opened and ev.type in ("device_joined", "device_interview") and opened
+    }
+    joined = [d for d in devices if d["ieee"].lower() in joined_names]
+    return {
+        "devices": devices,
+        "events": events,
+        "bridge_online": state.bridge_online,
+        "left": left,
+        "left_words": i18n.t("pair_left", lang, s=left) if left else "",
+        "opened": bool(opened),
+        "joined": joined,
+        "joined_waiting": sorted(joined_names - {d["ieee"].lower() for d in joined}),
+    }
 
 
 @router.get("/zigbee", response_model=None)
@@ -332,8 +442,11 @@ async def permit_join(request: Request, session: InstallerSession, csrf: Csrf) -
     pages = pages_of(request)
     lang = lang_of(request)
     ok = await local_publish(pages, PERMIT_JOIN_TOPIC, {"value": True, "time": PERMIT_JOIN_S})
-    if ok:
-        return _back("/installer/zigbee", message=i18n.t("permit_join_sent", lang))
+    if ok:  # the page's countdown says it from now on
+        pages.registry.put_doc(
+            PAIRING_DOC, {"from": pages.now(), "until": pages.now() + PERMIT_JOIN_S}
+        )
+        return _back("/installer/zigbee")
     return _back("/installer/zigbee", error=i18n.t("no_local", lang))
 
 
@@ -347,8 +460,12 @@ def ble_page(request: Request, session: InstallerSession, partial: bool = False)
     heard = list(pages.core.bthome.nearby.values()) if pages.core is not None else []
     heard.sort(key=lambda d: -d.rssi)
     now = pages.now()
+    registered = {
+        d.address.upper(): d.id for d in pages.profile().devices if d.source != "zigbee2mqtt"
+    }
     nearby = [
         {
+            "registered": registered.get(d.address.upper(), ""),
             "address": d.address,
             "name": d.name or "",
             "rssi": d.rssi,
@@ -370,28 +487,33 @@ def walkthrough_status(pages: Pages, lang: str) -> dict[str, Any]:
     profile = pages.profile()
     changed = False
     steps = []
+    kinds = {r.name: str(r.kind) for r in profile.rooms}
     for dev in profile.devices:
+        room = i18n.room_name(dev.room, kinds.get(dev.room), lang) if dev.room else None
         last = pages.state.device_last.get(dev.id)
         wearer = _wearer_check(pages, dev.id, started, lang) if dev.role is Role.WEARABLE else None
         if wearer is not None:  # the wearer's check: the gateway found their upright direction
             if wearer["done"] and dev.id not in results:
                 results[dev.id] = wearer["at"]
                 changed = True
-        elif (
-            isinstance(started, int | float)
-            and dev.id not in results
-            and last is not None
-            and last[0] >= started
-            and last[1] not in WALK_IGNORED_KINDS
-        ):
-            results[dev.id] = last[0]
-            changed = True
+        elif isinstance(started, int | float) and dev.id not in results:
+            # a message in which the device did something (not its battery or signal in the
+            # same message after it); a siren or light has nothing but "I am here" to show
+            acted = (
+                last[0] if last is not None and dev.role is Role.PROMPT else None
+            ) or pages.state.device_acted.get(dev.id)
+            if acted is not None and acted >= started:
+                results[dev.id] = acted
+                changed = True
         steps.append(
             {
                 "id": dev.id,
                 "room": dev.room or "",
                 "role": str(dev.role),
-                "prompt": i18n.role_prompt(str(dev.role), dev.room, lang)
+                "name": i18n.device_name(
+                    dev.friendly_name, str(dev.role), dev.room, kinds.get(dev.room or ""), lang
+                ),
+                "prompt": i18n.role_prompt(str(dev.role), room, lang)
                 if wearer is None
                 else i18n.t("walk_wearer", lang),
                 "done": dev.id in results,
@@ -409,7 +531,7 @@ def walkthrough_status(pages: Pages, lang: str) -> dict[str, Any]:
 
 
 def _wearer_check(pages: Pages, device_id: str, started: Any, lang: str) -> dict[str, Any] | None:
-    """"Wear the sensor, walk a few steps": done once the wearable's fall detector learned the
+    """ "Wear the sensor, walk a few steps": done once the wearable's fall detector learned the
     wearer's upright direction from a walk since the test started, whatever the orientation."""
     core = pages.core
     detector = core.wearable_detector(device_id) if core is not None else None
@@ -462,6 +584,7 @@ def report(request: Request, session: InstallerSession) -> Response:
     tested = {s["id"]: s["done"] for s in walk["steps"]}
     status = {row["id"]: row for row in pages.state.devices}
     now = pages.now()
+    kinds = {r.name: str(r.kind) for r in profile.rooms}
     rows = []
     for dev in profile.devices:
         st = status.get(dev.id, {})
@@ -471,19 +594,26 @@ def report(request: Request, session: InstallerSession) -> Response:
         rows.append(
             {
                 "id": dev.id,
-                "name": dev.friendly_name,
-                "source": dev.source,
-                "room": dev.room or "",
-                "role": str(dev.role),
-                "battery": f"{battery:.0f} %" if isinstance(battery, int | float) else "—",
+                "name": i18n.device_name(
+                    dev.friendly_name, str(dev.role), dev.room, kinds.get(dev.room or ""), lang
+                ),
+                "source": i18n.source_name(dev.source, lang),
+                "room": i18n.room_name(dev.room, kinds.get(dev.room), lang) if dev.room else "—",
+                "role": i18n.role_name(str(dev.role), lang),
+                "battery": f"{i18n.number(battery, lang, 0)}\u00a0%"
+                if isinstance(battery, int | float)
+                else "—",
                 "signal": (
-                    f"{signal:.0f} dBm" if dev.source != "zigbee2mqtt" else f"LQI {signal:.0f}"
+                    f"{i18n.number(signal, lang, 0)}\u00a0dBm"
+                    if dev.source != "zigbee2mqtt"
+                    else f"LQI\u00a0{i18n.number(signal, lang, 0)}"
                 )
                 if signal is not None
                 else "—",
                 "last_seen": i18n.clock_time(last[0], pages.state.tz, now, lang)
                 if last
                 else i18n.t("never", lang),
+                "silent": bool(st.get("offline")) or last is None,
                 "test": (
                     i18n.t("walk_ok", lang) if tested.get(dev.id) else i18n.t("not_tested", lang)
                 )
@@ -495,7 +625,8 @@ def report(request: Request, session: InstallerSession) -> Response:
     ctx = {
         **_common(request),
         "rows": rows,
-        "check": _checklist(pages, profile),
+        "silent_count": sum(1 for r in rows if r["silent"]),
+        "check": _checklist(pages, profile, lang),
         "date": dt.datetime.fromtimestamp(now, pages.state.tz).strftime("%d/%m/%Y %H:%M"),
         "walk": walk,
     }

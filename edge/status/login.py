@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from cloud_bridge.pages import i18n
 from cloud_bridge.pages.auth import FAMILY_SESSION_S, INSTALLER_SESSION_S, client_key, safe_next
-from cloud_bridge.pages.web import render, signed_in, throttled_login, wrong_login
+from cloud_bridge.pages.web import lang_of, render, signed_in, throttled_login, wrong_login
 from edge.status.deps import pages_of, session_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -20,14 +22,26 @@ router = APIRouter(tags=["login"])
 
 
 @router.get("/login", response_model=None)
-def login_page(request: Request, next: str = "/") -> Response:
-    """The PIN form (also used by the installer with the installer code)."""
+def login_page(request: Request, next: str = "/", why: str = "") -> Response:
+    """The PIN form (also used by the installer with the installer code). `why` says why the
+    visitor is here: their session expired, or the family's code was typed for /installer."""
     pages = pages_of(request)
     session = session_of(request, pages)
     target = safe_next(next)
     if session is not None and (session.role == "installer" or not target.startswith("/installer")):
         return RedirectResponse(target, status_code=303)
-    return render(request, "login.html", {"next": target, "error": ""})
+    lang = lang_of(request)
+    notice = ""
+    family_here = session is not None and session.role == "family"
+    if family_here and target.startswith("/installer"):
+        notice = i18n.t("login_family_code", lang)
+    elif why == "expired" and session is None:
+        notice = i18n.t("login_expired", lang)
+    return render(
+        request,
+        "login.html",
+        {"next": target, "error": "", "notice": notice, "family_here": family_here},
+    )
 
 
 @router.post("/login", response_model=None)
@@ -55,6 +69,7 @@ def login(
     if role == "installer" and target == "/":
         target = "/installer"
     if role == "family" and target.startswith("/installer"):
-        target = "/"
+        # the wrong door: the family's session opens, and the form says what happened
+        target = f"/login?next={quote(target)}"
     _LOGGER.info("status page: %s signed in from %s", role, client)
     return signed_in(request, target, role=role, name=role, now=pages.wall(), ttl_s=ttl)

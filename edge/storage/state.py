@@ -16,6 +16,8 @@ from edge.events import Aggregate, Alert, Event, EventKind, is_activity
 RECENT_ALERTS = 50
 DAILY_HISTORY = 30
 BRIDGE_EVENTS = 50
+# events that only say "I am alive": a walk-through step wants more than these
+ALIVE_ONLY = frozenset({EventKind.HEARTBEAT, EventKind.LINKQUALITY, EventKind.BATTERY})
 
 
 @dataclass
@@ -51,6 +53,8 @@ class HomeState:
     # per registered device: (time, kind) of its last event of any kind (walk-through test)
     device_last: dict[str, tuple[float, str]] = field(default_factory=dict)
     device_signal: dict[str, float] = field(default_factory=dict)  # last LQI / RSSI
+    # last time each device reported more than being alive (the walk-through's tick)
+    device_acted: dict[str, float] = field(default_factory=dict)
     # Zigbee2MQTT bridge, for the installer's pairing page
     bridge_online: bool | None = None
     bridge_devices: tuple[Any, ...] = ()  # edge.decode.zigbee2mqtt.BridgeDevice
@@ -61,6 +65,8 @@ class HomeState:
 
     def note_event(self, event: Event) -> None:
         self.device_last[event.device_id] = (event.at, str(event.kind))
+        if event.kind not in ALIVE_ONLY:
+            self.device_acted[event.device_id] = event.at
         if event.kind is EventKind.LINKQUALITY and isinstance(event.value, int | float):
             self.device_signal[event.device_id] = float(event.value)
         if not is_activity(event) or event.room is None:

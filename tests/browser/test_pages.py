@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -282,3 +283,50 @@ def test_staff_acknowledge_shows_taken_in_charge_on_the_family_page(
     shot(staff, "console-acknowledged")
     family.context.close()
     staff.context.close()
+
+
+def test_pairing_counts_down_and_shows_devices_as_they_join(
+    browser: Browser,
+    gateway: str,
+    local_broker: Mosquitto,
+) -> None:
+    """On the tablet: "Autoriser l'appairage" starts a countdown, and a device that joins
+    Zigbee2MQTT appears in the list by itself, first waiting for its interview, then with
+    its model once interviewed."""
+    page = browser.new_context(viewport={"width": 820, "height": 1180}, locale="fr-FR").new_page()
+    page.goto(f"{gateway}/installer/zigbee")
+    page.fill("#pin", INSTALLER_CODE)
+    page.click("#login-button")
+    expect(page).to_have_url(f"{gateway}/installer/zigbee")
+    expect(page.locator("#joined")).to_contain_text("Aucun nouvel appareil")
+    page.click("#permit-join")
+    left = page.locator("#pair-left")
+    expect(left).to_contain_text("Appairage ouvert encore")
+    first = int(re.findall(r"\d+", left.inner_text())[0])
+    assert 240 <= first <= 254
+    page.wait_for_timeout(2500)
+    assert int(re.findall(r"\d+", left.inner_text())[0]) < first  # it counts down
+    ieee = "0x00158d000bbb0042"
+    event = {"type": "device_joined", "data": {"friendly_name": ieee, "ieee_address": ieee}}
+    publish(local_broker.port, "zigbee2mqtt/bridge/event", json.dumps(event))
+    expect(page.locator("#joined")).to_contain_text(ieee, timeout=15_000)
+    expect(page.locator("#joined")).to_contain_text("interrogation en cours")
+    bridge = [
+        {
+            "ieee_address": ieee,
+            "friendly_name": ieee,
+            "type": "EndDevice",
+            "supported": True,
+            "interview_completed": True,
+            "definition": {
+                "model": "RTCGQ11LM",
+                "vendor": "Aqara",
+                "exposes": [{"type": "binary", "name": "occupancy", "property": "occupancy"}],
+            },
+        }
+    ]
+    publish(local_broker.port, "zigbee2mqtt/bridge/devices", json.dumps(bridge), retain=True)
+    expect(page.locator("#joined")).to_contain_text("Aqara RTCGQ11LM", timeout=15_000)
+    expect(page.locator("#joined")).to_contain_text("interrogé")
+    shot(page, "installer-pairing")
+    page.context.close()

@@ -1,5 +1,5 @@
 -- Outbox schema v1: the durable queue towards the hub and the alarm log.
--- Run in one transaction by edge.outbox, which then sets PRAGMA user_version = 1.
+-- Run in one transaction by edge.storage.outbox, which then sets PRAGMA user_version = 1.
 
 -- Messages waiting for the hub broker's PUBACK. priority 0 = alert, 1 = aggregate.
 -- AUTOINCREMENT: a seq is never reused, even after the newest row was acknowledged.
