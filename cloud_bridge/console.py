@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from cloud_bridge.console_sessions import ConsoleState, open_console_state
+from cloud_bridge.console_staff import StaffSession, staff
 from cloud_bridge.contract import parse_iso_utc
 from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub_store import HubStore
@@ -101,6 +102,10 @@ class StaffPasswords:
         got = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=8, p=1)
         return hmac.compare_digest(got, want)
 
+    def personal(self, name: str) -> bool:
+        """`name` signs in with a password of their own (not the shared one)."""
+        return name in self._users
+
     def check(self, name: str, password: str) -> bool:
         if not name or not password:
             return False
@@ -163,22 +168,6 @@ class Console:
     def credential(self, role: str, name: str) -> str:
         """The version of `name`'s staff password (sessions opened with another are refused)."""
         return self.passwords.version(name, self.key) if role == "staff" else ""
-
-
-def console_of(request: Request) -> Console:
-    console: Console = request.app.state.console
-    return console
-
-
-def staff(request: Request) -> Session:
-    """A dependency: the staff session, or NeedLogin."""
-    session = web.session_of(request, console_of(request).clock())
-    if session is None or session.role != "staff":
-        raise web.need_login(request, ("/api/",))
-    return session
-
-
-StaffSession = Annotated[Session, Depends(staff)]
 
 
 # --- views (pure) --------------------------------------------------------------------------
@@ -319,11 +308,18 @@ def create_console_app(
     clock: Callable[[], float] | None = None,
     tz: dt.tzinfo | None = None,
     state: ConsoleState | None = None,
+    links: Any = None,
+    directory: Any = None,
+    coordinators: frozenset[str] = frozenset(),
+    outcomes: Any = None,
 ) -> FastAPI:
     """The console app; refuses (VeilleError) to be built without staff credentials.
 
     `state` (a `console_sessions.ConsoleState`) holds the key and the sessions where several
-    processes share them; without it they live in this process only."""
+    processes share them; without it they live in this process only. `links` (an
+    `ack_links.LinkStore`) adds the one-click acknowledgement pages (`cloud_bridge.ack_page`);
+    `directory` (a `directory.DirectoryStore`) adds the home directory's pages
+    (`cloud_bridge.directory_page`), edited by the staff named in `coordinators`."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
     templates = Jinja2Templates(directory=[TEMPLATES, web.TEMPLATES_DIR])
     key = state.key() if state is not None else os.urandom(SESSION_KEY_BYTES)
@@ -344,6 +340,19 @@ def create_console_app(
     )
     app.state.console = console
     web.install(app, console, staff)
+    if links is not None:
+        from cloud_bridge.ack_page import install_ack_links
+
+        card = directory.notice if directory else None
+        install_ack_links(app, console, links, card=card, row=alert_row)
+    if directory is not None:
+        from cloud_bridge.directory_page import install_directory
+
+        install_directory(app, console, directory, coordinators)
+    if outcomes is not None:  # closing asks for the outcome; the statistics page
+        from cloud_bridge.outcome_page import install_outcomes
+
+        install_outcomes(app, console, outcomes, card=directory.notice if directory else None)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
@@ -421,7 +430,12 @@ def create_console_app(
         csrf: Csrf,
         note: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
-        """Close the alert with a note."""
+        """Close the alert with a note (a critical or high one: first its outcome)."""
+        alert = console.hub.store.alert(alert_id) if outcomes is not None else None
+        if alert is not None and alert["severity"] in ("critical", "high"):
+            verify_csrf(request, csrf)
+            form: Response = app.state.close_form(request, session, alert, note=note.strip())
+            return form
         return answer(request, session, alert_id, csrf, action="resolved", note=note.strip())
 
     @app.get("/homes/{home_id}", response_model=None)
@@ -438,11 +452,17 @@ class ConsoleServer:
     url: str
     server: HttpServer
     state: ConsoleState | None = None  # where its key and sessions are, if it opened one
+    links: Any = None  # the ack_links.LinkStore it opened, if any
+    outcomes: Any = None  # the outcomes.OutcomeStore it opened, if any
 
     async def stop(self) -> None:
         await self.server.stop()
         if self.state is not None:
             self.state.close()
+        if self.links is not None:
+            self.links.close()
+        if self.outcomes is not None:
+            self.outcomes.close()
 
 
 async def start_console(
@@ -452,21 +472,35 @@ async def start_console(
     *,
     staff_password: str | None = None,
     store: str | None = None,
+    directory: Any = None,
+    coordinators: frozenset[str] = frozenset(),
 ) -> ConsoleServer:
     """Start the console on `listen` in this event loop; returns its URL and a stop handle.
 
     `store`: the hub's store spec, where the console keeps its key and sessions (None: this
     process only, as in the demo)."""
+    from cloud_bridge.ack_links import open_link_store
+    from cloud_bridge.outcomes import open_outcomes
+
     state = open_console_state(store) if store is not None else None
+    links = open_link_store(store) if store is not None else None
+    outcomes = open_outcomes(store) if store is not None else None
     app = create_console_app(
-        hub, staff_password_file=staff_password_file, staff_password=staff_password, state=state
+        hub,
+        staff_password_file=staff_password_file,
+        staff_password=staff_password,
+        state=state,
+        links=links,
+        directory=directory,
+        coordinators=coordinators,
+        outcomes=outcomes,
     )
     try:
         server = HttpServer(app, *parse_listen(listen))
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()
-    return ConsoleServer(url, server, state)
+    return ConsoleServer(url, server, state, links, outcomes)
 
 
 async def serve_console(

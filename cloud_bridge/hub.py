@@ -563,14 +563,48 @@ def main(args: Any) -> int:
         on_alert=_print_alert,
         escalate_after_s=args.escalate_after,
     )
-    return asyncio.run(_serve(hub, args.http, args.staff_password_file, args.store, notify))
+    cards = None
+    if getattr(args, "directory", None):
+        from cloud_bridge.directory import load_directory  # lazy: as the store, below
+
+        cards = load_directory(args.directory)  # checked before anything starts
+    coordinators = frozenset(getattr(args, "coordinator", None) or ())
+    return asyncio.run(
+        _serve(
+            hub,
+            args.http,
+            args.staff_password_file,
+            args.store,
+            notify,
+            cards=cards,
+            coordinators=coordinators,
+        )
+    )
 
 
-def _start_notifier(hub: HubReceiver, config: Any) -> asyncio.Task[None]:
-    """Alerts and acks handed from paho's thread (and the console's) to the notifier's loop."""
+def _start_notifier(
+    hub: HubReceiver, config: Any, store: str | None = None, directory: Any = None
+) -> asyncio.Task[None]:
+    """Alerts and acks handed from paho's thread (and the console's) to the notifier's loop.
+
+    With `[hub] public_url` every notification carries a signed acknowledgement link
+    (`cloud_bridge.ack_links`), made with the key kept in the store `store`."""
     from cloud_bridge.notify.notifier import Notifier  # lazy: web push, SMTP, SIA clients
 
-    notifier = Notifier(config, hub.store)  # the store keeps the chains and the log
+    ack_link = None
+    if config.public_url:
+        # lazy: their store connection (console_sessions) loads fastapi
+        from cloud_bridge.ack_links import LinkSigner, link_maker, open_link_store
+        from cloud_bridge.console_sessions import DEFAULT_STORE
+
+        links = open_link_store(store or DEFAULT_STORE)
+        try:
+            signer = LinkSigner(links.key(), config.public_url, config.link_ttl_s)
+        finally:
+            links.close()
+        ack_link = link_maker(signer, time.time)
+    # the store keeps the chains and the log
+    notifier = Notifier(config, hub.store, directory=directory, ack_link=ack_link)
     loop = asyncio.get_running_loop()
     printer = hub.on_alert
 
@@ -592,12 +626,27 @@ async def _serve(
     staff_password_file: Path | None,
     store: str | None,
     notify: Any = None,
+    *,
+    cards: Any = None,
+    coordinators: frozenset[str] = frozenset(),
 ) -> int:
+    directory = None  # the home directory (never sent to a gateway), if anything reads it
+    if http or notify is not None or cards:
+        # lazy: its store connection (console_sessions) loads fastapi
+        from cloud_bridge.directory import open_directory
+
+        directory = open_directory(store)
+        for card in cards or ():
+            directory.put(card, "directory.toml", time.time())
+        if cards:
+            _LOGGER.info("hub: home directory loaded (%d homes)", len(cards))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    notifier = _start_notifier(hub, notify) if notify is not None else None
+    notifier = None
+    if notify is not None:
+        notifier = _start_notifier(hub, notify, store, directory.notice if directory else None)
     hub.start()
     console = None
     if http:
@@ -607,7 +656,12 @@ async def _serve(
 
         try:
             console = await start_console(
-                hub, http, staff_password_file, store=store or DEFAULT_STORE
+                hub,
+                http,
+                staff_password_file,
+                store=store or DEFAULT_STORE,
+                directory=directory,
+                coordinators=coordinators,
             )
         except BaseException:
             hub.stop()
@@ -628,4 +682,6 @@ async def _serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await notifier
         hub.store.close()
+        if directory is not None:
+            directory.close()
     return 0

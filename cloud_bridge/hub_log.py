@@ -2,8 +2,11 @@
 
 Fields: `id`, `home_id`, `type`, `severity`, `state`, `raised_at`, `received_at` (when the
 hub first stored a state of it), `acknowledged_at`, `acknowledged_by`, `resolved_at`,
-`outcome` and `notified` (the channels and times it went to). The hub does not record an
-outcome or notifications yet: they are null and [] until it does.
+`outcome` (what the alert turned out to be, given when staff closed it: `real`,
+`false_alarm`, `test`, `other`, or null) and `notified` (the channels it went to, with the
+step and the time, from the notification log). `--csv` adds, per alert, what the
+programme's statistics are made of: `outcome_note`, `ack_delay_s` (raised to acknowledged)
+and `steps_reached` (escalation steps sent).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from cloud_bridge.contract import iso_utc, parse_iso_utc
 from cloud_bridge.errors import VeilleError
+from cloud_bridge.outcomes import ack_delay_s, notified, open_outcomes, steps_reached
 from cloud_bridge.stores import open_store
 
 FIELDS = (
@@ -33,14 +37,19 @@ FIELDS = (
     "outcome",
     "notified",
 )
+CSV_EXTRA = ("outcome_note", "ack_delay_s", "steps_reached")
 
 
 def records(
     alerts: Iterable[Mapping[str, Any]],
     states: Iterable[Mapping[str, Any]],
     since: float | None = None,
+    outcomes: Mapping[str, Mapping[str, Any]] | None = None,
+    notifications: Iterable[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """One record per alert, oldest raised first (pure); `since`: raised at or after it."""
+    outcomes = outcomes or {}
+    sent = notified(notifications)
     by_id: dict[str, list[Mapping[str, Any]]] = {}
     for row in states:
         by_id.setdefault(str(row["id"]), []).append(row)
@@ -73,8 +82,8 @@ def records(
                 "acknowledged_at": acknowledged_at,
                 "acknowledged_by": alert.get("handled_by") or None,
                 "resolved_at": first_at("resolved"),
-                "outcome": None,
-                "notified": [],
+                "outcome": (outcomes.get(str(alert["id"])) or {}).get("outcome"),
+                "notified": sent.get(str(alert["id"]), []),
             }
         )
     out.sort(key=lambda r: (r["raised_at"], r["id"]))
@@ -97,15 +106,29 @@ def main(args: Any) -> int:
     except Exception as exc:  # a bad spec, a server that is not there: one line, exit 1
         raise VeilleError(f"{spec}: cannot open the hub store: {exc}") from exc
     try:
-        rows = records(store.alerts(), store.states(), since)
+        judged = open_outcomes(spec)
+        try:
+            outcomes = judged.all()
+        finally:
+            judged.close()
+        rows = records(store.alerts(), store.states(), since, outcomes, store.notifications())
     finally:
         store.close()
     out = sys.stdout
     if args.csv:
-        writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=FIELDS + CSV_EXTRA, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "notified": json.dumps(row["notified"])})
+            delay = ack_delay_s(row)
+            writer.writerow(
+                {
+                    **row,
+                    "notified": json.dumps(row["notified"], ensure_ascii=False),
+                    "outcome_note": (outcomes.get(str(row["id"])) or {}).get("note", ""),
+                    "ack_delay_s": "" if delay is None else f"{delay:.1f}",
+                    "steps_reached": steps_reached(row),
+                }
+            )
     else:
         for row in rows:
             out.write(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n")

@@ -110,7 +110,8 @@ def test_hub_log_json_and_csv_hold_every_alert_with_the_design_fields(spec: str)
     table = hub_log("--store", spec, "--csv")
     assert table.returncode == 0, table.stderr
     read = list(csv.DictReader(io.StringIO(table.stdout)))
-    assert list(read[0]) == FIELDS
+    # the contract's fields first, then the statistics' own per alert
+    assert list(read[0]) == [*FIELDS, "outcome_note", "ack_delay_s", "steps_reached"]
     assert [r["id"] for r in read] == [r["id"] for r in rows]
     assert read[0]["notified"] == "[]"
 

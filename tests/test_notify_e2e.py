@@ -124,7 +124,7 @@ def test_mail_at_once_then_the_centre_after_the_delay_unless_acknowledged(
                 config,
                 store,
                 directory=DIRECTORY.__getitem__,
-                ack_link=lambda a: f"https://hub.example.org/ack/{a['id']}",
+                ack_link=lambda a, _r: f"https://hub.example.org/ack/{a['id']}",
             )
             runner = asyncio.create_task(notifier.run())
             t0 = time.time()

@@ -28,6 +28,7 @@ SIA_RETRIES = 3
 SIA_SUPERVISION_S = 600.0  # a NULL link test every 10 min unless the centre agreed otherwise
 WEBPUSH_TTL_S = 3600
 AES_KEY_LENGTHS = (16, 24, 32)
+LINK_TTL_S = 24 * 3600.0  # how long a one-click acknowledgement link stays valid
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 HEX_RE = re.compile(r"^[0-9A-Fa-f]+$")
@@ -53,8 +54,13 @@ _KIND_KEYS: dict[str, frozenset[str]] = {
     },
     "webpush": _COMMON | {"vapid_private_key_file", "subject", "ttl_s", "subscriptions_file"},
 }
-_STEP_KEYS = frozenset({"after_s", "channels", "severities", "types", "repeat_s"})
-_TOP_KEYS = frozenset({"channel", "escalation"})
+_STEP_KEYS = frozenset(
+    {"after_s", "channels", "severities", "types", "repeat_s", "contacts", "contacts_via"}
+)
+CONTACTS = "@contacts"  # in a step's channels: the home's directory contacts (`Step.contacts`)
+RELATIONS = ("family", "neighbour", "gp", "carer", "other")  # of a directory contact
+_TOP_KEYS = frozenset({"channel", "escalation", "hub"})
+_HUB_KEYS = frozenset({"public_url", "link_ttl_s"})
 
 
 class NotifyConfigError(ValueError):
@@ -119,6 +125,8 @@ class Step:
     severities: frozenset[str] = SEVERITIES
     types: frozenset[str] = ALERT_TYPES
     repeat_s: float = 0.0  # > 0: again every repeat_s until acknowledged
+    contacts: frozenset[str] = frozenset()  # relations from the home directory to mail
+    contacts_via: str = ""  # the email channel (server, sender) those mails go through
 
     def applies(self, alert_type: str, severity: str) -> bool:
         return severity in self.severities and alert_type in self.types
@@ -129,6 +137,8 @@ class NotifyConfig:
     channels: Mapping[str, Channel]
     steps: tuple[Step, ...]
     source: Path | None = None
+    public_url: str = ""  # the console's address as staff phones reach it; "" = no links
+    link_ttl_s: float = LINK_TTL_S
 
 
 class _Lines:
@@ -218,7 +228,33 @@ class _Parser:
                     step.index,
                     "after_s",
                 )
-        return NotifyConfig(channels=channels, steps=steps, source=self.path)
+        public_url, link_ttl_s = self._hub()
+        return NotifyConfig(
+            channels=channels,
+            steps=steps,
+            source=self.path,
+            public_url=public_url,
+            link_ttl_s=link_ttl_s,
+        )
+
+    def _hub(self) -> tuple[str, float]:
+        """`[hub]`: `public_url` (base of the acknowledgement links) and `link_ttl_s`."""
+        table = self.data.get("hub", {})
+        if not isinstance(table, dict):
+            self.fail("hub must be written [hub] (one table)", "hub")
+        for key in table:
+            if key not in _HUB_KEYS:
+                self.fail(f"unknown key {key!r} in [hub]", "hub", 0, key)
+        get = _Getter(self, table, 0, "hub")
+        url = get.text("public_url", "")
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                get.fail(f"public_url {url!r} must be http(s)://HOST[:PORT][/path]", "public_url")
+            if parts.query or parts.fragment:
+                get.fail("public_url must not have a query or a fragment", "public_url")
+        ttl = get.number("link_ttl_s", LINK_TTL_S, low=60)
+        return url.rstrip("/"), ttl
 
     def _tables(self, section: str) -> list[Mapping[str, Any]]:
         tables = self.data.get(section, [])
@@ -350,16 +386,32 @@ class _Parser:
             if key not in _STEP_KEYS:
                 self.fail(f"unknown key {key!r} in [[escalation]]", "escalation", index, key)
         get = _Getter(self, table, index, "escalation")
-        names = table.get("channels")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        contacts = (
+            get.subset("contacts", frozenset(RELATIONS)) if "contacts" in table else frozenset()
+        )
+        names = table.get("channels", [] if contacts else None)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            get.fail("channels must be a list of channel names", "channels")
+        if not names and not contacts:
             get.fail("channels must be a non-empty list of channel names", "channels")
         for channel in names:
             if channel not in channels:
                 get.fail(f"no channel named {channel!r}", "channels")
+        via = ""
+        if contacts:
+            emails = [c.name for c in channels.values() if isinstance(c, EmailChannel)]
+            via = get.text("contacts_via", emails[0] if len(emails) == 1 else ...)
+            if not isinstance(channels.get(via), EmailChannel):
+                get.fail(f"contacts_via {via!r} must name an email channel", "contacts_via")
+            names = [*names, CONTACTS]
+        elif "contacts_via" in table:
+            get.fail("contacts_via needs contacts", "contacts_via")
         return Step(
             index=index,
             after_s=get.number("after_s", None, low=0),
             channels=tuple(names),
+            contacts=contacts,
+            contacts_via=via,
             severities=get.subset("severities", SEVERITIES),
             types=get.subset("types", ALERT_TYPES),
             repeat_s=get.number("repeat_s", 0.0, low=0),

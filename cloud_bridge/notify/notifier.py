@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from cloud_bridge.notify import contact_id, mail, webpush
 from cloud_bridge.notify.chain import RETRY_DELAYS_S, STOP_REASONS, ChainState, Escalation, Send
 from cloud_bridge.notify.config import (
+    CONTACTS,
     Channel,
     EmailChannel,
     NotifyConfig,
@@ -39,8 +41,9 @@ _LOGGER = logging.getLogger(__name__)
 MAX_SLEEP_S = 1.0  # `run` looks again at least this often (new alerts also wake it)
 ALERT_FIELDS = ("id", "home_id", "type", "severity", "raised_at", "room")
 
-Directory = Callable[[str], Mapping[str, str]]  # home_id -> resident, address, phone...
-AckLink = Callable[[Mapping[str, Any]], str]  # alert -> its one-click acknowledgement URL
+Directory = Callable[[str], Mapping[str, Any]]  # home_id -> resident, address, contacts...
+# (alert, recipient) -> the one-click acknowledgement URL for that recipient (a channel name)
+AckLink = Callable[[Mapping[str, Any], str], str]
 
 
 class ChainStore(Protocol):
@@ -157,7 +160,7 @@ class Notifier:
         outcomes = await asyncio.gather(*(self._send(send, now) for send in sends))
         entries: list[dict[str, Any]] = []
         for send, results in zip(sends, outcomes, strict=True):
-            failed = [e["channel"] for e in results if not e["ok"]]
+            failed = [e["channel"] for e in results if not e["ok"] and not e.pop("final", False)]
             if failed:
                 retry_at = self.chain.failed(send, now, failed)
                 for entry in results:
@@ -177,10 +180,13 @@ class Notifier:
 
     async def _send(self, send: Send, now: float) -> list[dict[str, Any]]:
         alert = self._alerts.get(send.alert_id, {})
-        notice = self._notice(alert, send)
         entries = []
         for name in send.channels:
+            if name == CONTACTS:
+                entries.append(await self._send_contacts(send, alert, now))
+                continue
             channel = self.config.channels[name]
+            notice = self._notice(alert, send, name)
             entry: dict[str, Any] = {
                 "alert_id": send.alert_id,
                 "step": send.step,
@@ -214,7 +220,55 @@ class Notifier:
             entries.append(entry)
         return entries
 
-    def _notice(self, alert: Mapping[str, Any], send: Send) -> Notice:
+    async def _send_contacts(
+        self, send: Send, alert: Mapping[str, Any], now: float
+    ) -> dict[str, Any]:
+        """A contacts step: one mail to the home's contacts of the step's relations that
+        have an address, through the step's email channel (atomic: a retry mails them all
+        again, never some twice and others not at all)."""
+        step = self.config.steps[send.step]
+        via = self.config.channels[step.contacts_via]
+        home_id = str(alert.get("home_id") or "")
+        card = self.directory(home_id) if self.directory and home_id else {}
+        people = [c for c in card.get("contacts") or [] if c.get("relation") in step.contacts]
+        emails = tuple(dict.fromkeys(str(c["email"]) for c in people if c.get("email")))
+        entry: dict[str, Any] = {
+            "alert_id": send.alert_id,
+            "step": send.step,
+            "attempt": send.attempt,
+            "retry": send.retry,
+            "channel": CONTACTS,
+            "kind": "email",
+            "at": now,
+            "ok": True,
+            "error": None,
+        }
+        if not emails or not isinstance(via, EmailChannel):
+            relations = ", ".join(sorted(step.contacts))
+            entry.update(ok=False, error=f"no {relations} contact with an email", final=True)
+            _LOGGER.error(
+                "notify: alert %s step %d: home %s has no %s contact with an email",
+                send.alert_id,
+                send.step,
+                home_id or "?",
+                relations,
+            )
+            return entry
+        labels = dict.fromkeys(str(c.get("relation_fr") or c["relation"]) for c in people)
+        notice = self._notice(alert, send, " / ".join(labels))
+        try:
+            await mail.send(dataclasses.replace(via, to=emails), notice)
+        except ChannelError as exc:
+            entry.update(ok=False, error=exc.reason)
+            _LOGGER.warning(
+                "notify: alert %s step %d to the contacts failed: %s",
+                send.alert_id,
+                send.step,
+                exc.reason,
+            )
+        return entry
+
+    def _notice(self, alert: Mapping[str, Any], send: Send, recipient: str) -> Notice:
         home_id = str(alert.get("home_id") or "")
         card = dict(self.directory(home_id)) if self.directory and home_id else {}
         return Notice(
@@ -228,7 +282,7 @@ class Notifier:
             phone=card.get("phone", ""),
             access=card.get("access", ""),
             room=alert.get("room"),
-            ack_url=self.ack_link(alert) if self.ack_link else "",
+            ack_url=self.ack_link(alert, recipient) if self.ack_link and alert else "",
             attempt=send.attempt,
         )
 

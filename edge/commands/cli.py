@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument(
         "--notify", type=Path, help="notify.toml: channels and escalation chain (DESIGN.md 8)"
     )
+    hub.add_argument(
+        "--directory", type=Path, help="directory.toml: the homes' residents and contacts"
+    )
+    hub.add_argument(
+        "--coordinator",
+        action="append",
+        metavar="NAME",
+        help="a staff name who may edit the home directory (repeatable)",
+    )
 
     hub_log = sub.add_parser("hub-log", help="what the hub holds, one record per alert")
     hub_log.add_argument("--store", required=True, help="sqlite:///path or postgresql://...")
