@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from cloud_bridge.errors import VeilleError
+from cloud_bridge.hub_store import connect_sqlite
 from cloud_bridge.pages.auth import SESSION_KEY_BYTES, Session
 
 KEY_NAME = "session_key"
@@ -51,9 +52,7 @@ class _Db(Protocol):
 class _Sqlite:
     def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = connect_sqlite(path)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

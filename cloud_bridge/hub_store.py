@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS notify_log (
 CREATE INDEX IF NOT EXISTS notify_log_alert ON notify_log(alert_id, seq);
 """
 
+SQLITE_BUSY_S = 10.0  # how long a statement waits for another process's lock
+
 
 def alerts_query(
     columns: str, open_only: bool, home_id: str | None, placeholder: str
@@ -157,15 +159,39 @@ class HubStore(Protocol):
     def close(self) -> None: ...
 
 
+def connect_sqlite(path: Path | str) -> sqlite3.Connection:
+    """A connection to the hub's SQLite file in WAL mode, safe when several hub processes
+    open a new file at the same moment.
+
+    Switching a file to WAL takes a lock that SQLite does not wait for (no busy handler):
+    the second of two processes doing it together gets "database is locked" at once. So the
+    switch is tried again for up to `SQLITE_BUSY_S`; every other statement waits that long
+    through the busy timeout.
+    """
+    db = sqlite3.connect(
+        str(path), timeout=SQLITE_BUSY_S, check_same_thread=False, isolation_level=None
+    )
+    deadline = time.monotonic() + SQLITE_BUSY_S
+    delay = 0.01
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return db
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 class SqliteHubStore:
     """HubStore on one SQLite file (WAL); safe to call from several threads."""
 
     def __init__(self, path: Path | str) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = connect_sqlite(path)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SQLITE_SCHEMA)
 
     def record_batch(self, batch: Batch) -> list[bool]:
