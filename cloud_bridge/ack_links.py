@@ -136,7 +136,7 @@ class LinkStore:
 
 def open_link_store(spec: str | None) -> LinkStore:
     """The links' side of the store `spec`, as `veille hub --store` names it."""
-    from cloud_bridge.hub_db import open_on_store
+    from cloud_bridge.console_sessions import open_on_store
 
     return open_on_store(spec, LinkStore, "the acknowledgement links")
 

@@ -20,8 +20,8 @@ import hmac
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub_store import connect_sqlite
@@ -35,6 +35,9 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS console_sessions (sid TEXT PRIMARY KEY, credential TEXT NOT NULL,"
     " expires DOUBLE PRECISION NOT NULL)",
 )
+
+
+T = TypeVar("T")
 
 
 class _Db(Protocol):
@@ -161,20 +164,27 @@ class ConsoleState:
         self._db.close()
 
 
-def open_console_state(spec: str | None) -> ConsoleState:
-    """The console's state on the store `spec` (`sqlite:///path`, default `hub.db`, or
-    `postgresql://...`), as `veille hub --store` names it; VeilleError if it cannot open."""
+def open_on_store(spec: str | None, make: Callable[[_Db], T], what: str) -> T:
+    """`make(db)` on the store `spec` (`sqlite:///path`, default `hub.db`, or
+    `postgresql://...`), as `veille hub --store` names it; VeilleError naming `what` if it
+    cannot open. The tables kept beside the hub's own (sessions, links, directory,
+    outcomes) each open their connection this way."""
     spec = spec or DEFAULT_STORE
     if spec.startswith("sqlite:///"):
         try:
-            return ConsoleState(_Sqlite(spec.removeprefix("sqlite:///")))
+            return make(_Sqlite(spec.removeprefix("sqlite:///")))
         except (OSError, sqlite3.Error) as exc:
-            raise VeilleError(f"the console cannot keep its sessions in {spec}: {exc}") from exc
+            raise VeilleError(f"{what} cannot use {spec}: {exc}") from exc
     if spec.startswith(("postgresql://", "postgres://")):
         import psycopg
 
         try:
-            return ConsoleState(_Postgres(spec))
+            return make(_Postgres(spec))
         except psycopg.Error as exc:
-            raise VeilleError(f"the console cannot keep its sessions in PostgreSQL: {exc}") from exc
+            raise VeilleError(f"{what} cannot use PostgreSQL: {exc}") from exc
     raise VeilleError(f"unknown store {spec!r}: use sqlite:///path or postgresql://...")
+
+
+def open_console_state(spec: str | None) -> ConsoleState:
+    """The console's key and sessions on the store `spec`; VeilleError if it cannot open."""
+    return open_on_store(spec, ConsoleState, "the console's sessions")

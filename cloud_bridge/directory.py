@@ -218,6 +218,6 @@ class DirectoryStore:
 
 def open_directory(spec: str | None) -> DirectoryStore:
     """The directory on the store `spec`, as `veille hub --store` names it."""
-    from cloud_bridge.hub_db import open_on_store
+    from cloud_bridge.console_sessions import open_on_store
 
     return open_on_store(spec, DirectoryStore, "the home directory")

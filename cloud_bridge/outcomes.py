@@ -78,7 +78,7 @@ class OutcomeStore:
 
 def open_outcomes(spec: str | None) -> OutcomeStore:
     """The outcomes on the store `spec`, as `veille hub --store` names it."""
-    from cloud_bridge.hub_db import open_on_store
+    from cloud_bridge.console_sessions import open_on_store
 
     return open_on_store(spec, OutcomeStore, "the alert outcomes")
 
