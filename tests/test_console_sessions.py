@@ -5,35 +5,18 @@ process that shares the store (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from cloud_bridge.console import create_console_app
 from cloud_bridge.console_sessions import open_console_state
 from cloud_bridge.pages.auth import SESSION_COOKIE, Signer
 from cloud_bridge.stores import open_store
-from tests.pg import Postgres, running_postgres
 
 STAFF = "alice"
 PASSWORD = "soins-2024-nuit"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as pg:
-        yield pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.new_database()
 
 
 class Hub:

@@ -22,7 +22,6 @@ from cloud_bridge.contract import alert_topic, encode
 from cloud_bridge.directory import Contact, HomeCard, load_directory, open_directory
 from cloud_bridge.errors import VeilleError
 from tests.gateway_proc import STAFF_PASSWORD, HubProc
-from tests.pg import Postgres, running_postgres
 from tests.support import Collector, Mosquitto, free_port, publish
 from tests.test_notify_hub import KEY, alert, wait, write_notify
 from tests.test_notify_links import LINK_RE
@@ -93,20 +92,6 @@ def test_a_bad_directory_is_refused_with_its_reason(tmp_path: Path, text: str, r
     with pytest.raises(VeilleError, match=reason) as info:
         load_directory(path)
     assert str(path) in str(info.value)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as pg:
-        yield pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.new_database()
 
 
 def test_the_store_keeps_and_replaces_cards(spec: str) -> None:

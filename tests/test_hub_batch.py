@@ -11,7 +11,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,27 +24,13 @@ from cloud_bridge.contract import validate_receipt
 from cloud_bridge.hub import HubReceiver, Inbound, make_batch, receipts_for
 from cloud_bridge.hub_store import Batch, HubStore
 from cloud_bridge.stores import open_store
-from tests.pg import Postgres, pause_postgres, resume_postgres, running_postgres
+from tests.pg import pause_postgres, resume_postgres, running_postgres
 from tests.support import Collector, Mosquitto, publish
 from tests.test_hub_poison import alert, raw, wait_for
 from tests.test_hub_store import hourly, status
 
 H1, H2 = "h-0001", "h-0002"
 HOURLY = "veille.aggregate.hourly/1"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as pg:
-        yield pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.new_database()
 
 
 class GatedStore:

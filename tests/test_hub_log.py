@@ -7,17 +7,13 @@ import csv
 import io
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from cloud_bridge.contract import AlertState
 from cloud_bridge.stores import open_store
 from edge.storage.outbox import Outbox
 from tests.gateway_proc import VEILLE
-from tests.pg import Postgres, running_postgres
 from tests.test_outbox import ALERT_TOPIC, T0
 from tests.test_outbox import alert as outbox_alert
 
@@ -52,20 +48,6 @@ def alert(n: int, state: str = "raised", at: str | None = None) -> dict[str, Any
         "device_id": "wearable-1",
         "evidence": {"score": 0.97},
     }
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as pg:
-        yield pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.new_database()
 
 
 def hub_log(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from cloud_bridge.contract import ContractError, HomeId, encode, iso_utc, valida
 from cloud_bridge.hub import HomeBudget, HubReceiver
 from cloud_bridge.hub_store import HubStore, SqliteHubStore
 from cloud_bridge.stores import open_store
-from tests.pg import Postgres, running_postgres
 from tests.support import Collector, Mosquitto, publish
 from tests.test_console import PASSWORD, STAFF, sign_in
 
@@ -176,20 +174,6 @@ def test_home_budget_spends_and_refills() -> None:
 
 
 # --- the real receiver --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as pg:
-        yield pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.new_database()
 
 
 def wait_for(cond: Any, timeout: float = 15.0) -> bool:

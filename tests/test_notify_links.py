@@ -30,7 +30,6 @@ from cloud_bridge.contract import ack_topic, alert_topic, encode, iso_utc
 from cloud_bridge.notify.config import NotifyConfigError, parse_notify_config
 from cloud_bridge.stores import open_store
 from tests.gateway_proc import HubProc
-from tests.pg import Postgres, running_postgres
 from tests.support import Collector, Mosquitto, free_port, publish
 from tests.test_notify_hub import CENTRE_DELAY_S, KEY, alert, wait, write_notify
 from tests.test_notify_mail import Inbox
@@ -97,18 +96,6 @@ def test_notify_toml_hub_section() -> None:
 
 
 # --- the store ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as pg:
-        yield pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.new_database()
 
 
 def test_the_key_is_shared_and_a_token_is_used_once_across_processes(spec: str) -> None:
