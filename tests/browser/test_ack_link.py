@@ -2,7 +2,7 @@
 real `veille hub --notify --directory` mails through aiosmtpd, the page shows the alert
 and one button (nothing done yet), the tap acknowledges and shows the home's card; the
 same link opened again is refused. Screenshots at phone and desktop widths go to
-artifacts/screenshots/."""
+$VEILLE_SHOTS when it is set."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 from playwright.sync_api import Browser, expect
 
 from cloud_bridge.contract import alert_topic, encode
-from tests.browser.test_pages import PHONE, browser, shot  # noqa: F401 - the fixture
+from tests.browser.shots import shoot
+from tests.browser.test_pages import PHONE, browser  # noqa: F401 - the fixture
 from tests.gateway_proc import HubProc
 from tests.support import Mosquitto, publish
 from tests.test_directory import hub  # noqa: F401 - the fixture
@@ -41,7 +42,7 @@ def test_the_link_page_on_a_phone_acknowledges_by_its_one_button(
         expect(page.locator("button")).to_have_count(1)
         expect(page.locator("h2")).to_contain_text("Chute détectée chez Mme Jeanne Martin")
         expect(page.locator("#ack-card")).to_have_count(0)
-        shot(page, f"ack-link-{name}")
+        shoot(page, f"ack-link-{name}")
         context.close()
     assert proc.hub_log()[0]["acknowledged_by"] is None  # two opens, nothing done
     context = browser.new_context(viewport=PHONE, locale="fr-FR")
@@ -53,7 +54,7 @@ def test_the_link_page_on_a_phone_acknowledges_by_its_one_button(
     expect(page.locator("#ack-card")).to_contain_text("Boîte à clés")
     expect(page.locator("#ack-card")).to_contain_text("Famille")
     expect(page.locator("#ack-card")).to_contain_text("Paul Martin")
-    shot(page, "ack-link-done-phone")
+    shoot(page, "ack-link-done-phone")
     # the page fits a phone: nothing wider than the screen
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], width

@@ -6,14 +6,13 @@ English: its visible text is scanned for raw keys (`motion_kitchen`), Python lit
 (`True`, `{...}`), "(s)" plurals and, in French pages, English words. The charts' label
 boxes (SVG getBBox) must not intersect nor leave the picture, every control must keep a
 contrast of at least 4.5:1 in each display mode, and the family page must put the most
-urgent alert first. Screenshots at 390, 820 and 1366 px go to $VEILLE_SHOTS (default
-artifacts/screenshots).
+urgent alert first. With $VEILLE_SHOTS set to a folder, screenshots at 390, 820 and 1366 px
+go there for a person to look at (tests/browser/shots.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 import sys
@@ -28,14 +27,12 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from cloud_bridge.pages import charts
 from edge.sim import demo_profile
+from tests.browser.shots import shoot
 from tests.browser.test_pages import CHROMIUM, CHROMIUM_ARGS
 from tests.support import free_port
 
 VEILLE = str(Path(sys.executable).with_name("veille"))
 JS = Path(__file__).with_name("js")
-SHOTS = Path(
-    os.environ.get("VEILLE_SHOTS", Path(__file__).resolve().parents[2] / "artifacts" / "shots")
-)
 WIDTHS = (390, 820, 1366)
 DEMO_PIN = "1234"
 DEMO_INSTALLER = "installateur"
@@ -172,10 +169,16 @@ def browser() -> Iterator[Browser]:
 
 def new_context(browser: Browser, width: int, modes: tuple[str, ...] = ()) -> BrowserContext:
     context = browser.new_context(viewport={"width": width, "height": 900}, locale="fr-FR")
+    set_modes(context, modes)
+    return context
+
+
+def set_modes(context: BrowserContext, modes: tuple[str, ...]) -> None:
+    """The display modes a person chose (large text, high contrast), as the pages keep them."""
+    context.clear_cookies(name="veille_prefs")
     if modes:
         prefs = ",".join(modes)
         context.add_cookies([{"name": "veille_prefs", "value": prefs, "url": "http://127.0.0.1"}])
-    return context
 
 
 def sign_in(page: Page, base: str, code: str, path: str = "/") -> None:
@@ -191,11 +194,6 @@ def staff_sign_in(page: Page, base: str) -> None:
     page.fill("#password", DEMO_STAFF)
     page.click("#login-button")
     expect(page).to_have_url(f"{base}/")
-
-
-def shoot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 FAMILY_PAGES = ("/",)
@@ -232,17 +230,17 @@ def _signed_in(
 
 def test_demo_pages_read_in_plain_words_at_every_width(browser: Browser, demo: Demo) -> None:
     """Every page, French and English, at phone, tablet and desktop widths: no raw key, no
-    literal, no "(s)", no English in French; charts' labels apart; screenshots taken."""
+    literal, no "(s)", no English in French; charts' labels apart; screenshots for a person."""
     demo.wait_line(r"\[centre\].*(Capteur silencieux|Chute)", 150)  # a few alerts are in
     problems: list[str] = []
     for who in ("family", "installer", "console"):
-        for width in WIDTHS:
-            context, page = _signed_in(browser, demo, who, width)
-            try:
+        context, page = _signed_in(browser, demo, who, WIDTHS[0])  # one sign-in a face
+        try:
+            for width in WIDTHS:
+                page.set_viewport_size({"width": width, "height": 900})
                 for _who, base, path in (p for p in _pages(demo) if p[0] == who):
                     for lang in ("fr", "en"):
-                        page.goto(f"{base}{path}?lang={lang}")
-                        page.wait_for_load_state("networkidle")
+                        page.goto(f"{base}{path}?lang={lang}")  # rendered by the server
                         where = f"{who} {path} {lang} {width}px"
                         problems += [
                             f"{where}: {p}"
@@ -251,8 +249,8 @@ def test_demo_pages_read_in_plain_words_at_every_width(browser: Browser, demo: D
                         problems += [f"{where}: {p}" for p in page.evaluate(BBOX_JS)]
                         slug = path.strip("/").replace("/", "-") or "home"
                         shoot(page, f"{who}-{slug}-{lang}-{width}")
-            finally:
-                context.close()
+        finally:
+            context.close()
     assert problems == [], "\n".join(problems)
 
 
@@ -262,25 +260,25 @@ def test_every_control_keeps_contrast_and_stays_on_the_page_in_each_mode(
     """Normal, large text, high contrast and both: every control readable (>= 4.5:1) and
     inside the page, on a phone and on a desktop; the way back from a mode is visible."""
     problems: list[str] = []
-    for modes in MODES:
-        for width in (WIDTHS[0], WIDTHS[2]):
-            for who in ("family", "installer", "console"):
-                context, page = _signed_in(browser, demo, who, width, modes)
-                try:
-                    for _who, base, path in (p for p in _pages(demo) if p[0] == who):
-                        page.goto(f"{base}{path}")
-                        page.wait_for_load_state("networkidle")
-                        where = f"{who} {path} {'+'.join(modes) or 'normal'} {width}px"
-                        problems += [f"{where}: {p}" for p in page.evaluate(CONTRAST_JS)]
-                        problems += [f"{where}: {p}" for p in page.evaluate(BBOX_JS)]
-                        if modes and who != "console":
-                            toggle = page.locator("nav button[aria-pressed=true]")
-                            expect(toggle).to_have_count(len(modes))
-                        if path in ("/", "/installer"):
-                            mode = "+".join(modes) or "normal"
-                            shoot(page, f"mode-{who}-{path.strip('/') or 'home'}-{mode}-{width}")
-                finally:
-                    context.close()
+    for who in ("family", "installer", "console"):
+        context, page = _signed_in(browser, demo, who, WIDTHS[0])  # one sign-in a face
+        try:
+            for modes, width in ((m, w) for m in MODES for w in (WIDTHS[0], WIDTHS[2])):
+                set_modes(context, modes)
+                page.set_viewport_size({"width": width, "height": 900})
+                for _who, base, path in (p for p in _pages(demo) if p[0] == who):
+                    page.goto(f"{base}{path}")
+                    where = f"{who} {path} {'+'.join(modes) or 'normal'} {width}px"
+                    problems += [f"{where}: {p}" for p in page.evaluate(CONTRAST_JS)]
+                    problems += [f"{where}: {p}" for p in page.evaluate(BBOX_JS)]
+                    if modes and who != "console":
+                        toggle = page.locator("nav button[aria-pressed=true]")
+                        expect(toggle).to_have_count(len(modes))
+                    if path in ("/", "/installer"):
+                        mode = "+".join(modes) or "normal"
+                        shoot(page, f"mode-{who}-{path.strip('/') or 'home'}-{mode}-{width}")
+        finally:
+            context.close()
     assert problems == [], "\n".join(problems)
 
 

@@ -3,7 +3,7 @@
 The gateway is the production `Gateway` object on its own event loop (a thread), talking to
 real Mosquitto brokers; the hub is the real `veille hub` command with its care console.
 Zigbee2MQTT is stood in for by publishing its payloads on the local broker. Screenshots of
-each page, at a phone's viewport, go to artifacts/screenshots/.
+each page, at a phone's viewport, go to $VEILLE_SHOTS when it is set (tests/browser/shots.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cloud_bridge.broker import parse_broker_url
 from edge.home import load_home_toml
 from edge.runtime.gateway import Gateway, GatewaySettings
 from edge.storage.registry import Registry
+from tests.browser.shots import shoot
 from tests.gateway_proc import write_home
 from tests.support import Collector, Mosquitto, free_port, publish
 
@@ -41,17 +42,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PHONE = {"width": 390, "height": 844}
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 FAMILY_PIN = "4321"
 INSTALLER_CODE = "poseur-2024"
 STAFF, STAFF_PASSWORD = "claire", "veille-soins-1"
 HOME_ID = "h-browser"
 VEILLE = str(Path(sys.executable).with_name("veille"))
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 class GatewayThread:
@@ -198,11 +193,11 @@ def test_family_logs_in_with_the_pin_and_sees_all_is_well(
     expect(page.locator("#banner")).to_contain_text("Tout va bien")
     expect(page.locator("#hub-link")).to_be_visible()
     assert page.locator("svg.chart").count() >= 1
-    shot(page, "family-status")
+    shoot(page, "family-status")
     # the page updates itself: a movement in the kitchen shows as the last activity
     publish(local_broker.port, "zigbee2mqtt/kitchen_motion", json.dumps({"occupancy": True}))
     expect(page.locator("#last-activity")).to_contain_text("cuisine", timeout=20_000)
-    shot(page, "family-status-updated")
+    shoot(page, "family-status-updated")
     page.context.close()
 
 
@@ -213,7 +208,7 @@ def test_wrong_pin_is_refused(browser: Browser, gateway: str) -> None:
     expect(page).to_have_url(f"{gateway}/login")
     page.goto(f"{gateway}/")
     expect(page).to_have_url(f"{gateway}/login")
-    shot(page, "family-wrong-pin")
+    shoot(page, "family-wrong-pin")
     page.context.close()
 
 
@@ -235,7 +230,7 @@ def test_installer_walkthrough_ticks_green_on_a_real_zigbee_event(
     expect(step).to_contain_text("reçu")
     expect(page.locator("#step-front-door .tick")).to_have_class("tick wait")
     expect(page.locator("#walk-done")).to_have_text("1")
-    shot(page, "installer-walkthrough")
+    shoot(page, "installer-walkthrough")
     # permit-join goes to Zigbee2MQTT on the real local broker
     requests = Collector(local_broker.port, "zigbee2mqtt/bridge/request/#")
     try:
@@ -248,7 +243,7 @@ def test_installer_walkthrough_ticks_green_on_a_real_zigbee_event(
         requests.close()
     page.goto(f"{gateway}/installer/report")
     expect(page.locator("#report-devices")).to_contain_text("kitchen-pir")
-    shot(page, "installer-report")
+    shoot(page, "installer-report")
     page.context.close()
 
 
@@ -261,7 +256,7 @@ def test_staff_acknowledge_shows_taken_in_charge_on_the_family_page(
 
     publish(local_broker.port, "zigbee2mqtt/sos_button_0", json.dumps({"action": "single"}))
     expect(family.locator("#banner")).to_contain_text("Appel à l'aide", timeout=20_000)
-    shot(family, "family-alert")
+    shoot(family, "family-alert")
 
     staff = phone(browser)
     staff.goto(f"{console}/")
@@ -272,15 +267,15 @@ def test_staff_acknowledge_shows_taken_in_charge_on_the_family_page(
     alert = staff.locator("article[data-state]").filter(has_text="Appel à l'aide")
     expect(alert).to_have_count(1, timeout=20_000)
     expect(alert).to_contain_text(HOME_ID)
-    shot(staff, "console-inbox")
+    shoot(staff, "console-inbox")
     alert.locator("button.ack").click()
 
     # the home gets the ack, the alert's state changes, the family page updates itself
     expect(family.locator("#banner")).to_contain_text("Pris en charge", timeout=30_000)
     expect(family.locator("#banner")).to_contain_text(STAFF)
-    shot(family, "family-taken-in-charge")
+    shoot(family, "family-taken-in-charge")
     expect(staff.locator("article[data-state=acknowledged]")).to_have_count(1, timeout=20_000)
-    shot(staff, "console-acknowledged")
+    shoot(staff, "console-acknowledged")
     family.context.close()
     staff.context.close()
 
@@ -328,5 +323,5 @@ def test_pairing_counts_down_and_shows_devices_as_they_join(
     publish(local_broker.port, "zigbee2mqtt/bridge/devices", json.dumps(bridge), retain=True)
     expect(page.locator("#joined")).to_contain_text("Aqara RTCGQ11LM", timeout=15_000)
     expect(page.locator("#joined")).to_contain_text("interrogé")
-    shot(page, "installer-pairing")
+    shoot(page, "installer-pairing")
     page.context.close()
