@@ -104,12 +104,14 @@ class Notifier:
         *,
         directory: Directory | None = None,
         ack_link: AckLink | None = None,
+        push: webpush.SubscriptionBook | None = None,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ) -> None:
         self.config = config
         self.store = store
         self.directory = directory
         self.ack_link = ack_link
+        self.push = push  # the subscriptions staff made in the console, beside the files'
         # a stopped chain needs nothing more: only the open ones are taken back
         records = [r for r in store.load_chains() if r["chain"].get("stopped") is None]
         self._alerts: dict[str, dict[str, Any]] = {
@@ -304,7 +306,7 @@ class Notifier:
             link = self._link(channel, account or None)
             await link.send_event(contact_id.for_alert(notice.alert_type))
         elif isinstance(channel, WebpushChannel):
-            await webpush.send(channel, notice)
+            await webpush.send(channel, notice, book=self.push)
 
     async def run(self, clock: Callable[[], float] = time.time) -> None:
         """Tick until cancelled; every centre's link test runs beside it."""

@@ -1,0 +1,145 @@
+"""Staff phones subscribe in the console and the hub's chain pushes to them, on SQLite and
+PostgreSQL: a subscription made from real P-256 keys is posted through the real console app
+(session and CSRF checked), kept in the store, pushed to by the notifier's web push channel,
+decrypted by the loopback push service (http_ece) as the phone would read it, and deleted
+from the store once the push service calls it gone (410)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from cloud_bridge.ack_links import LinkSigner, link_maker
+from cloud_bridge.console import create_console_app
+from cloud_bridge.console_pwa import Push
+from cloud_bridge.console_sessions import open_console_state
+from cloud_bridge.notify.config import NotifyConfig, Step, WebpushChannel
+from cloud_bridge.notify.notifier import FileChainStore, Notifier
+from cloud_bridge.notify.webpush import application_server_key
+from cloud_bridge.push_subscriptions import open_push_subscriptions, parse_subscription
+from cloud_bridge.stores import open_store
+from tests.test_notify_webpush import Phone, PushService, channel, service  # noqa: F401
+
+STAFF, PASSWORD = "claire", "veille-soins-1"
+PUBLIC_URL = "https://hub.example.org"
+REMIND_S = 60.0
+
+
+class Hub:
+    """What the console needs of a receiver here: its store (no ack is sent)."""
+
+    def __init__(self, spec: str) -> None:
+        self.store = open_store(spec)
+
+    def send_ack(self, alert_id: str, action: str, by: str = "", note: str = "") -> bool:
+        raise AssertionError("no acknowledgement in these tests")
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True}
+
+
+def alert(now: float) -> dict[str, Any]:
+    return {
+        "id": "0190a000-0000-7000-8000-000000000077",
+        "home_id": "h-0042",
+        "type": "fall",
+        "severity": "critical",
+        "state": "raised",
+        "raised_at": "2026-12-01T06:45:00Z",
+        "room": "salon",
+    }
+
+
+def test_a_phone_subscribed_in_the_console_gets_the_chains_push_until_gone(
+    spec: str,
+    tmp_path: Path,
+    service: PushService,  # noqa: F811 - the fixture
+    channel: WebpushChannel,  # noqa: F811 - the fixture
+) -> None:
+    key = application_server_key(channel)
+    subscriptions = open_push_subscriptions(spec)
+    hub = Hub(spec)
+    state = open_console_state(spec)
+    app = create_console_app(
+        hub, staff_password=PASSWORD, state=state, push=Push(subscriptions, key)
+    )
+    base = f"http://127.0.0.1:{service.port}/push/"
+    service.phones = {"claire-phone": Phone(), "old-tablet": Phone()}
+    subs = {name: p.subscription(base + name).info() for name, p in service.phones.items()}
+    try:
+        with TestClient(app, base_url="http://testserver") as browser:
+            assert browser.post("/api/push/subscribe", json=subs["claire-phone"]).status_code == 401
+            login = {"name": STAFF, "password": PASSWORD}
+            assert browser.post("/login", data=login, follow_redirects=False).status_code == 303
+            page = browser.get("/notifications")
+            assert "Recevoir les alertes sur ce téléphone" in page.text
+            match = re.search(r'data-csrf="([^"]+)"', page.text)
+            assert match is not None
+            csrf = {"X-CSRF-Token": match[1]}
+            assert browser.get("/api/push/key").json() == {"key": key}
+            # no token, or a cross-site page: refused before anything is kept
+            assert browser.post("/api/push/subscribe", json=subs["claire-phone"]).status_code == 403
+            cross = {**csrf, "Origin": "https://evil.example.net"}
+            refused = browser.post("/api/push/subscribe", json=subs["claire-phone"], headers=cross)
+            assert refused.status_code == 403
+            bad = {**subs["claire-phone"], "keys": {"p256dh": "AAAA", "auth": "AAAA"}}
+            assert browser.post("/api/push/subscribe", json=bad, headers=csrf).status_code == 422
+            assert subscriptions.for_key(key) == []
+            for name in ("claire-phone", "old-tablet"):
+                done = browser.post("/api/push/subscribe", json=subs[name], headers=csrf)
+                assert done.status_code == 201, done.text
+            tablet = {"endpoint": subs["old-tablet"]["endpoint"]}
+            gone = browser.post("/api/push/unsubscribe", json=tablet, headers=csrf)
+            assert gone.json() == {"removed": True}
+            assert "127.0.0.1" in browser.get("/notifications").text  # her device is listed
+    finally:
+        state.close()
+        hub.store.close()
+    # the hub's chain, on another connection to the same store (as `veille hub` opens it)
+    kept = open_push_subscriptions(spec)
+    claire = parse_subscription(subs["claire-phone"])
+    assert kept.for_key(key) == [claire]
+    assert [d.service for d in kept.devices(STAFF)] == ["127.0.0.1"]
+    assert kept.for_key("another-vapid-key") == []  # made for this hub's key only
+    config = NotifyConfig(
+        channels={channel.name: channel},
+        steps=(Step(0, 0.0, (channel.name,), repeat_s=REMIND_S),),
+        public_url=PUBLIC_URL,
+    )
+    signer = LinkSigner(b"k" * 32, PUBLIC_URL)
+    now = time.time()
+    notifier = Notifier(
+        config,
+        FileChainStore(tmp_path / "chains.json"),
+        ack_link=link_maker(signer, lambda: now),
+        push=kept,
+    )
+    try:
+        notifier.alert(alert(now), now)
+        (entry,) = asyncio.run(notifier.tick(now))
+        assert entry["ok"], entry
+        assert service.refused == []
+        (got,) = service.received  # the unsubscribed tablet got nothing
+        assert got["to"] == "claire-phone"
+        message = got["message"]
+        assert message["title"] == "Chute détectée : logement h-0042"
+        assert message["alert_id"] == alert(now)["id"]
+        url = message["url"]
+        assert url.startswith(f"{PUBLIC_URL}/lien/")
+        claim = signer.check(url.rsplit("/", 1)[1], now)
+        assert (claim.alert_id, claim.recipient) == (alert(now)["id"], channel.name)
+        # her browser dropped the subscription: the reminder's push is refused, 410
+        service.gone.add("claire-phone")
+        (entry,) = asyncio.run(notifier.tick(now + REMIND_S))
+        assert not entry["ok"]
+        assert "1 gone" in entry["error"]
+        assert kept.for_key(key) == []
+        assert len(service.received) == 1
+    finally:
+        kept.close()
+        subscriptions.close()
