@@ -22,16 +22,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from cloud_bridge.console_staff import StaffSession
 from cloud_bridge.pages import i18n
-from cloud_bridge.pages.web import lang_of, render, verify_csrf
-from cloud_bridge.push_subscriptions import PushSubscriptions, parse_subscription
+from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
+from cloud_bridge.push_subscriptions import ENDPOINT_MAX, PushSubscriptions, parse_subscription
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ BODY_MAX = 4096  # bytes of a posted subscription
 THEME = "#174a8b"  # the pages' accent (`_style.css`)
 BACKGROUND = "#fbfaf7"
 CSRF_HEADER = "x-csrf-token"
+SERVICES = (  # push services by host suffix, as staff know them
+    ("fcm.googleapis.com", "Chrome / Android"),
+    ("push.apple.com", "iPhone / Safari"),
+    ("push.services.mozilla.com", "Firefox"),
+    ("notify.windows.com", "Edge / Windows"),
+)
 STATIC_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 MANIFEST: dict[str, Any] = {
     "id": "/",
@@ -104,17 +110,24 @@ TEXTS: dict[str, tuple[str, str]] = {  # the subscription page's words: (French,
     "devices": ("Vos appareils abonnés", "Your subscribed devices"),
     "no_device": ("Aucun appareil abonné.", "No subscribed device."),
     "since": ("depuis", "since"),
+    "remove": ("Retirer", "Remove"),
     "offline_title": ("Console injoignable", "Console unreachable"),
     "offline": (
         "La console ne répond pas : ce téléphone n'a pas de réseau, ou le hub est arrêté."
-        " Aucune alerte n'est affichée tant qu'elle est injoignable ; les alertes continuent"
-        " d'arriver par les autres canaux (courriel, centre de téléassistance).",
+        " Aucune alerte n'est affichée tant qu'elle est injoignable. Vérifiez le réseau puis"
+        " réessayez ; si la console reste injoignable, prévenez la personne qui administre"
+        " le hub.",
         "The console does not answer: this phone has no network, or the hub is down. No"
-        " alert is shown while it cannot be reached; alerts still go out through the other"
-        " channels (mail, monitoring centre).",
+        " alert is shown while it cannot be reached. Check the network and try again; if"
+        " the console stays unreachable, tell whoever runs the hub.",
     ),
     "retry": ("Réessayer", "Try again"),
 }
+
+
+def service_name(host: str) -> str:
+    """`fcm.googleapis.com` -> "Chrome / Android"; an unknown push service by its host."""
+    return next((name for suffix, name in SERVICES if host.endswith(suffix)), host)
 
 
 def words(lang: str) -> dict[str, str]:
@@ -182,7 +195,8 @@ def install_pwa(app: FastAPI, console: Any, push: Push | None = None) -> None:
                 "ready": push is not None,
                 "devices": [
                     {
-                        "service": d.service,
+                        "endpoint": d.endpoint,
+                        "service": service_name(d.service),
                         "since": i18n.clock_time(d.created_at, console.tz, now, lang),
                     }
                     for d in devices
@@ -193,6 +207,19 @@ def install_pwa(app: FastAPI, console: Any, push: Push | None = None) -> None:
 
     if push is None:
         return
+
+    @app.post("/notifications/retirer", response_model=None)
+    def remove_device(
+        request: Request,
+        session: StaffSession,
+        csrf: Csrf,
+        endpoint: Annotated[str, Form(max_length=ENDPOINT_MAX)],
+    ) -> Response:
+        """Stop pushing to one of this staff member's devices (a lost or shared phone)."""
+        verify_csrf(request, csrf)
+        if push.subscriptions.remove(endpoint, staff=session.name):
+            _LOGGER.info("console: %s removed a phone from web push", session.name)
+        return RedirectResponse("/notifications", status_code=303)
 
     @app.get("/api/push/key")
     def push_key(session: StaffSession) -> JSONResponse:

@@ -93,13 +93,13 @@ class PushSubscriptions:
         ):
             self._db.rows(sql, args)
 
-    def remove(self, endpoint: str) -> bool:
-        """Forget one endpoint (a phone unsubscribed); False if it was not kept."""
-        return bool(
-            self._db.rows(
-                "DELETE FROM push_subscriptions WHERE endpoint = ? RETURNING endpoint", (endpoint,)
-            )
-        )
+    def remove(self, endpoint: str, staff: str | None = None) -> bool:
+        """Forget one endpoint (a phone unsubscribed; with `staff`, only if it is theirs);
+        False if it was not kept."""
+        sql, args = "DELETE FROM push_subscriptions WHERE endpoint = ?", [endpoint]
+        if staff is not None:
+            sql, args = sql + " AND staff = ?", [endpoint, staff]
+        return bool(self._db.rows(sql + " RETURNING endpoint", args))
 
     def forget(self, endpoints: Iterable[str]) -> None:
         """Forget the endpoints a push service called gone."""

@@ -69,7 +69,7 @@ def test_a_phone_subscribed_in_the_console_gets_the_chains_push_until_gone(
         hub, staff_password=PASSWORD, state=state, push=Push(subscriptions, key)
     )
     base = f"http://127.0.0.1:{service.port}/push/"
-    service.phones = {"claire-phone": Phone(), "old-tablet": Phone()}
+    service.phones = {"claire-phone": Phone(), "old-tablet": Phone(), "spare": Phone()}
     subs = {name: p.subscription(base + name).info() for name, p in service.phones.items()}
     try:
         with TestClient(app, base_url="http://testserver") as browser:
@@ -90,13 +90,25 @@ def test_a_phone_subscribed_in_the_console_gets_the_chains_push_until_gone(
             bad = {**subs["claire-phone"], "keys": {"p256dh": "AAAA", "auth": "AAAA"}}
             assert browser.post("/api/push/subscribe", json=bad, headers=csrf).status_code == 422
             assert subscriptions.for_key(key) == []
-            for name in ("claire-phone", "old-tablet"):
+            for name in service.phones:
                 done = browser.post("/api/push/subscribe", json=subs[name], headers=csrf)
                 assert done.status_code == 201, done.text
-            tablet = {"endpoint": subs["old-tablet"]["endpoint"]}
-            gone = browser.post("/api/push/unsubscribe", json=tablet, headers=csrf)
+            spare = {"endpoint": subs["spare"]["endpoint"]}
+            gone = browser.post("/api/push/unsubscribe", json=spare, headers=csrf)
             assert gone.json() == {"removed": True}
-            assert "127.0.0.1" in browser.get("/notifications").text  # her device is listed
+            # her list of devices; someone else cannot remove one of them, she can
+            listed = browser.get("/notifications").text
+            assert listed.count('data-endpoint="http://127.0.0.1:') == 2
+            tablet = {"endpoint": subs["old-tablet"]["endpoint"], "csrf": match[1]}
+            with TestClient(app, base_url="http://testserver") as other:
+                login_bob = {"name": "bob", "password": PASSWORD}
+                assert other.post("/login", data=login_bob, follow_redirects=False).is_redirect
+                token = re.search(r'name="csrf" value="([^"]+)"', other.get("/").text)
+                assert token is not None
+                removal = other.post("/notifications/retirer", data={**tablet, "csrf": token[1]})
+                assert removal.status_code == 200  # back to his own (empty) list
+            assert len(subscriptions.for_key(key)) == 2
+            assert browser.post("/notifications/retirer", data=tablet).status_code == 200
     finally:
         state.close()
         hub.store.close()

@@ -96,8 +96,11 @@
   navigator.serviceWorker.ready.then(function (reg) {
     return reg.pushManager.getSubscription();
   }).then(function (sub) {
-    if (!sub) { show('off'); return; }
-    // the hub may have forgotten it (gone, or another staff signed in here): keep it current
-    return post('/api/push/subscribe', sub.toJSON()).then(function () { show('on'); });
+    // on only if the hub keeps this browser's subscription for the signed-in staff member
+    // (it forgets one the push service calls gone, or one removed from the list below)
+    var mine = Array.prototype.map.call(
+      document.querySelectorAll('#push-devices [data-endpoint]'),
+      function (el) { return el.dataset.endpoint; });
+    show(sub && mine.indexOf(sub.endpoint) >= 0 ? 'on' : 'off');
   }).catch(function () { show('off'); });
 })();

@@ -24,6 +24,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from cloud_bridge.contract import alert_topic, encode
 from cloud_bridge.push_subscriptions import open_push_subscriptions
+from tests.browser.test_ack_link import DESKTOP
 from tests.browser.test_pages import PHONE, browser, shot  # noqa: F401 - the fixture
 from tests.gateway_proc import STAFF_PASSWORD, HubProc
 from tests.support import Mosquitto, free_port, publish
@@ -135,6 +136,9 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     expect(page.locator("#push")).to_have_attribute("data-state", "off")
     expect(page.locator("#push-on")).to_have_text("Recevoir les alertes sur ce téléphone")
     shot(page, "console-notifications-phone")
+    page.set_viewport_size(DESKTOP)
+    shot(page, "console-notifications-desktop")
+    page.set_viewport_size(PHONE)
 
     # a push as the hub sends it, delivered to the worker: its notification, its link
     context.grant_permissions(["notifications"], origin=url)
