@@ -29,8 +29,9 @@ self.addEventListener('activate', function (event) {
 });
 
 self.addEventListener('fetch', function (event) {
-  // pages come from the network, always; only when it cannot be reached, the offline page
-  if (event.request.mode !== 'navigate') return;
+  // pages come from the network, always; only when it cannot be reached, the offline page.
+  // Forms (POST) and everything else go to the network as without a worker.
+  if (event.request.mode !== 'navigate' || event.request.method !== 'GET') return;
   event.respondWith(
     fetch(event.request).catch(function () {
       return caches.match(OFFLINE_URL).then(function (page) {

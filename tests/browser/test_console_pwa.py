@@ -139,6 +139,9 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     page.set_viewport_size(DESKTOP)
     shot(page, "console-notifications-desktop")
     page.set_viewport_size(PHONE)
+    page.click("#push-on")  # the browser asks; this one says no: the page says how to allow
+    expect(page.locator("#push")).to_have_attribute("data-state", "denied")
+    expect(page.locator("#push-status")).to_contain_text("Les notifications sont refusées")
 
     # a push as the hub sends it, delivered to the worker: its notification, its link
     context.grant_permissions(["notifications"], origin=url)
@@ -162,23 +165,26 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
         "severity": "critical",
         "url": link,
     }
-    cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {
-            "origin": url,
-            "registrationId": registrations[0]["registrationId"],
-            "data": json.dumps(pushed),
-        },
-    )
-    shown = page.evaluate(
-        """async () => { const r = await navigator.serviceWorker.ready;
-        for (let i = 0; i < 50; i++) { const n = await r.getNotifications();
-          if (n.length) return n.map(x => ({title: x.title, body: x.body, tag: x.tag,
-            sticky: x.requireInteraction, url: x.data.url}));
-          await new Promise(ok => setTimeout(ok, 100)); }
-        return []; }"""
-    )
-    assert shown == [
+    registration = registrations[0]["registrationId"]
+
+    def deliver(message: dict[str, Any]) -> list[dict[str, Any]]:
+        """Push `message` to the worker; the notifications shown once its title is."""
+        cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {"origin": url, "registrationId": registration, "data": json.dumps(message)},
+        )
+        shown: list[dict[str, Any]] = page.evaluate(
+            """async (title) => { const r = await navigator.serviceWorker.ready;
+            for (let i = 0; i < 50; i++) { const n = await r.getNotifications();
+              if (n.some(x => x.title === title)) return n.map(x => ({title: x.title,
+                body: x.body, tag: x.tag, sticky: x.requireInteraction, url: x.data.url}));
+              await new Promise(ok => setTimeout(ok, 100)); }
+            return []; }""",
+            message["title"],
+        )
+        return shown
+
+    assert deliver(pushed) == [
         {
             "title": pushed["title"],
             "body": pushed["body"],
@@ -187,6 +193,9 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
             "url": link,
         }
     ]
+    # a reminder replaces the alert's notification; a link that is not http(s) is not opened
+    reminder = {**pushed, "title": "[Rappel] " + pushed["title"], "url": "javascript:alert(1)"}
+    assert [(n["title"], n["url"]) for n in deliver(reminder)] == [(reminder["title"], f"{url}/")]
 
     # offline: the console's own "unreachable" page, no alert shown as current
     context.set_offline(True)
@@ -198,15 +207,14 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     page.goto(f"{url}/")
     expect(page.locator("#inbox")).to_have_count(1)
     assert not [e for e in errors if "Content Security Policy" in e], errors
-    context.close()
 
     # a phone subscribed through the console receives the alert published on the hub broker
     phone = Phone()
     service.phones = {"alice": phone}
     sub = phone.subscription(f"http://127.0.0.1:{service.port}/push/alice").info()
     with signed_in(hub.url, "alice") as client:
-        page = client.get("/notifications").text
-        match = re.search(r'data-csrf="([^"]+)"', page)
+        html = client.get("/notifications").text
+        match = re.search(r'data-csrf="([^"]+)"', html)
         assert match is not None
         posted = client.post("/api/push/subscribe", json=sub, headers={"X-CSRF-Token": match[1]})
         assert posted.status_code == 201, posted.text
@@ -217,11 +225,10 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     message = service.received[0]["message"]
     assert message["title"] == "Chute détectée : logement h-0042"
     assert message["url"].startswith(f"{hub.url}/lien/")
-    # the tap opens the link: the acknowledgement page with its one button
-    context = browser.new_context(viewport=PHONE, locale="fr-FR")
-    tab = context.new_page()
-    tab.goto(message["url"])
-    expect(tab.locator("#ack-link")).to_have_attribute("data-status", "ask")
+    # the tap opens the link (through the worker): the acknowledgement page, its one button
+    page.goto(message["url"])
+    expect(page.locator("#ack-link")).to_have_attribute("data-status", "ask")
+    expect(page.locator("#ack-button")).to_be_visible()
     context.close()
     # the phone dropped the subscription: the next push is refused (410), it is forgotten
     kept = open_push_subscriptions(hub.store)
