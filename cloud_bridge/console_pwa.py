@@ -91,6 +91,11 @@ TEXTS: dict[str, tuple[str, str]] = {  # the subscription page's words: (French,
         "This browser cannot receive notifications. On an iPhone, first add the console to"
         " the home screen (Share, then “Add to Home Screen”).",
     ),
+    "insecure": (
+        "Les notifications demandent une console en https:// : ouvrez-la par son adresse"
+        " sécurisée.",
+        "Notifications need the console over https://: open it by its secure address.",
+    ),
     "denied": (
         "Les notifications sont refusées pour la console : autorisez-les dans les réglages du"
         " navigateur, puis réessayez.",

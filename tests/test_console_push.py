@@ -155,3 +155,21 @@ def test_a_phone_subscribed_in_the_console_gets_the_chains_push_until_gone(
     finally:
         kept.close()
         subscriptions.close()
+
+
+def test_without_a_web_push_channel_the_page_says_so_and_takes_no_subscription(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        with TestClient(create_console_app(hub, staff_password=PASSWORD)) as browser:
+            login = {"name": STAFF, "password": PASSWORD}
+            assert browser.post("/login", data=login, follow_redirects=False).status_code == 303
+            page = browser.get("/notifications")
+            assert 'data-state="not-set-up"' in page.text
+            assert "pas de canal web push" in page.text
+            assert 'id="push-on"' not in page.text
+            assert browser.get("/api/push/key").status_code == 404
+            assert browser.get("/manifest.webmanifest").status_code == 200  # still installable
+    finally:
+        hub.store.close()

@@ -3,10 +3,11 @@
  * the console (CSRF token in X-CSRF-Token), or unsubscribe (cloud_bridge/console_pwa.py). */
 (function () {
   'use strict';
-  if (!('serviceWorker' in navigator)) return;
-  navigator.serviceWorker.register('/sw.js', {scope: '/'}).catch(function (e) {
-    console.warn('veille: service worker not registered', e);
-  });
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.register('/sw.js', {scope: '/'}).catch(function (e) {
+      console.warn('veille: service worker not registered', e);
+    });
+  }
 
   var box = document.getElementById('push');
   if (!box || box.dataset.state === 'not-set-up') return;
@@ -56,7 +57,12 @@
       .then(function (j) { return bytes(j.key); });
   }
 
-  if (!('PushManager' in window) || !('Notification' in window)) { show('unsupported'); return; }
+  // workers and push exist only on https:// (or this machine): say so rather than wait
+  if (!window.isSecureContext) { show('insecure'); return; }
+  if (!('serviceWorker' in navigator) || !('PushManager' in window) || !('Notification' in window)) {
+    show('unsupported');
+    return;
+  }
 
   function subscribe() {
     show('busy');

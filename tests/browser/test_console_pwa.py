@@ -142,6 +142,22 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     page.click("#push-on")  # the browser asks; this one says no: the page says how to allow
     expect(page.locator("#push")).to_have_attribute("data-state", "denied")
     expect(page.locator("#push-status")).to_contain_text("Les notifications sont refusées")
+    # a browser without push, a console over plain http: the page says so, no button
+    for script, state, words in (
+        ("delete window.PushManager", "unsupported", "ajoutez d'abord la console"),
+        (
+            "Object.defineProperty(window, 'isSecureContext', {value: false})",
+            "insecure",
+            "https://",
+        ),
+    ):
+        other = context.new_page()
+        other.add_init_script(script)
+        other.goto(f"{url}/notifications")
+        expect(other.locator("#push")).to_have_attribute("data-state", state)
+        expect(other.locator("#push-status")).to_contain_text(words)
+        expect(other.locator("#push-on")).to_be_hidden()
+        other.close()
 
     # a push as the hub sends it, delivered to the worker: its notification, its link
     context.grant_permissions(["notifications"], origin=url)
