@@ -27,7 +27,6 @@ from tests.test_notify_webpush import Phone, PushService, channel, service  # no
 
 STAFF, PASSWORD = "claire", "veille-soins-1"
 PUBLIC_URL = "https://hub.example.org"
-REMIND_S = 60.0
 
 
 class Hub:
@@ -43,9 +42,9 @@ class Hub:
         return {"ok": True}
 
 
-def alert(now: float) -> dict[str, Any]:
+def alert(n: int) -> dict[str, Any]:
     return {
-        "id": "0190a000-0000-7000-8000-000000000077",
+        "id": f"0190a000-0000-7000-8000-{n:012d}",
         "home_id": "h-0042",
         "type": "fall",
         "severity": "critical",
@@ -120,7 +119,7 @@ def test_a_phone_subscribed_in_the_console_gets_the_chains_push_until_gone(
     assert kept.for_key("another-vapid-key") == []  # made for this hub's key only
     config = NotifyConfig(
         channels={channel.name: channel},
-        steps=(Step(0, 0.0, (channel.name,), repeat_s=REMIND_S),),
+        steps=(Step(0, 0.0, (channel.name,)),),
         public_url=PUBLIC_URL,
     )
     signer = LinkSigner(b"k" * 32, PUBLIC_URL)
@@ -132,7 +131,7 @@ def test_a_phone_subscribed_in_the_console_gets_the_chains_push_until_gone(
         push=kept,
     )
     try:
-        notifier.alert(alert(now), now)
+        notifier.alert(alert(1), now)
         (entry,) = asyncio.run(notifier.tick(now))
         assert entry["ok"], entry
         assert service.refused == []
@@ -140,18 +139,34 @@ def test_a_phone_subscribed_in_the_console_gets_the_chains_push_until_gone(
         assert got["to"] == "claire-phone"
         message = got["message"]
         assert message["title"] == "Chute détectée : logement h-0042"
-        assert message["alert_id"] == alert(now)["id"]
+        assert message["alert_id"] == alert(1)["id"]
         url = message["url"]
         assert url.startswith(f"{PUBLIC_URL}/lien/")
         claim = signer.check(url.rsplit("/", 1)[1], now)
-        assert (claim.alert_id, claim.recipient) == (alert(now)["id"], channel.name)
-        # her browser dropped the subscription: the reminder's push is refused, 410
+        assert (claim.alert_id, claim.recipient) == (alert(1)["id"], channel.name)
+        # taken (console or link): her phone's notification is replaced, nothing sent twice
+        notifier.acknowledged(alert(1)["id"], now + 1)
+        assert asyncio.run(notifier.tick(now + 1)) == []
+        assert asyncio.run(notifier.tick(now + 2)) == []
+        assert [r["message"] for r in service.received[1:]] == [
+            {
+                "title": "Prise en charge : Chute détectée : logement h-0042",
+                "body": "Quelqu'un a pris l'alerte en charge.",
+                "alert_id": alert(1)["id"],
+                "home_id": "h-0042",
+                "severity": "critical",
+                "closed": "acknowledged",
+                "url": "",
+            }
+        ]
+        # her browser dropped the subscription: the next alert's push is refused, 410
         service.gone.add("claire-phone")
-        (entry,) = asyncio.run(notifier.tick(now + REMIND_S))
+        notifier.alert(alert(2), now + 3)
+        (entry,) = asyncio.run(notifier.tick(now + 3))
         assert not entry["ok"]
         assert "1 gone" in entry["error"]
         assert kept.for_key(key) == []
-        assert len(service.received) == 1
+        assert len(service.received) == 2
     finally:
         kept.close()
         subscriptions.close()

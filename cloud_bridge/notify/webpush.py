@@ -31,6 +31,12 @@ from cloud_bridge.notify.message import Notice
 _LOGGER = logging.getLogger(__name__)
 
 PUSH_TIMEOUT_S = 10.0
+# the push that replaces an alert's notification on the phones once it is taken or over
+CLOSED_WORDS = {
+    "acknowledged": ("Prise en charge", "Quelqu'un a pris l'alerte en charge."),
+    "resolved": ("Close", "L'alerte est close."),
+    "cancelled": ("Annulée", "Le logement a annulé l'alerte."),
+}
 GONE_STATUSES = frozenset({404, 410})
 
 
@@ -122,6 +128,24 @@ def payload(notice: Notice) -> str:
     )
 
 
+def closed_payload(notice: Notice, reason: str) -> str:
+    """What the service worker shows in place of the alert's notification (same `alert_id`,
+    so it replaces it, quietly) once the alert was acknowledged, resolved or cancelled."""
+    state, body = CLOSED_WORDS.get(reason, ("Terminée", "Plus rien à faire pour cette alerte."))
+    return json.dumps(
+        {
+            "title": f"{state} : {notice.what} : {notice.home_label}",
+            "body": body,
+            "alert_id": notice.alert_id,
+            "home_id": notice.home_id,
+            "severity": notice.severity,
+            "closed": reason,
+            "url": "",
+        },
+        ensure_ascii=False,
+    )
+
+
 def _send_one(channel: WebpushChannel, vapid: Any, sub: Subscription, data: str) -> int:
     """HTTP status of one push (0: no answer)."""
     from pywebpush import WebPushException, webpush
@@ -161,11 +185,14 @@ def send_sync(
     notice: Notice,
     subscriptions: Sequence[Subscription],
     forget: Callable[[Sequence[str]], None] | None = None,
+    data: str | None = None,
 ) -> PushResult:
-    """Push to each subscription; `forget(gone)` before the result (or the error)."""
+    """Push `data` (default: the alert's `payload`) to each subscription; `forget(gone)`
+    before the result (or the error)."""
     if not subscriptions:
         raise ChannelError(channel.name, "no phone has subscribed")
-    vapid, data = _vapid(channel), payload(notice)
+    vapid = _vapid(channel)
+    data = payload(notice) if data is None else data
     delivered, gone = 0, []
     for sub in subscriptions:
         status = _send_one(channel, vapid, sub, data)
@@ -201,13 +228,14 @@ async def send(
     subscriptions: Iterable[Subscription] | None = None,
     *,
     book: SubscriptionBook | None = None,
+    data: str | None = None,
 ) -> PushResult:
-    """Push `notice` to every subscription (default: `channel_subscriptions`); the gone
-    ones are forgotten by `book`."""
+    """Push `notice` (or `data`) to every subscription (default: `channel_subscriptions`);
+    the gone ones are forgotten by `book`."""
     if subscriptions is None:
         subscriptions = await asyncio.to_thread(channel_subscriptions, channel, book)
     forget = book.forget if book is not None else None
-    result = await asyncio.to_thread(send_sync, channel, notice, list(subscriptions), forget)
+    result = await asyncio.to_thread(send_sync, channel, notice, list(subscriptions), forget, data)
     _LOGGER.info(
         "webpush %s: alert %s pushed to %d phone(s)",
         channel.name,

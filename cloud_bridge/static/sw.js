@@ -1,8 +1,9 @@
 /* The care console's service worker (cloud_bridge/console_pwa.py).
  * It shows the pushes the hub sends (cloud_bridge/notify/webpush.py `payload`: title, body,
  * alert_id, severity, url = the one-click acknowledgement link) and opens the link when the
- * notification is tapped. It caches one page only, the "console unreachable" page: never an
- * alert, so a phone offline never shows stale alerts as current. */
+ * notification is tapped; a push saying the alert is `closed` (taken, resolved, cancelled)
+ * replaces the alert's notification, quietly. It caches one page only, the "console
+ * unreachable" page: never an alert, so a phone offline never shows stale alerts as current. */
 'use strict';
 
 var CACHE = 'veille-offline-1';
@@ -53,7 +54,9 @@ function linkOf(url) {
 }
 
 function notice(data) {
-  var urgent = data.severity === 'critical' || data.severity === 'high';
+  // `closed`: the alert was taken or is over; its notification is replaced, quietly
+  var open = !data.closed;
+  var urgent = open && (data.severity === 'critical' || data.severity === 'high');
   return {
     title: data.title || 'Veille : alerte',
     options: {
@@ -62,7 +65,8 @@ function notice(data) {
       icon: ICON,
       badge: ICON,
       tag: data.alert_id || '',  // a reminder replaces the alert's earlier notification
-      renotify: Boolean(data.alert_id),
+      renotify: open && Boolean(data.alert_id),
+      silent: !open,
       requireInteraction: urgent,  // stays until someone acts on it
       data: {url: linkOf(data.url || '/'), alert_id: data.alert_id || ''}
     }

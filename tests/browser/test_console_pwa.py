@@ -212,6 +212,9 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     # a reminder replaces the alert's notification; a link that is not http(s) is not opened
     reminder = {**pushed, "title": "[Rappel] " + pushed["title"], "url": "javascript:alert(1)"}
     assert [(n["title"], n["url"]) for n in deliver(reminder)] == [(reminder["title"], f"{url}/")]
+    # taken by someone: the notification is replaced and no longer waits for a touch
+    closed = {**pushed, "title": "Prise en charge : " + pushed["title"], "closed": "acknowledged"}
+    assert [(n["title"], n["sticky"]) for n in deliver(closed)] == [(closed["title"], False)]
 
     # offline: the console's own "unreachable" page, no alert shown as current
     context.set_offline(True)
@@ -244,8 +247,12 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     # the tap opens the link (through the worker): the acknowledgement page, its one button
     page.goto(message["url"])
     expect(page.locator("#ack-link")).to_have_attribute("data-status", "ask")
-    expect(page.locator("#ack-button")).to_be_visible()
+    page.click("#ack-button")
+    expect(page.locator("#ack-done")).to_be_visible()
     context.close()
+    # taken through the link: the phone's notification is replaced
+    wait(lambda: len(service.received) == 2, 5)
+    assert service.received[1]["message"]["closed"] == "acknowledged"
     # the phone dropped the subscription: the next push is refused (410), it is forgotten
     kept = open_push_subscriptions(hub.store)
     try:
@@ -255,4 +262,4 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
         wait(lambda: kept.for_key(key) == [], 5)
     finally:
         kept.close()
-    assert len(service.received) == 1
+    assert len(service.received) == 2
