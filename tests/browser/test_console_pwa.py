@@ -11,7 +11,6 @@ acknowledgement page, and a 410 from the push service deletes it from the store.
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,6 @@ from tests.browser.test_ack_link import DESKTOP
 from tests.browser.test_pages import PHONE, browser, shot  # noqa: F401 - the fixture
 from tests.gateway_proc import STAFF_PASSWORD, HubProc
 from tests.support import Mosquitto, free_port, publish
-from tests.test_directory import signed_in
 from tests.test_notify_hub import alert, wait
 from tests.test_notify_webpush import Phone, PushService, service  # noqa: F401 - the fixture
 
@@ -231,13 +229,20 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     phone = Phone()
     service.phones = {"alice": phone}
     sub = phone.subscription(f"http://127.0.0.1:{service.port}/push/alice").info()
-    with signed_in(hub.url, "alice") as client:
-        html = client.get("/notifications").text
-        match = re.search(r'data-csrf="([^"]+)"', html)
-        assert match is not None
-        posted = client.post("/api/push/subscribe", json=sub, headers={"X-CSRF-Token": match[1]})
-        assert posted.status_code == 201, posted.text
-        key = client.get("/api/push/key").json()["key"]
+    page.goto(f"{url}/notifications")  # posted as its script does: session, CSRF token
+    csrf = page.get_attribute("#push", "data-csrf")
+    assert csrf
+    posted = page.request.post(
+        f"{url}/api/push/subscribe",
+        data=json.dumps(sub),
+        headers={"Content-Type": "application/json", "X-CSRF-Token": csrf},
+    )
+    assert posted.status == 201, posted.text()
+    key = page.request.get(f"{url}/api/push/key").json()["key"]
+    page.reload()
+    expect(page.locator("#push-devices")).to_contain_text("127.0.0.1")
+    expect(page.locator("#push")).to_have_attribute("data-state", "off")  # not this browser
+    shot(page, "console-notifications-device-phone")
     publish(hub_broker.port, alert_topic("h-0042"), encode(alert(51)))
     wait(lambda: service.received, 5)
     assert service.refused == []
