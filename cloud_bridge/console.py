@@ -10,7 +10,8 @@ random and kept in that store, with the open sessions (`cloud_bridge.console_ses
 any process accepts a session and a logout ends it everywhere. A session remembers the
 version of the password it was opened with; a new password ends it.
 
-Every route needs a staff session except `/login` and `/health`.
+Every route needs a staff session except `/login`, `/health` and what makes the console an
+installable web app (manifest, service worker, icons, offline page: `cloud_bridge.console_pwa`).
 """
 
 from __future__ import annotations
@@ -312,6 +313,7 @@ def create_console_app(
     directory: Any = None,
     coordinators: frozenset[str] = frozenset(),
     outcomes: Any = None,
+    push: Any = None,
 ) -> FastAPI:
     """The console app; refuses (VeilleError) to be built without staff credentials.
 
@@ -319,7 +321,8 @@ def create_console_app(
     processes share them; without it they live in this process only. `links` (an
     `ack_links.LinkStore`) adds the one-click acknowledgement pages (`cloud_bridge.ack_page`);
     `directory` (a `directory.DirectoryStore`) adds the home directory's pages
-    (`cloud_bridge.directory_page`), edited by the staff named in `coordinators`."""
+    (`cloud_bridge.directory_page`), edited by the staff named in `coordinators`; `push` (a
+    `console_pwa.Push`) lets staff subscribe their phones to the web push channel."""
     passwords = StaffPasswords.load(staff_password_file, staff_password)
     templates = Jinja2Templates(directory=[TEMPLATES, web.TEMPLATES_DIR])
     key = state.key() if state is not None else os.urandom(SESSION_KEY_BYTES)
@@ -340,6 +343,9 @@ def create_console_app(
     )
     app.state.console = console
     web.install(app, console, staff)
+    from cloud_bridge.console_pwa import install_pwa  # manifest, service worker, push
+
+    install_pwa(app, console, push)
     if links is not None:
         from cloud_bridge.ack_page import install_ack_links
 
@@ -454,9 +460,12 @@ class ConsoleServer:
     state: ConsoleState | None = None  # where its key and sessions are, if it opened one
     links: Any = None  # the ack_links.LinkStore it opened, if any
     outcomes: Any = None  # the outcomes.OutcomeStore it opened, if any
+    push: Any = None  # the push_subscriptions.PushSubscriptions it opened, if any
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.push is not None:
+            self.push.close()
         if self.state is not None:
             self.state.close()
         if self.links is not None:
@@ -474,17 +483,25 @@ async def start_console(
     store: str | None = None,
     directory: Any = None,
     coordinators: frozenset[str] = frozenset(),
+    push_key: str = "",
 ) -> ConsoleServer:
     """Start the console on `listen` in this event loop; returns its URL and a stop handle.
 
     `store`: the hub's store spec, where the console keeps its key and sessions (None: this
-    process only, as in the demo)."""
+    process only, as in the demo). `push_key`: the web push channel's VAPID public key, if
+    the hub has one: staff phones subscribe with it, kept in `store`."""
     from cloud_bridge.ack_links import open_link_store
     from cloud_bridge.outcomes import open_outcomes
 
     state = open_console_state(store) if store is not None else None
     links = open_link_store(store) if store is not None else None
     outcomes = open_outcomes(store) if store is not None else None
+    push = None
+    if store is not None and push_key:
+        from cloud_bridge.console_pwa import Push
+        from cloud_bridge.push_subscriptions import open_push_subscriptions
+
+        push = Push(open_push_subscriptions(store), push_key)
     app = create_console_app(
         hub,
         staff_password_file=staff_password_file,
@@ -494,13 +511,14 @@ async def start_console(
         directory=directory,
         coordinators=coordinators,
         outcomes=outcomes,
+        push=push,
     )
     try:
         server = HttpServer(app, *parse_listen(listen))
     except ValueError as exc:
         raise VeilleError(str(exc)) from exc
     url = await server.start()
-    return ConsoleServer(url, server, state, links, outcomes)
+    return ConsoleServer(url, server, state, links, outcomes, push.subscriptions if push else None)
 
 
 async def serve_console(

@@ -603,8 +603,15 @@ def _start_notifier(
         finally:
             links.close()
         ack_link = link_maker(signer, time.time)
+    push = None
+    if any(c.kind == "webpush" for c in config.channels.values()):
+        # the subscriptions staff made in the console (lazy: as the links above)
+        from cloud_bridge.console_sessions import DEFAULT_STORE
+        from cloud_bridge.push_subscriptions import open_push_subscriptions
+
+        push = open_push_subscriptions(store or DEFAULT_STORE)
     # the store keeps the chains and the log
-    notifier = Notifier(config, hub.store, directory=directory, ack_link=ack_link)
+    notifier = Notifier(config, hub.store, directory=directory, ack_link=ack_link, push=push)
     loop = asyncio.get_running_loop()
     printer = hub.on_alert
 
@@ -617,7 +624,24 @@ def _start_notifier(
         loop.call_soon_threadsafe(notifier.stopped, alert_id, action, time.time())
 
     hub.on_alert, hub.on_ack = on_alert, on_ack
-    return asyncio.create_task(notifier.run(), name="notifier")
+    task = asyncio.create_task(notifier.run(), name="notifier")
+    if push is not None:
+        task.add_done_callback(lambda _: push.close())
+    return task
+
+
+def _push_key(config: Any) -> str:
+    """The VAPID public key of the first web push channel in notify.toml ("" without one):
+    the key staff phones subscribe with in the console."""
+    if config is None:
+        return ""
+    from cloud_bridge.notify.config import WebpushChannel
+    from cloud_bridge.notify.webpush import application_server_key
+
+    for channel in config.channels.values():
+        if isinstance(channel, WebpushChannel):
+            return application_server_key(channel)
+    return ""
 
 
 async def _serve(
@@ -662,6 +686,7 @@ async def _serve(
                 store=store or DEFAULT_STORE,
                 directory=directory,
                 coordinators=coordinators,
+                push_key=_push_key(notify),
             )
         except BaseException:
             hub.stop()

@@ -27,6 +27,11 @@ STAFF = "alice"
 PASSWORD = "soins-2024-nuit"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health")}
+# the installable web app's files (console_pwa): fetched by browsers without cookies, no data
+APP_FILES = {
+    ("GET", p)
+    for p in ("/manifest.webmanifest", "/sw.js", "/pwa.js", "/icons/{name}", "/hors-ligne")
+}
 
 
 def alert(home: str, n: int, type_: str, severity: str, **evidence: Any) -> dict[str, Any]:
@@ -121,13 +126,18 @@ def test_every_console_route_needs_a_staff_session(hub: Hub) -> None:
     assert len(routes) >= 10
     anonymous = TestClient(hub.app, base_url="http://testserver")
     for method, path in routes:
-        if (method, path) in PUBLIC:
+        if (method, path) in PUBLIC | APP_FILES:
             continue
         resp = anonymous.request(method, concrete(path), follow_redirects=False)
         expected = 401 if path.startswith("/api/") else 303
         assert resp.status_code == expected, (method, path, resp.status_code)
     assert anonymous.get("/health").status_code == 200
     assert anonymous.get("/login").status_code == 200
+    assert anonymous.get("/icons/icon-192.png").status_code == 200
+    assert anonymous.get("/icons/other.png").status_code == 404
+    offline = anonymous.get("/hors-ligne")
+    assert "Console injoignable" in offline.text
+    assert "<form" not in offline.text  # nothing of a session in the page the worker keeps
 
 
 def test_wrong_staff_password_is_refused(hub: Hub) -> None:

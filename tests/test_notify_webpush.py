@@ -73,6 +73,7 @@ class PushService:
     headers: list[dict[str, str]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    gone: set[str] = field(default_factory=set)  # phones whose subscription ended: 410
     port: int = 0
 
     def check_vapid(self, authorization: str, audience: str) -> dict[str, Any]:
@@ -92,7 +93,7 @@ class PushService:
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> int:
         name = path.rsplit("/", 1)[-1]
-        if path.startswith("/gone/"):
+        if path.startswith("/gone/") or name in self.gone:
             return 410
         phone = self.phones.get(name)
         if phone is None:

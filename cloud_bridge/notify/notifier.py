@@ -104,12 +104,14 @@ class Notifier:
         *,
         directory: Directory | None = None,
         ack_link: AckLink | None = None,
+        push: webpush.SubscriptionBook | None = None,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ) -> None:
         self.config = config
         self.store = store
         self.directory = directory
         self.ack_link = ack_link
+        self.push = push  # the subscriptions staff made in the console, beside the files'
         # a stopped chain needs nothing more: only the open ones are taken back
         records = [r for r in store.load_chains() if r["chain"].get("stopped") is None]
         self._alerts: dict[str, dict[str, Any]] = {
@@ -119,6 +121,10 @@ class Notifier:
             config.steps, [ChainState.from_dict(r["chain"]) for r in records], retry_delays_s
         )
         self._links: dict[tuple[str, str], SiaLink] = {}
+        # alert -> the web push channels that reached a phone; told when the alert stops
+        # (in memory: after a restart, the phones keep the alert's notification)
+        self._pushed: dict[str, set[str]] = {}
+        self._closing: list[tuple[str, str]] = []  # (alert_id, reason) to tell the phones
         self._wake: asyncio.Event | None = None  # made in `run`, on its event loop
 
     def alert(self, alert: Mapping[str, Any], now: float) -> None:
@@ -130,6 +136,7 @@ class Notifier:
         elif state in STOP_REASONS:
             if self.chain.stopped(alert_id, state, now) is None:
                 return
+            self._tell_phones(alert_id, state)
         else:
             return
         self._save(alert_id)
@@ -144,6 +151,30 @@ class Notifier:
         """Acknowledged or resolved at the hub: its chain stops."""
         if reason in STOP_REASONS and self.chain.stopped(alert_id, reason, now) is not None:
             self._save(alert_id)
+            self._tell_phones(alert_id, reason)
+            if self._wake is not None:
+                self._wake.set()
+
+    def _tell_phones(self, alert_id: str, reason: str) -> None:
+        """The phones that were pushed the alert get, at the next tick, the push that
+        replaces its notification (`webpush.closed_payload`)."""
+        if alert_id in self._pushed:
+            self._closing.append((alert_id, reason))
+
+    async def _close_pushes(self, alert_id: str, reason: str) -> None:
+        alert = self._alerts.get(alert_id, {})
+        for name in sorted(self._pushed.pop(alert_id, ())):
+            channel = self.config.channels[name]
+            if not isinstance(channel, WebpushChannel):
+                continue
+            notice = self._notice(alert, Send(alert_id, 0, 0, ()), name)
+            data = webpush.closed_payload(notice, reason)
+            try:
+                await webpush.send(channel, notice, book=self.push, data=data)
+            except Exception as exc:  # only a courtesy to the phones: logged, never retried
+                _LOGGER.warning(
+                    "notify: alert %s: phones not told it is %s: %r", alert_id, reason, exc
+                )
 
     def _save(self, alert_id: str) -> None:
         state = self.chain.state(alert_id)
@@ -154,6 +185,9 @@ class Notifier:
 
     async def tick(self, now: float) -> list[dict[str, Any]]:
         """Send what is due at `now`; the log entries of what was tried."""
+        closing, self._closing = self._closing, []
+        # beside the due sends, never before them (each catches its own errors)
+        closes = asyncio.gather(*(self._close_pushes(a, r) for a, r in closing))
         sends = self.chain.due(now)
         for alert_id in dict.fromkeys(s.alert_id for s in sends):
             self._save(alert_id)  # claimed before sending: never twice
@@ -176,6 +210,7 @@ class Notifier:
             for entry in results:
                 self.store.log_notification(entry)
             entries += results
+        await closes
         return entries
 
     async def _send(self, send: Send, now: float) -> list[dict[str, Any]]:
@@ -200,6 +235,8 @@ class Notifier:
             }
             try:
                 await self._dispatch(channel, notice, alert)
+                if isinstance(channel, WebpushChannel):
+                    self._pushed.setdefault(send.alert_id, set()).add(name)
             except ChannelError as exc:
                 entry.update(ok=False, error=exc.reason)
                 _LOGGER.warning(
@@ -304,7 +341,7 @@ class Notifier:
             link = self._link(channel, account or None)
             await link.send_event(contact_id.for_alert(notice.alert_type))
         elif isinstance(channel, WebpushChannel):
-            await webpush.send(channel, notice)
+            await webpush.send(channel, notice, book=self.push)
 
     async def run(self, clock: Callable[[], float] = time.time) -> None:
         """Tick until cancelled; every centre's link test runs beside it."""

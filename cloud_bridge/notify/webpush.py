@@ -3,8 +3,10 @@
 Each phone's browser subscribed once (a `PushSubscription`: endpoint URL plus its P-256 key
 and auth secret); the hub encrypts the message for that browser (RFC 8291, aes128gcm) and
 signs the request with its VAPID key (RFC 8292), so the push service carries what it cannot
-read. `pywebpush` does both. A subscription the push service calls gone (404/410) is
-reported so that the caller forgets it. pywebpush is blocking: sends run in a thread.
+read. `pywebpush` does both. The subscriptions come from the channel's `subscriptions_file`
+and from the console (`cloud_bridge.push_subscriptions`, a `SubscriptionBook`); one the push
+service calls gone (404/410) is reported and forgotten by the book. pywebpush is blocking:
+sends run in a thread.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +31,12 @@ from cloud_bridge.notify.message import Notice
 _LOGGER = logging.getLogger(__name__)
 
 PUSH_TIMEOUT_S = 10.0
+# the push that replaces an alert's notification on the phones once it is taken or over
+CLOSED_WORDS = {
+    "acknowledged": ("Prise en charge", "Quelqu'un a pris l'alerte en charge."),
+    "resolved": ("Close", "L'alerte est close."),
+    "cancelled": ("Annulée", "Le logement a annulé l'alerte."),
+}
 GONE_STATUSES = frozenset({404, 410})
 
 
@@ -60,6 +68,18 @@ class Subscription:
 class PushResult:
     delivered: int
     gone: tuple[str, ...]  # endpoints to forget
+
+
+class SubscriptionBook(Protocol):
+    """Where the console keeps the subscriptions staff made (`PushSubscriptions`)."""
+
+    def for_key(self, vapid_key: str) -> list[Subscription]:
+        """The subscriptions made with this VAPID public key (`application_server_key`)."""
+        ...
+
+    def forget(self, endpoints: Iterable[str]) -> None:
+        """Delete these endpoints (the push service called them gone)."""
+        ...
 
 
 def load_subscriptions(path: Path) -> list[Subscription]:
@@ -108,6 +128,24 @@ def payload(notice: Notice) -> str:
     )
 
 
+def closed_payload(notice: Notice, reason: str) -> str:
+    """What the service worker shows in place of the alert's notification (same `alert_id`,
+    so it replaces it, quietly) once the alert was acknowledged, resolved or cancelled."""
+    state, body = CLOSED_WORDS.get(reason, ("Terminée", "Plus rien à faire pour cette alerte."))
+    return json.dumps(
+        {
+            "title": f"{state} : {notice.what} : {notice.home_label}",
+            "body": body,
+            "alert_id": notice.alert_id,
+            "home_id": notice.home_id,
+            "severity": notice.severity,
+            "closed": reason,
+            "url": "",
+        },
+        ensure_ascii=False,
+    )
+
+
 def _send_one(channel: WebpushChannel, vapid: Any, sub: Subscription, data: str) -> int:
     """HTTP status of one push (0: no answer)."""
     from pywebpush import WebPushException, webpush
@@ -143,11 +181,18 @@ def _send_one(channel: WebpushChannel, vapid: Any, sub: Subscription, data: str)
 
 
 def send_sync(
-    channel: WebpushChannel, notice: Notice, subscriptions: Sequence[Subscription]
+    channel: WebpushChannel,
+    notice: Notice,
+    subscriptions: Sequence[Subscription],
+    forget: Callable[[Sequence[str]], None] | None = None,
+    data: str | None = None,
 ) -> PushResult:
+    """Push `data` (default: the alert's `payload`) to each subscription; `forget(gone)`
+    before the result (or the error)."""
     if not subscriptions:
         raise ChannelError(channel.name, "no phone has subscribed")
-    vapid, data = _vapid(channel), payload(notice)
+    vapid = _vapid(channel)
+    data = payload(notice) if data is None else data
     delivered, gone = 0, []
     for sub in subscriptions:
         status = _send_one(channel, vapid, sub, data)
@@ -155,6 +200,9 @@ def send_sync(
             delivered += 1
         elif status in GONE_STATUSES:
             gone.append(sub.endpoint)
+    if gone and forget is not None:
+        forget(gone)
+        _LOGGER.info("webpush %s: %d gone subscription(s) forgotten", channel.name, len(gone))
     if not delivered:
         raise ChannelError(
             channel.name,
@@ -163,14 +211,31 @@ def send_sync(
     return PushResult(delivered, tuple(gone))
 
 
+def channel_subscriptions(
+    channel: WebpushChannel, book: SubscriptionBook | None = None
+) -> list[Subscription]:
+    """The channel's subscriptions_file's and the book's made for its key, once each."""
+    path = channel.subscriptions_file
+    subs = load_subscriptions(path) if path and path.exists() else []
+    if book is not None:
+        subs += book.for_key(application_server_key(channel))
+    return list({s.endpoint: s for s in subs}.values())
+
+
 async def send(
-    channel: WebpushChannel, notice: Notice, subscriptions: Iterable[Subscription] | None = None
+    channel: WebpushChannel,
+    notice: Notice,
+    subscriptions: Iterable[Subscription] | None = None,
+    *,
+    book: SubscriptionBook | None = None,
+    data: str | None = None,
 ) -> PushResult:
-    """Push `notice` to every subscription (default: the channel's subscriptions_file)."""
+    """Push `notice` (or `data`) to every subscription (default: `channel_subscriptions`);
+    the gone ones are forgotten by `book`."""
     if subscriptions is None:
-        path = channel.subscriptions_file
-        subscriptions = load_subscriptions(path) if path and path.exists() else []
-    result = await asyncio.to_thread(send_sync, channel, notice, list(subscriptions))
+        subscriptions = await asyncio.to_thread(channel_subscriptions, channel, book)
+    forget = book.forget if book is not None else None
+    result = await asyncio.to_thread(send_sync, channel, notice, list(subscriptions), forget, data)
     _LOGGER.info(
         "webpush %s: alert %s pushed to %d phone(s)",
         channel.name,

@@ -50,6 +50,7 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Too many attempts: access is locked for {m} minute.",
     ),
     "logout": ("Se déconnecter", "Sign out"),
+    "push_nav": ("Alertes sur ce téléphone", "Alerts on this phone"),
     "all_well": ("Tout va bien", "All is well"),
     "all_well_sub": ("Aucune alerte en cours.", "No open alert."),
     "alert_open": ("Alerte en cours", "Open alert"),

@@ -130,10 +130,12 @@ def prefs_of(request: Request) -> list[str]:
 
 
 def csp(script_nonce: str) -> str:
-    """Nothing from elsewhere; only the page's own inline script runs."""
+    """Nothing from elsewhere; only the page's own scripts run (the console's: also its
+    manifest and service worker, `cloud_bridge.console_pwa`)."""
     return (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
         f"script-src 'nonce-{script_nonce}'; connect-src 'self'; form-action 'self'; "
+        "manifest-src 'self'; worker-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     )
 
