@@ -23,8 +23,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from cloud_bridge.contract import alert_topic, encode
 from cloud_bridge.push_subscriptions import open_push_subscriptions
+from tests.browser.shots import shoot
 from tests.browser.test_ack_link import DESKTOP
-from tests.browser.test_pages import PHONE, browser, shot  # noqa: F401 - the fixture
+from tests.browser.test_pages import PHONE, browser  # noqa: F401 - the fixture
 from tests.gateway_proc import STAFF_PASSWORD, HubProc
 from tests.support import Mosquitto, free_port, publish
 from tests.test_notify_hub import alert, wait
@@ -133,9 +134,9 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     # the subscription page: this phone is not subscribed yet, the button offers it
     expect(page.locator("#push")).to_have_attribute("data-state", "off")
     expect(page.locator("#push-on")).to_have_text("Recevoir les alertes sur ce téléphone")
-    shot(page, "console-notifications-phone")
+    shoot(page, "console-notifications-phone")
     page.set_viewport_size(DESKTOP)
-    shot(page, "console-notifications-desktop")
+    shoot(page, "console-notifications-desktop")
     page.set_viewport_size(PHONE)
     page.click("#push-on")  # the browser asks; this one says no: the page says how to allow
     expect(page.locator("#push")).to_have_attribute("data-state", "denied")
@@ -219,7 +220,7 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     page.goto(f"{url}/")
     expect(page.locator("#offline")).to_contain_text("Console injoignable")
     expect(page.locator(".card[data-alert], #inbox")).to_have_count(0)
-    shot(page, "console-offline-phone")
+    shoot(page, "console-offline-phone")
     context.set_offline(False)
     page.goto(f"{url}/")
     expect(page.locator("#inbox")).to_have_count(1)
@@ -242,7 +243,7 @@ def test_the_console_installs_shows_pushes_stays_honest_offline_and_its_phones_g
     page.reload()
     expect(page.locator("#push-devices")).to_contain_text("127.0.0.1")
     expect(page.locator("#push")).to_have_attribute("data-state", "off")  # not this browser
-    shot(page, "console-notifications-device-phone")
+    shoot(page, "console-notifications-device-phone")
     publish(hub_broker.port, alert_topic("h-0042"), encode(alert(51)))
     wait(lambda: service.received, 5)
     assert service.refused == []
