@@ -259,6 +259,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "since": ("depuis {t}", "since {t}"),
     # the console for many homes: inbox, filters, alert page
     "home_named": ("logement {id}", "home {id}"),
+    "recent_context_line": ("Contexte récent : {c}", "Recent context: {c}"),
     "to_take": ("{n} à prendre en charge", "{n} waiting to be taken in charge"),
     "directory_link": ("Annuaire des logements", "Home directory"),
     "stats_link": ("Statistiques", "Statistics"),
@@ -268,7 +269,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "filter_state": ("État", "State"),
     "filter_all_homes": ("Tous les logements", "All homes"),
     "filter_all_types": ("Tous les types", "All types"),
-    "filter_open": ("Toutes les alertes ouvertes", "Every open alert"),
+    "filter_open": ("Ouvertes", "Open"),
     "filter_raised": ("À prendre en charge", "Not taken in charge yet"),
     "filter_acknowledged": ("Prises en charge", "Taken in charge"),
     "filter_closed": ("Closes récemment", "Recently closed"),
