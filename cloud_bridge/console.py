@@ -24,6 +24,7 @@ import hmac
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,9 +242,14 @@ def alert_row(alert: dict[str, Any], tz: dt.tzinfo, lang: str, now: float) -> di
 
 
 def home_context(
-    store: HubStore, home_id: str, statuses: dict[str, dict[str, Any]], lang: str
+    store: HubStore,
+    home_id: str,
+    statuses: dict[str, dict[str, Any]],
+    lang: str,
+    counts: Mapping[str, int] | None = None,
 ) -> str:
-    """One line about the home: gateway online, last day's summary, recent alerts."""
+    """One line about the home: gateway online, last day's summary, recent alerts
+    (`counts`: alerts per home, when the caller counted them for many homes at once)."""
     parts = []
     status = statuses.get(home_id)
     if status is not None:
@@ -258,7 +264,7 @@ def home_context(
         if last.get("get_up"):
             text += i18n.t("context_get_up", lang, t=last["get_up"])
         parts.append(text)
-    recent = len(store.alerts(home_id=home_id))
+    recent = counts.get(home_id, 0) if counts is not None else len(store.alerts(home_id=home_id))
     parts.append(i18n.tn("context_alerts", recent, lang, n=recent))
     return " · ".join(parts)
 
@@ -314,11 +320,12 @@ def inbox_view(console: Console, lang: str, filters: Filters | None = None) -> d
     )
     rows = []
     contexts: dict[str, str] = {}
+    counts = Counter(a["home_id"] for a in store.alerts(home_id=filters.home or None))
     for alert in shown:
         row = alert_row(alert, console.tz, lang, now)
         home = alert["home_id"]
         if home not in contexts:
-            contexts[home] = home_context(store, home, statuses, lang)
+            contexts[home] = home_context(store, home, statuses, lang, counts)
         row["context"] = contexts[home]
         row["resident"] = names.get(home, "")
         rows.append(row)

@@ -127,29 +127,67 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProc]:
             proc.stop()
 
 
-def signed_in(browser: Browser, hub: HubProc, width: int, lang: str = "fr") -> Page:  # noqa: F811
-    context = browser.new_context(viewport={"width": width, "height": 900}, locale="fr-FR")
+@pytest.fixture(scope="module")
+def staff_state(browser: Browser, hub: HubProc) -> dict[str, Any]:  # noqa: F811 - the fixture
+    """Alice signed in once; each test's pages open with her cookies."""
+    context = browser.new_context(locale="fr-FR")
     page = context.new_page()
-    page.goto(f"{hub.url}/?lang={lang}")
+    page.goto(f"{hub.url}/")
     page.fill("#name", "alice")
     page.fill("#password", STAFF_PASSWORD)
     page.click("#login-button")
+    expect(page.locator("#inbox")).to_be_visible()
+    state: dict[str, Any] = context.storage_state()  # type: ignore[assignment]
+    context.close()
+    return state
+
+
+def signed_in(
+    browser: Browser,  # noqa: F811 - the fixture
+    hub: HubProc,
+    state: dict[str, Any],
+    width: int,
+) -> Page:
+    context = browser.new_context(
+        viewport={"width": width, "height": 900},
+        locale="fr-FR",
+        storage_state=state,  # type: ignore[arg-type]
+    )
+    page = context.new_page()
+    page.goto(f"{hub.url}/")
     expect(page.locator("#inbox")).to_be_visible()
     return page
 
 
 def shoot(page: Page, name: str) -> None:
+    """The screen as seen; the whole page too when someone asked for the shots."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    if "VEILLE_CONSOLE_SHOTS" in os.environ:
+        page.screenshot(path=str(SHOTS / f"{name}-full.png"), full_page=True)
 
 
 def test_the_inbox_of_50_homes_reads_well_on_a_phone_and_a_desktop(
     browser: Browser,  # noqa: F811 - the fixture
     hub: HubProc,
+    staff_state: dict[str, Any],
 ) -> None:
+    """Names, order and links at both widths; on the phone, every page's words (French and
+    English) and contrast; nothing wider than the screen."""
     problems: list[str] = []
+
+    def check(page: Page, where: str, width: int, lang: str = "fr") -> None:
+        if width == 390:
+            text = page.evaluate(VISIBLE_TEXT_JS)
+            problems.extend(f"{where} {lang}: {p}" for p in text_problems(text, lang))
+            if lang == "fr":
+                problems.extend(f"{where}: {p}" for p in page.evaluate(CONTRAST_JS))
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        if wide > width:
+            problems.append(f"{where}: the page is {wide} px wide at {width} px")
+
     for width in (390, 1366):
-        page = signed_in(browser, hub, width)
+        page = signed_in(browser, hub, staff_state, width)
         cards = page.locator("#inbox article.alert")
         expect(cards).to_have_count(HOMES, timeout=20_000)
         expect(cards.first).to_contain_text("Chute détectée")  # the most severe, the oldest
@@ -159,27 +197,21 @@ def test_the_inbox_of_50_homes_reads_well_on_a_phone_and_a_desktop(
             "logement h-0007"
         )
         expect(page.locator("#console-links a[href='/annuaire']")).to_be_visible()
+        check(page, "/", width)
         shoot(page, f"console50-inbox-fr-{width}")
-        alert_url = named.locator("h3 a").get_attribute("href")
-        # every page in both languages on the phone; the desktop shows the same words
-        for lang in ("fr", "en") if width == 390 else ("fr",):
-            for path in ("/", alert_url, "/?home=h-0002&type=fall"):
-                page.goto(f"{hub.url}{path}{'&' if '?' in str(path) else '?'}lang={lang}")
-                where = f"{path} {lang} {width}px"
-                problems += [
-                    f"{where}: {p}" for p in text_problems(page.evaluate(VISIBLE_TEXT_JS), lang)
-                ]
-                if lang == "fr":
-                    problems += [f"{where}: {p}" for p in page.evaluate(CONTRAST_JS)]
-                wide = page.evaluate("document.documentElement.scrollWidth")
-                if wide > width:
-                    problems.append(f"{where}: the page is {wide} px wide")
-        page.goto(f"{hub.url}{alert_url}?lang=fr")
+        alert_url = str(named.locator("h3 a").get_attribute("href"))
+        page.goto(f"{hub.url}{alert_url}")
         expect(page.locator("#directory-card")).to_contain_text("rue des Lilas")
+        check(page, alert_url, width)
         shoot(page, f"console50-alert-fr-{width}")
-        page.goto(f"{hub.url}/?home=h-0002&type=fall")
-        expect(page.locator("#filter-none")).to_contain_text("Aucune alerte ne correspond")
-        shoot(page, f"console50-filter-none-fr-{width}")
+        if width == 390:
+            page.goto(f"{hub.url}/?home=h-0002&type=fall")
+            expect(page.locator("#filter-none")).to_contain_text("Aucune alerte ne correspond")
+            check(page, "/?home=h-0002&type=fall", width)
+            shoot(page, f"console50-filter-none-fr-{width}")
+            for path in ("/?lang=en", f"{alert_url}?lang=en"):
+                page.goto(f"{hub.url}{path}")
+                check(page, path, width, "en")
         page.context.close()
     assert problems == [], "\n".join(problems)
 
@@ -187,8 +219,9 @@ def test_the_inbox_of_50_homes_reads_well_on_a_phone_and_a_desktop(
 def test_taking_in_charge_leaves_no_stale_button(
     browser: Browser,  # noqa: F811 - the fixture
     hub: HubProc,
+    staff_state: dict[str, Any],
 ) -> None:
-    page = signed_in(browser, hub, 1366)
+    page = signed_in(browser, hub, staff_state, 1366)
     card = page.locator(f"#alert-0190c000-0000-7000-8000-{4:012d}")  # an SOS
     card.locator("button.ack").click()
     page.wait_for_load_state()
@@ -212,8 +245,9 @@ def test_taking_in_charge_leaves_no_stale_button(
 def test_an_expired_session_keeps_the_note_being_typed(
     browser: Browser,  # noqa: F811 - the fixture
     hub: HubProc,
+    staff_state: dict[str, Any],
 ) -> None:
-    page = signed_in(browser, hub, 390)
+    page = signed_in(browser, hub, staff_state, 390)
     alert_id = f"0190c000-0000-7000-8000-{2:012d}"  # a low battery: closed with a note
     page.goto(f"{hub.url}/?home=h-0002")
     note = "Pile changée par la voisine, tout va bien"
