@@ -554,7 +554,8 @@ def create_console_app(
         view = alert_view(console, alert, lang_of(request))
         draft = take_draft(request, alert_id)
         context = {"v": view, "draft": draft, "back": f"/alerts/{alert_id}", "links": links_shown}
-        return forget_draft(render(request, "alert.html", context, session=session))
+        page = render(request, "alert.html", context, session=session)
+        return forget_draft(page) if draft is not None else page
 
     def answer(
         request: Request,
