@@ -243,7 +243,7 @@ def test_an_expired_session_keeps_the_typed_note_through_sign_in(console: Consol
     )
     assert resp.headers["location"] == f"/alerts/{warn['id']}"
     page = client.get(resp.headers["location"]).text
-    assert f'value="{html.escape(note)}"' in page
+    assert f">{html.escape(note)}</textarea>" in page
     assert 'id="draft-kept"' in page
     assert 'id="draft-kept"' not in client.get(f"/alerts/{warn['id']}").text  # shown once
     # the closing form of a critical alert: note and outcome kept, back to that form
