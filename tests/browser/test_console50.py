@@ -5,12 +5,11 @@ so only the console itself can show an action's new state).
 The inbox names the residents and reads in plain French (and English) at phone and desktop
 widths, nothing wider than the screen; "Prendre en charge" is gone from the card the moment
 the page comes back; a session that ends while a note is typed keeps the note through the
-new sign-in. Screenshots go to $VEILLE_CONSOLE_SHOTS (default artifacts/screenshots).
+new sign-in. Screenshots go to $VEILLE_SHOTS when it is set (tests/browser/shots.py).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +21,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, Page, expect
 
 from cloud_bridge.contract import alert_topic, encode, iso_utc
+from tests.browser.shots import shoot
 from tests.browser.test_faces import CONTRAST_JS, VISIBLE_TEXT_JS, text_problems
-from tests.browser.test_pages import SHOTS as DEFAULT_SHOTS
 from tests.browser.test_pages import browser  # noqa: F401 - the fixture
 from tests.gateway_proc import STAFF_PASSWORD, HubProc
 from tests.support import running_mosquitto
 
-SHOTS = Path(os.environ.get("VEILLE_CONSOLE_SHOTS", DEFAULT_SHOTS))
 HOMES = 50
 UNNAMED = {7, 23, 41}  # homes with no card in the directory: shown by their id
 WOMEN = ("Jeanne", "Marie", "Simone", "Odette", "Yvette", "Colette", "Huguette")
@@ -157,14 +155,6 @@ def signed_in(
     page.goto(f"{hub.url}/")
     expect(page.locator("#inbox")).to_be_visible()
     return page
-
-
-def shoot(page: Page, name: str) -> None:
-    """The screen as seen; the whole page too when someone asked for the shots."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
-    if "VEILLE_CONSOLE_SHOTS" in os.environ:
-        page.screenshot(path=str(SHOTS / f"{name}-full.png"), full_page=True)
 
 
 def test_the_inbox_of_50_homes_reads_well_on_a_phone_and_a_desktop(
