@@ -38,7 +38,12 @@ SCHEMA = (
 
 
 class LinkRefused(ValueError):
-    """A link that cannot acknowledge; `str()` says why in French, for the page."""
+    """A link that cannot acknowledge; `str()` says why in French, `reason` names it
+    (`invalid`, `tampered`, `expired`) for the page's words in its language."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +94,17 @@ class LinkSigner:
         except (binascii.Error, ValueError) as exc:
             raise LinkRefused("Ce lien n'est pas valide.") from exc
         if not hmac.compare_digest(self._sign(payload), signature):
-            raise LinkRefused("Ce lien n'est pas valide (il a été modifié ou mal copié).")
+            raise LinkRefused(
+                "Ce lien n'est pas valide (il a été modifié ou mal copié).", "tampered"
+            )
         try:
             alert_id, recipient, expires = json.loads(payload)
         except (ValueError, TypeError) as exc:  # signed by us, so never in practice
             raise LinkRefused("Ce lien n'est pas valide.") from exc
         if now >= float(expires):
-            raise LinkRefused("Ce lien a expiré. Prenez l'alerte en charge depuis la console.")
+            raise LinkRefused(
+                "Ce lien a expiré. Prenez l'alerte en charge depuis la console.", "expired"
+            )
         return Claim(str(alert_id), str(recipient), float(expires), signature)
 
 

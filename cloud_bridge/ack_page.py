@@ -4,8 +4,10 @@
 token (signature, expiry, not used yet) and shows the alert with one button.
 `POST /lien/{token}` uses the token (once: `LinkStore.use` is atomic), then acknowledges
 exactly as the console does (`HubReceiver.send_ack`: the chain stops and `veille.ack/1`
-goes down to the home), and shows the home's card and the alert's evidence in plain French.
-No staff session is needed: the signed token is the authority, for one alert, once.
+goes down to the home), and shows the home's card and the alert's evidence in plain words.
+No staff session is needed: the signed token is the authority, for one alert, once. The page
+speaks the visitor's language as the console's pages do (`?lang=`, the cookie, then the
+phone's Accept-Language; French by default).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from cloud_bridge.ack_links import PATH, LinkRefused, LinkSigner, LinkStore
-from cloud_bridge.pages.web import render
+from cloud_bridge.pages import i18n
+from cloud_bridge.pages.web import lang_of, render
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,24 +50,31 @@ def install_ack_links(
         *,
         alert: Mapping[str, Any] | None,
         status: str,
-        message: str = "",
+        message: str = "",  # an i18n key
         code: int = 200,
         token: str = "",
         reveal: bool = False,
     ) -> Response:
+        lang = lang_of(request)
         words = None
         home: Mapping[str, Any] = {}
+        contacts: list[dict[str, Any]] = []
         if alert is not None:
-            words = row(dict(alert), console.tz, "fr", console.clock())
+            words = row(dict(alert), console.tz, lang, console.clock())
             home = card(str(alert["home_id"])) if card is not None else {}
+            contacts = [
+                {**c, "relation_words": i18n.relation_name(str(c.get("relation", "")), lang)}
+                for c in home.get("contacts") or []
+            ]
         response = render(
             request,
             "ack_link.html",
             {
                 "status": status,
-                "message": message,
+                "message": i18n.t(message, lang) if message else "",
                 "a": words,
                 "card": home,
+                "contacts": contacts,
                 "action": f"{PATH}/{token}" if token else "",
                 "reveal": reveal,  # the card (access notes) only after the button
             },
@@ -81,10 +91,11 @@ def install_ack_links(
             claim = signer.check(token, console.clock())
         except LinkRefused as exc:
             _LOGGER.warning("ack link refused from %s: %s", request.client, exc)
-            return None, page(request, alert=None, status="refused", message=str(exc), code=403)
+            message = f"link_{exc.reason}"
+            return None, page(request, alert=None, status="refused", message=message, code=403)
         alert = console.hub.store.alert(claim.alert_id)
         if alert is None:
-            message = "Cette alerte n'est pas connue du hub."
+            message = "link_unknown"
             return None, page(request, alert=None, status="refused", message=message, code=404)
         return (claim, alert), None
 
@@ -96,7 +107,7 @@ def install_ack_links(
             return refused
         claim, alert = found
         if links.used(claim):
-            message = "Ce lien a déjà servi."
+            message = "link_used"
             return page(request, alert=alert, status="used", message=message, code=410)
         if taken(alert):
             status = "closed" if alert["state"] in CLOSED_STATES else "taken"
@@ -111,14 +122,14 @@ def install_ack_links(
             return refused
         claim, alert = found
         if not links.use(claim, console.clock()):
-            message = "Ce lien a déjà servi."
+            message = "link_used"
             return page(request, alert=alert, status="used", message=message, code=410)
         if taken(alert):
             status = "closed" if alert["state"] in CLOSED_STATES else "taken"
             return page(request, alert=alert, status=status, reveal=True)
         by = f"{claim.recipient} (lien)"
         if not console.hub.send_ack(claim.alert_id, "acknowledged", by=by):
-            message = "La prise en charge n'a pas pu être transmise au logement ; appelez-le."
+            message = "link_failed"
             return page(request, alert=alert, status="failed", message=message, code=503)
         _LOGGER.info("ack link: %s acknowledged alert %s", by, claim.alert_id)
         now_alert = console.hub.store.alert(claim.alert_id)

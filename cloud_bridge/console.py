@@ -24,10 +24,12 @@ import hmac
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Form, HTTPException, Request
@@ -35,8 +37,30 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from cloud_bridge.console_inbox import (
+    CLOSED_SHOWN,
+    CLOSED_STATES,
+    FILTER_STATES,
+    PENDING_S,
+    Filters,
+    LocalAction,
+    LocalActions,
+    MemoryActions,
+    filter_words,
+    inbox_order,
+    parse_filters,
+    shown_state,
+)
 from cloud_bridge.console_sessions import ConsoleState, open_console_state
-from cloud_bridge.console_staff import StaffSession, staff
+from cloud_bridge.console_staff import (
+    MaybeStaff,
+    StaffSession,
+    draft_of,
+    forget_draft,
+    keep_draft,
+    staff,
+    take_draft,
+)
 from cloud_bridge.contract import parse_iso_utc
 from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub_store import HubStore
@@ -52,16 +76,16 @@ from cloud_bridge.pages.auth import (
     safe_next,
 )
 from cloud_bridge.pages.http import HttpServer, parse_listen
-from cloud_bridge.pages.web import Csrf, lang_of, render, verify_csrf
+from cloud_bridge.pages.web import lang_of, render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
 STAFF_SESSION_S = 12 * 3600.0
-SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 DAILY_SCHEMA = "veille.aggregate.daily/1"
 WEEKS_DAYS = 8 * 7
 CONTEXT_DAYS = 7
+RECENT_SHOWN = 5  # the home's other alerts on an alert page
 REFRESH_S = 5
 SCRYPT_N = 2**14
 NAME_MAX = 64
@@ -163,6 +187,8 @@ class Console:
     tz: dt.tzinfo = field(default_factory=lambda: ZoneInfo("Europe/Paris"))
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(time.monotonic))
+    actions: LocalActions = field(default_factory=MemoryActions)
+    directory: Any = None  # a directory.DirectoryStore, if the hub keeps one
     home_id: ClassVar[str] = ""  # the console serves many homes
     page_headers: ClassVar[Mapping[str, str]] = web.PAGE_HEADERS
 
@@ -184,9 +210,20 @@ def room_words(room: str, lang: str) -> str:
     return i18n.room_name(room, room if room in i18n.ROOM_KIND_NAMES else None, lang)
 
 
+def _age(iso: str, tz: dt.tzinfo, lang: str, now: float) -> str:
+    try:
+        return i18n.age(parse_iso_utc(iso), now, tz, lang)
+    except ValueError:
+        return iso
+
+
 def alert_row(alert: dict[str, Any], tz: dt.tzinfo, lang: str, now: float) -> dict[str, Any]:
     evidence = {k: v for k, v in dict(alert.get("evidence") or {}).items() if k != "by"}
     return {
+        "age": _age(alert["raised_at"], tz, lang, now),
+        "pending": bool(alert.get("pending")),
+        "closed": alert["state"] in CLOSED_STATES,
+        "asks_outcome": alert["severity"] in ("critical", "high"),
         "id": alert["id"],
         "home_id": alert["home_id"],
         "type": alert["type"],
@@ -204,19 +241,15 @@ def alert_row(alert: dict[str, Any], tz: dt.tzinfo, lang: str, now: float) -> di
     }
 
 
-def inbox_order(alert: dict[str, Any]) -> tuple[int, int, str]:
-    """Most severe first; escalated before the rest of their severity; oldest first."""
-    return (
-        SEVERITY_RANK.get(alert["severity"], 9),
-        0 if alert.get("escalated") else 1,
-        alert["raised_at"],
-    )
-
-
 def home_context(
-    store: HubStore, home_id: str, statuses: dict[str, dict[str, Any]], lang: str
+    store: HubStore,
+    home_id: str,
+    statuses: dict[str, dict[str, Any]],
+    lang: str,
+    counts: Mapping[str, int] | None = None,
 ) -> str:
-    """One line about the home: gateway online, last day's summary, recent alerts."""
+    """One line about the home: gateway online, last day's summary, recent alerts
+    (`counts`: alerts per home, when the caller counted them for many homes at once)."""
     parts = []
     status = statuses.get(home_id)
     if status is not None:
@@ -231,35 +264,123 @@ def home_context(
         if last.get("get_up"):
             text += i18n.t("context_get_up", lang, t=last["get_up"])
         parts.append(text)
-    recent = len(store.alerts(home_id=home_id))
+    recent = counts.get(home_id, 0) if counts is not None else len(store.alerts(home_id=home_id))
     parts.append(i18n.tn("context_alerts", recent, lang, n=recent))
     return " · ".join(parts)
 
 
-def inbox_view(console: Console, lang: str) -> dict[str, Any]:
+def resident_names(console: Console) -> dict[str, str]:
+    """Home id -> the resident's name, for the homes the directory names."""
+    if console.directory is None:
+        return {}
+    try:
+        cards = console.directory.all()
+    except ValueError:  # a stored card that no longer reads: the ids still show
+        _LOGGER.exception("console: the home directory could not be read")
+        return {}
+    return {c.home_id: c.resident for c in cards if c.resident}
+
+
+def with_actions(
+    console: Console, alerts: list[dict[str, Any]], now: float
+) -> list[dict[str, Any]]:
+    """The alerts with the state to show: the staff's own action until the home confirms it
+    (`console_inbox.shown_state`); an action the home confirmed is forgotten."""
+    actions = console.actions.actions(now - PENDING_S)
+    confirmed = []
+    out = []
+    for alert in alerts:
+        action = actions.get(alert["id"])
+        state, pending = shown_state(alert, action)
+        if action is not None and not pending:
+            confirmed.append(alert["id"])
+        shown = {**alert, "state": state, "pending": pending}
+        if pending and action is not None:
+            shown["handled_by"] = action.by
+        out.append(shown)
+    if confirmed:
+        console.actions.forget_actions(confirmed, now - PENDING_S)
+    return out
+
+
+def inbox_view(console: Console, lang: str, filters: Filters | None = None) -> dict[str, Any]:
+    """The inbox: the alerts the filters keep, nobody's first (`inbox_order`), each with the
+    resident's name, its age and the home's recent context; gateways offline; the homes."""
+    filters = filters or Filters()
     store = console.hub.store
     now = console.clock()
     statuses = {s["home_id"]: s for s in store.statuses()}
-    open_alerts = sorted(store.alerts(open_only=True), key=inbox_order)
+    names = resident_names(console)
+    listed = store.alerts(open_only=True, home_id=filters.home or None)
+    if filters.state == "closed":
+        closed = store.alerts(home_id=filters.home or None)
+        listed += [a for a in closed if a["state"] in CLOSED_STATES][:CLOSED_SHOWN]
+    shown = sorted(
+        (a for a in with_actions(console, listed, now) if filters.keeps(a)), key=inbox_order
+    )
     rows = []
     contexts: dict[str, str] = {}
-    for alert in open_alerts:
+    counts = Counter(a["home_id"] for a in store.alerts(home_id=filters.home or None))
+    for alert in shown:
         row = alert_row(alert, console.tz, lang, now)
         home = alert["home_id"]
         if home not in contexts:
-            contexts[home] = home_context(store, home, statuses, lang)
+            contexts[home] = home_context(store, home, statuses, lang, counts)
         row["context"] = contexts[home]
+        row["resident"] = names.get(home, "")
         rows.append(row)
     offline = [
         {
             "home_id": s["home_id"],
+            "resident": names.get(s["home_id"], ""),
             "since": i18n.clock_time(float(s.get("received_at", now)), console.tz, now, lang),
         }
         for s in statuses.values()
         if not s.get("online")
     ]
-    homes = sorted(set(statuses) | {a["home_id"] for a in open_alerts})
-    return {"alerts": rows, "offline": offline, "homes": homes}
+    homes = sorted(set(statuses) | {a["home_id"] for a in listed} | set(names))
+    return {
+        "alerts": rows,
+        "to_take": sum(1 for r in rows if r["state"] == "raised"),
+        "offline": offline,
+        "homes": homes,
+        "home_names": [(h, names.get(h, "")) for h in homes],
+        "types": [(k, i18n.alert_name(k, lang)) for k in i18n.ALERT_NAMES],
+        "states": [(s, i18n.t(f"filter_{s}", lang)) for s in FILTER_STATES],
+        "filters": filters,
+        "filter_words": filter_words(filters, names, lang),
+        "back": filters.path(),
+    }
+
+
+def alert_view(console: Console, alert: dict[str, Any], lang: str) -> dict[str, Any]:
+    """One alert: its evidence one fact a line, the home's directory card, its recent
+    context (gateway, last day, the home's other recent alerts)."""
+    store = console.hub.store
+    now = console.clock()
+    (shown,) = with_actions(console, [alert], now)
+    row = alert_row(shown, console.tz, lang, now)
+    evidence = {k: v for k, v in dict(alert.get("evidence") or {}).items() if k != "by"}
+    facts = [i18n.evidence_words({k: v}, lang) for k, v in evidence.items()]
+    card: Mapping[str, Any] = {}
+    if console.directory is not None:
+        card = console.directory.notice(alert["home_id"])
+    contacts = [
+        {**c, "relation_words": i18n.relation_name(str(c.get("relation", "")), lang)}
+        for c in card.get("contacts") or []
+    ]
+    statuses = {s["home_id"]: s for s in store.statuses()}
+    others = [a for a in store.alerts(home_id=alert["home_id"]) if a["id"] != alert["id"]]
+    return {
+        "a": row,
+        "facts": [f for f in facts if f],
+        "card": card,
+        "contacts": contacts,
+        "resident": card.get("resident") or "",
+        "context": home_context(store, alert["home_id"], statuses, lang),
+        "recent": [alert_row(a, console.tz, lang, now) for a in others[:RECENT_SHOWN]],
+        "has_directory": console.directory is not None,
+    }
 
 
 def home_view(console: Console, home_id: str, lang: str, big: bool = False) -> dict[str, Any]:
@@ -337,6 +458,8 @@ def create_console_app(
         tz=tz or ZoneInfo("Europe/Paris"),
         clock=now,
         throttle=LoginThrottle(clock or time.monotonic),
+        actions=state if state is not None else MemoryActions(),
+        directory=directory,
     )
     app = FastAPI(
         title="Veille care console", version="1", docs_url=None, redoc_url=None, openapi_url=None
@@ -367,8 +490,14 @@ def create_console_app(
         return JSONResponse(state, status_code=200 if state["ok"] else 503)
 
     @app.get("/login", response_model=None)
-    def login_page(request: Request, next: str = "/") -> Response:
-        return render(request, "console_login.html", {"next": safe_next(next), "error": ""})
+    def login_page(request: Request, next: str = "/", why: str = "") -> Response:
+        context = {
+            "next": safe_next(next),
+            "error": "",
+            "expired": why == "expired",
+            "draft": draft_of(request) is not None,
+        }
+        return render(request, "console_login.html", context)
 
     @app.post("/login", response_model=None)
     def login(
@@ -395,54 +524,101 @@ def create_console_app(
             ttl_s=STAFF_SESSION_S,
         )
 
+    links_shown = {"directory": directory is not None, "stats": outcomes is not None}
+
     @app.get("/", response_model=None)
     def inbox(request: Request, session: StaffSession) -> Response:
-        """Open alerts across homes, most severe first; gateways offline."""
-        view = inbox_view(console, lang_of(request))
-        return render(request, "inbox.html", {"v": view, "refresh_s": REFRESH_S}, session=session)
+        """Alerts nobody has taken first, most severe first; filters; gateways offline."""
+        view = inbox_view(console, lang_of(request), parse_filters(request.query_params))
+        context = {"v": view, "refresh_s": REFRESH_S, "links": links_shown}
+        return render(request, "inbox.html", context, session=session)
 
     @app.get("/inbox/partial", response_model=None)
     def inbox_partial(request: Request, session: StaffSession) -> Response:
-        view = inbox_view(console, lang_of(request))
+        view = inbox_view(console, lang_of(request), parse_filters(request.query_params))
         return render(request, "inbox_body.html", {"v": view}, session=session)
 
     @app.get("/api/alerts")
     def alerts_json(request: Request, session: StaffSession) -> JSONResponse:
-        """The inbox as JSON."""
-        return JSONResponse(inbox_view(console, lang_of(request)))
+        """The inbox as JSON (with the same filters as the page)."""
+        view = inbox_view(console, lang_of(request), parse_filters(request.query_params))
+        return JSONResponse({k: view[k] for k in ("alerts", "offline", "homes")})
+
+    @app.get("/alerts/{alert_id}", response_model=None)
+    def alert_page(request: Request, session: StaffSession, alert_id: str) -> Response:
+        """One alert: evidence in words, the home's card and recent context, the actions;
+        the note kept through a new sign-in, if there is one."""
+        alert = console.hub.store.alert(alert_id)
+        if alert is None:
+            raise HTTPException(404, "no such alert")
+        view = alert_view(console, alert, lang_of(request))
+        draft = take_draft(request, alert_id)
+        context = {"v": view, "draft": draft, "back": f"/alerts/{alert_id}", "links": links_shown}
+        page = render(request, "alert.html", context, session=session)
+        return forget_draft(page) if draft is not None else page
 
     def answer(
-        request: Request, session: Session, alert_id: str, csrf: str, *, action: str, note: str = ""
+        request: Request,
+        session: Session,
+        alert_id: str,
+        csrf: str,
+        *,
+        action: str,
+        note: str = "",
+        back: str = "/",
     ) -> Response:
-        """Send the staff's `veille.ack/1` for an alert to its home, then back to the inbox."""
+        """Send the staff's `veille.ack/1` for an alert to its home, remember it until the
+        home confirms (the next page shows it at once), then back where the action was."""
         verify_csrf(request, csrf)
         if console.hub.store.alert(alert_id) is None:
             raise HTTPException(404, "no such alert")
         if not console.hub.send_ack(alert_id, action, by=session.name, note=note):
             raise HTTPException(503, f"the {ACK_WORDS[action]} could not be sent to the home")
+        console.actions.record_action(LocalAction(alert_id, action, session.name, console.clock()))
         _LOGGER.info("console: %s %s alert %s", session.name, action, alert_id)
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(safe_next(back), status_code=303)
+
+    @app.get("/alerts/{alert_id}/ack", response_model=None)
+    @app.get("/alerts/{alert_id}/resolve", response_model=None)
+    def action_get(request: Request, session: StaffSession, alert_id: str) -> Response:
+        """An action's address opened as a page (a bookmark, an old sign-in): the alert."""
+        return RedirectResponse(f"/alerts/{quote(alert_id, safe='')}", status_code=303)
 
     @app.post("/alerts/{alert_id}/ack", response_model=None)
-    def acknowledge(request: Request, session: StaffSession, alert_id: str, csrf: Csrf) -> Response:
+    def acknowledge(
+        request: Request,
+        session: MaybeStaff,
+        alert_id: str,
+        *,
+        csrf: Annotated[str, Form(max_length=128)] = "",
+        back: Annotated[str, Form(max_length=512)] = "/",
+    ) -> Response:
         """Take the alert in charge: `veille.ack/1` goes to the home."""
-        return answer(request, session, alert_id, csrf, action="acknowledged")
+        if session is None:
+            return keep_draft(request, alert_id, "acknowledged", csrf=csrf)
+        return answer(request, session, alert_id, csrf, action="acknowledged", back=back)
 
     @app.post("/alerts/{alert_id}/resolve", response_model=None)
     def resolve(
         request: Request,
-        session: StaffSession,
+        session: MaybeStaff,
         alert_id: str,
-        csrf: Csrf,
+        *,
+        csrf: Annotated[str, Form(max_length=128)] = "",
         note: Annotated[str, Form(max_length=1000)] = "",
+        back: Annotated[str, Form(max_length=512)] = "/",
     ) -> Response:
         """Close the alert with a note (a critical or high one: first its outcome)."""
+        if session is None:
+            return keep_draft(request, alert_id, "resolved", csrf=csrf, note=note.strip())
         alert = console.hub.store.alert(alert_id) if outcomes is not None else None
         if alert is not None and alert["severity"] in ("critical", "high"):
             verify_csrf(request, csrf)
             form: Response = app.state.close_form(request, session, alert, note=note.strip())
             return form
-        return answer(request, session, alert_id, csrf, action="resolved", note=note.strip())
+        return answer(
+            request, session, alert_id, csrf, action="resolved", note=note.strip(), back=back
+        )
 
     @app.get("/homes/{home_id}", response_model=None)
     def home(request: Request, session: StaffSession, home_id: str) -> Response:

@@ -6,6 +6,8 @@ what makes a session valid lives there too, in two tables of their own beside th
 - `console_secrets`: the random key that signs session cookies and CSRF tokens, made once by
   whichever process comes first (`INSERT ... ON CONFLICT DO NOTHING`, then read back), so
   all processes sign alike. It is never derived from the staff passwords.
+- `console_actions`: what staff sent to a home and the home has not confirmed yet, so that
+  every process shows it at once (`console_inbox.LocalActions`).
 - `console_sessions`: one row per open session (its id, the version of the password it was
   opened with, its expiry). Logout deletes the row, so a copy of the cookie is refused by
   every process; a new password has a new version, so the old sessions no longer match.
@@ -23,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from cloud_bridge.console_inbox import LocalAction
 from cloud_bridge.errors import VeilleError
 from cloud_bridge.hub_store import connect_sqlite
 from cloud_bridge.pages.auth import SESSION_KEY_BYTES, Session
@@ -34,6 +37,9 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS console_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS console_sessions (sid TEXT PRIMARY KEY, credential TEXT NOT NULL,"
     " expires DOUBLE PRECISION NOT NULL)",
+    # the actions sent to homes that they have not confirmed yet (`console_inbox`)
+    "CREATE TABLE IF NOT EXISTS console_actions (alert_id TEXT PRIMARY KEY, action TEXT NOT NULL,"
+    " by_name TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
 )
 
 
@@ -159,6 +165,26 @@ class ConsoleState:
 
     def end(self, sid: str) -> None:
         self._db.rows("DELETE FROM console_sessions WHERE sid = ?", (sid,))
+
+    # `console_inbox.LocalActions`
+    def record_action(self, action: LocalAction) -> None:
+        self._db.rows(
+            "INSERT INTO console_actions (alert_id, action, by_name, at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (alert_id) DO UPDATE SET action = excluded.action,"
+            " by_name = excluded.by_name, at = excluded.at",
+            (action.alert_id, action.action, action.by, action.at),
+        )
+
+    def actions(self, since: float) -> dict[str, LocalAction]:
+        rows = self._db.rows(
+            "SELECT alert_id, action, by_name, at FROM console_actions WHERE at > ?", (since,)
+        )
+        return {str(r[0]): LocalAction(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows}
+
+    def forget_actions(self, alert_ids: list[str], before: float) -> None:
+        for alert_id in alert_ids:
+            self._db.rows("DELETE FROM console_actions WHERE alert_id = ?", (alert_id,))
+        self._db.rows("DELETE FROM console_actions WHERE at <= ?", (before,))
 
     def close(self) -> None:
         self._db.close()

@@ -39,14 +39,9 @@ from cloud_bridge.console_sessions import _Db
 from cloud_bridge.contract import HOME_ID_RE
 from cloud_bridge.errors import VeilleError
 from cloud_bridge.notify.config import RELATIONS
+from cloud_bridge.pages.i18n import RELATION_NAMES
 
-RELATION_LABELS_FR = {
-    "family": "Famille",
-    "neighbour": "Voisin(e)",
-    "gp": "Médecin traitant",
-    "carer": "Aide à domicile",
-    "other": "Contact",
-}
+RELATION_LABELS_FR = {key: fr for key, (fr, _en) in RELATION_NAMES.items()}
 HEX_RE = re.compile(r"^[0-9A-Fa-f]{3,16}$")
 EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 TEXT_MAX = 300

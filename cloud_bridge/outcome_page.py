@@ -16,7 +16,14 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cloud_bridge.console_staff import StaffSession
+from cloud_bridge.console_inbox import LocalAction
+from cloud_bridge.console_staff import (
+    MaybeStaff,
+    StaffSession,
+    forget_draft,
+    keep_draft,
+    take_draft,
+)
 from cloud_bridge.outcomes import (
     ASKS_OUTCOME,
     NOTE_MAX,
@@ -26,7 +33,7 @@ from cloud_bridge.outcomes import (
     statistics,
 )
 from cloud_bridge.pages import i18n
-from cloud_bridge.pages.web import Csrf, render, verify_csrf
+from cloud_bridge.pages.web import render, verify_csrf
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,10 +48,13 @@ def close_form(
     alert: dict[str, Any],
     *,
     note: str = "",
+    outcome: str = "",
     error: str = "",
     code: int = 200,
+    kept: bool = False,
 ) -> Response:
-    """The closing form: outcome, note, confirmation."""
+    """The closing form: outcome, note, confirmation (`kept`: the note came through a new
+    sign-in)."""
     return render(
         request,
         "close.html",
@@ -54,6 +64,8 @@ def close_form(
             "outcomes": [(o, OUTCOME_LABELS_FR[o]) for o in OUTCOMES],
             "required": asks_outcome(alert),
             "note": note,
+            "chosen": outcome,
+            "kept": kept,
             "error": error,
         },
         session=session,
@@ -80,19 +92,29 @@ def install_outcomes(app: FastAPI, console: Any, outcomes: OutcomeStore, card: A
         alert = console.hub.store.alert(alert_id)
         if alert is None:
             raise HTTPException(404, "no such alert")
-        return close_form(request, session, alert)
+        draft = take_draft(request, alert_id)
+        if draft is None:
+            return close_form(request, session, alert)
+        page = close_form(
+            request, session, alert, note=draft["note"], outcome=draft["outcome"], kept=True
+        )
+        return forget_draft(page)
 
     @app.post("/alerts/{alert_id}/close", response_model=None)
     def close(
         request: Request,
-        session: StaffSession,
+        session: MaybeStaff,
         alert_id: str,
-        csrf: Csrf,
         *,
+        csrf: Annotated[str, Form(max_length=128)] = "",
         outcome: Annotated[str, Form(max_length=32)] = "",
         note: Annotated[str, Form(max_length=NOTE_MAX)] = "",
     ) -> Response:
         """Keep the outcome, then resolve the alert as the console does."""
+        if session is None:  # the session ended while the form was open: keep what was typed
+            return keep_draft(
+                request, alert_id, "close", csrf=csrf, note=note.strip(), outcome=outcome
+            )
         verify_csrf(request, csrf)
         alert = console.hub.store.alert(alert_id)
         if alert is None:
@@ -105,6 +127,9 @@ def install_outcomes(app: FastAPI, console: Any, outcomes: OutcomeStore, card: A
             outcomes.put(alert_id, outcome, note, session.name, console.clock())
         if not console.hub.send_ack(alert_id, "resolved", by=session.name, note=note):
             raise HTTPException(503, "the resolution could not be sent to the home")
+        console.actions.record_action(
+            LocalAction(alert_id, "resolved", session.name, console.clock())
+        )
         _LOGGER.info("console: %s closed alert %s (%s)", session.name, alert_id, outcome or "-")
         return RedirectResponse("/", status_code=303)
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from cloud_bridge.console import create_console_app
+from cloud_bridge.console_inbox import LocalAction
 from cloud_bridge.console_sessions import open_console_state
 from cloud_bridge.pages.auth import SESSION_COOKIE, Signer
 from cloud_bridge.stores import open_store
@@ -143,3 +144,18 @@ def test_processes_starting_together_make_one_key(spec: str) -> None:
     assert len(keys) == 4
     assert len(set(keys)) == 1
     assert len(keys[0]) == 32
+
+
+def test_the_staff_actions_are_kept_in_the_store_until_confirmed(spec: str) -> None:
+    """What one console process sent, every other one shows; forgotten once confirmed or old."""
+    first, second = open_console_state(spec), open_console_state(spec)
+    try:
+        first.record_action(LocalAction("a1", "acknowledged", "alice", 100.0))
+        first.record_action(LocalAction("a2", "acknowledged", "bob", 50.0))
+        first.record_action(LocalAction("a1", "resolved", "alice", 110.0))  # the latest counts
+        assert second.actions(60.0) == {"a1": LocalAction("a1", "resolved", "alice", 110.0)}
+        second.forget_actions(["a1"], before=60.0)  # a1 confirmed; a2 too old
+        assert first.actions(0.0) == {}
+    finally:
+        first.close()
+        second.close()

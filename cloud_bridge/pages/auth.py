@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -204,6 +205,25 @@ class Signer:
         if session.role not in ROLES or now >= session.expires:
             return None
         return session
+
+    def seal(self, purpose: str, data: dict[str, Any]) -> str:
+        """`data` (JSON, compressed) signed for `purpose`: readable, but not forgeable."""
+        raw = zlib.compress(json.dumps(data, ensure_ascii=False).encode())
+        payload = _b64(raw)
+        return f"{payload}.{self._mac(purpose, payload)}"
+
+    def unseal(self, purpose: str, token: str | None) -> dict[str, Any] | None:
+        """What `seal(purpose, ...)` signed, or None if absent, forged or malformed."""
+        if not token or token.count(".") != 1:
+            return None
+        payload, mac = token.split(".")
+        if not hmac.compare_digest(mac, self._mac(purpose, payload)):
+            return None
+        try:
+            data = json.loads(zlib.decompress(_unb64(payload)))
+        except (ValueError, zlib.error):
+            return None
+        return data if isinstance(data, dict) else None
 
     def csrf_token(self, nonce: str) -> str:
         return self._mac("csrf", nonce)

@@ -257,6 +257,116 @@ TEXTS: dict[str, tuple[str, str]] = {
     "online": ("en ligne", "online"),
     "offline": ("hors ligne", "offline"),
     "since": ("depuis {t}", "since {t}"),
+    # the console for many homes: inbox, filters, alert page
+    "home_named": ("logement {id}", "home {id}"),
+    "recent_context_line": ("Contexte récent : {c}", "Recent context: {c}"),
+    "to_take": ("{n} à prendre en charge", "{n} waiting to be taken in charge"),
+    "directory_link": ("Annuaire des logements", "Home directory"),
+    "stats_link": ("Statistiques", "Statistics"),
+    "filters": ("Filtrer les alertes", "Filter the alerts"),
+    "filter_home": ("Logement", "Home"),
+    "filter_type": ("Type d'alerte", "Alert type"),
+    "filter_state": ("État", "State"),
+    "filter_all_homes": ("Tous les logements", "All homes"),
+    "filter_all_types": ("Tous les types", "All types"),
+    "filter_open": ("Ouvertes", "Open"),
+    "filter_raised": ("À prendre en charge", "Not taken in charge yet"),
+    "filter_acknowledged": ("Prises en charge", "Taken in charge"),
+    "filter_closed": ("Closes récemment", "Recently closed"),
+    "filter_apply": ("Filtrer", "Filter"),
+    "filter_clear": ("Retirer les filtres", "Clear the filters"),
+    "filter_none": (
+        "Aucune alerte ne correspond à ces filtres ({what}).",
+        "No alert matches these filters ({what}).",
+    ),
+    "pending_confirm": (
+        "transmis au logement, en attente de sa confirmation",
+        "sent to the home, waiting for its confirmation",
+    ),
+    "open_alert": ("Voir l'alerte", "Open the alert"),
+    "close_with_outcome": ("Clore…", "Resolve…"),
+    "severity": ("Gravité", "Severity"),
+    "state": ("État", "State"),
+    "raised_when": ("Déclenchée", "Raised"),
+    "what_happened": ("Ce qui s'est passé", "What happened"),
+    "no_evidence": ("Pas de détail transmis par le capteur.", "No detail sent by the sensor."),
+    "the_home": ("Le logement", "The home"),
+    "access": ("Accès", "Access"),
+    "centre_account": ("Compte au centre", "Monitoring centre account"),
+    "no_card": (
+        "Ce logement n'a pas encore de fiche dans l'annuaire.",
+        "This home has no card in the directory yet.",
+    ),
+    "recent_alerts": ("Alertes récentes du logement", "The home's recent alerts"),
+    "home_page": ("Page du logement", "The home's page"),
+    "directory_card": ("Fiche de l'annuaire", "Directory card"),
+    "staff_expired": (
+        "Votre session a expiré : connectez-vous de nouveau.",
+        "Your session has expired: sign in again.",
+    ),
+    "draft_waiting": (
+        "Votre note est gardée : vous la retrouverez après la connexion.",
+        "Your note is kept: you will find it after signing in.",
+    ),
+    "draft_kept": (
+        "Votre note a été gardée pendant la reconnexion : relisez-la puis confirmez.",
+        "Your note was kept while you signed in again: check it, then confirm.",
+    ),
+    "draft_kept_ack": (
+        "Vous êtes reconnecté : refaites l'action sur l'alerte.",
+        "You are signed in again: do the action on the alert again.",
+    ),
+    # the one-click acknowledgement link's page (`/lien/{token}`)
+    "link_title": ("Prise en charge", "Taking in charge"),
+    "link_heading": ("{title} chez {who}", "{title} at {who}'s home"),
+    "link_facts": ("Gravité : {sev} · déclenchée {t}", "Severity: {sev} · raised {t}"),
+    "link_button": ("Je prends en charge cette alerte", "I take this alert in charge"),
+    "link_chain": (
+        "Tant que personne ne prend l'alerte en charge, la chaîne d'alerte continue.",
+        "Until someone takes the alert in charge, the alert chain goes on.",
+    ),
+    "link_done": (
+        "C'est noté : vous avez pris l'alerte en charge. "
+        "La chaîne d'alerte est arrêtée et le logement est prévenu.",
+        "Done: you have taken the alert in charge. "
+        "The alert chain is stopped and the home is told.",
+    ),
+    "link_taken": (
+        "Cette alerte est déjà prise en charge.",
+        "This alert is already taken in charge.",
+    ),
+    "link_taken_by": (
+        "Cette alerte est déjà prise en charge par {by}.",
+        "This alert is already taken in charge by {by}.",
+    ),
+    "link_closed": (
+        "Cette alerte est close ({state}) : il n'y a plus rien à prendre en charge.",
+        "This alert is closed ({state}): there is nothing left to take in charge.",
+    ),
+    "link_used": ("Ce lien a déjà servi.", "This link has already been used."),
+    "link_unknown": ("Cette alerte n'est pas connue du hub.", "The hub does not know this alert."),
+    "link_failed": (
+        "La prise en charge n'a pas pu être transmise au logement ; appelez-le.",
+        "The acknowledgement could not be sent to the home; call it.",
+    ),
+    "link_invalid": ("Ce lien n'est pas valide.", "This link is not valid."),
+    "link_tampered": (
+        "Ce lien n'est pas valide (il a été modifié ou mal copié).",
+        "This link is not valid (it was changed or copied wrongly).",
+    ),
+    "link_expired": (
+        "Ce lien a expiré. Prenez l'alerte en charge depuis la console.",
+        "This link has expired. Take the alert in charge from the console.",
+    ),
+}
+
+# a contact's relation to the resident (the home directory's `relation`)
+RELATION_NAMES: dict[str, tuple[str, str]] = {
+    "family": ("Famille", "Family"),
+    "neighbour": ("Voisinage", "Neighbour"),
+    "gp": ("Médecin traitant", "GP"),
+    "carer": ("Aide à domicile", "Home carer"),
+    "other": ("Contact", "Contact"),
 }
 
 ALERT_NAMES: dict[str, tuple[str, str]] = {
@@ -723,6 +833,20 @@ def number(value: float, lang: str, digits: int = 1) -> str:
     if lang == "fr":
         return text.replace(",", "\u202f").replace(".", ",")
     return text
+
+
+def relation_name(relation: str, lang: str) -> str:
+    """A directory contact's relation (`gp`) as people say it (`Médecin traitant`)."""
+    return _pick(RELATION_NAMES.get(relation), lang, relation)
+
+
+def age(at: float, now: float, tz: dt.tzinfo, lang: str) -> str:
+    """How long ago, in plain words, and when: `il y a 12 min (14:05)` today, else
+    `il y a 1 jour · hier 23:10` / `12 min ago (14:05)` (the date when not today)."""
+    ago = t("ago", lang, d=duration(now - at, lang))
+    when = clock_time(at, tz, now, lang)
+    today = dt.datetime.fromtimestamp(at, tz).date() == dt.datetime.fromtimestamp(now, tz).date()
+    return f"{ago} ({when})" if today else f"{ago} · {when}"
 
 
 def duration(seconds: float, lang: str) -> str:
