@@ -126,9 +126,11 @@ class VeilleProcess:
             self.proc.kill()
             return -9
 
-    def log(self) -> str:
+    def log(self, tail: int | None = 4000) -> str:
+        """The last `tail` characters of this start's log (all of it with None)."""
         path = self.workdir / f"{self.LOG_NAME}-{self.starts}.log"
-        return path.read_text(errors="replace")[-4000:]
+        text = path.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
 
 @dataclass
