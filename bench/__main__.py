@@ -249,6 +249,22 @@ def rows_hub_ramp(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _parts(parts: dict[str, float] | None) -> str:
+    """ "(anon A + file F)" for a footprint figure that has its parts."""
+    return f" (anon {parts['anon_mb']} + file {parts['file_mb']})" if parts else ""
+
+
+def _as_found(startup: dict[str, Any]) -> str:
+    """The idle figure with the page cache as found (the method before issue 16) beside."""
+    found, idle = startup.get("veille_run_idle_rss_as_found_mb"), startup["veille_run_idle_rss_mb"]
+    if not found:
+        return ""
+    return (
+        f"; idle `veille run` {idle} MB after a boot, {found['rss_mb']} MB with the page "
+        f"cache as found{_parts(found)}"
+    )
+
+
 def _footprint_home(label: str, h: dict[str, Any], base_mb: float, target: float) -> list[Row]:
     st, wk, af = h["steady"], h["week"], h["after_week"]
     steady = f"{st['seconds'] / 60:.0f} min"
@@ -257,9 +273,10 @@ def _footprint_home(label: str, h: dict[str, Any], base_mb: float, target: float
     return [
         (
             f"RSS of the gateway, {label}, after {steady} at real time",
-            f"{st['rss_mb']} MB",
+            f"{st['rss_mb']} MB" + _parts(st.get("rss_parts_mb")),
             f"python importing the same libraries {base_mb} MB; "
-            f"idle paho subscriber {h['baseline']['idle_paho_subscriber_rss_mb']} MB",
+            f"idle paho subscriber {h['baseline']['idle_paho_subscriber_rss_mb']} MB"
+            + _as_found(h["startup"]),
             f"<= {target:.0f} MB",
             _ok(st["rss_mb"] <= target),
         ),

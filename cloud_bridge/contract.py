@@ -106,6 +106,7 @@ MAX_INT_DIGITS = 16
 MAX_RECEIPT_IDS = 1000
 _BAD_CHARS_RE = re.compile("[\x00\ud800-\udfff]")  # NUL, lone surrogates (\uXXXX escapes)
 _STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 ALERT_FIELDS = frozenset(
     {
@@ -230,13 +231,22 @@ def _bounded_float(text: str) -> float:
 def nesting_depth(raw: bytes) -> int:
     """How deep objects and arrays nest in a JSON text, without parsing it (no recursion)."""
     depth = deepest = 0
-    for byte in _STRING_RE.sub(b'""', raw):
+    # strings out, then every byte but the brackets (a payload is mostly not brackets)
+    for byte in _STRING_RE.sub(b'""', raw).translate(None, _NOT_BRACKETS):
         if byte in b"[{":
             depth += 1
             deepest = max(deepest, depth)
         elif byte in b"]}":
             depth -= 1
     return deepest
+
+
+def too_deep(raw: bytes) -> bool:
+    """Whether a JSON text nests deeper than MAX_DEPTH; counted only when it has more
+    opening brackets than that (inside strings included), since it cannot otherwise."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    return nesting_depth(raw) > MAX_DEPTH
 
 
 def _check_strings(value: Any) -> None:
@@ -277,7 +287,7 @@ def loads_stored(text: str | bytes) -> Any:
     """A JSON text from a store, parsed whatever it holds (NaN, 30,000 levels), sanitized;
     None if it cannot be read."""
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
-    if nesting_depth(data) > MAX_DEPTH:
+    if too_deep(data):
         return None
     try:
         return sanitized(json.loads(data.decode("utf-8", "replace")))
@@ -295,7 +305,7 @@ def decode(raw: bytes | bytearray | str) -> dict[str, Any]:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"payload of {len(data)} bytes is too large")
-    if nesting_depth(data) > MAX_DEPTH:
+    if too_deep(data):
         raise ContractError(f"payload nests deeper than {MAX_DEPTH} levels")
     try:
         text = data.decode("utf-8")
@@ -311,7 +321,10 @@ def decode(raw: bytes | bytearray | str) -> dict[str, Any]:
         raise ContractError(f"payload is not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ContractError("payload is not a JSON object")
-    _check_strings(value)
+    if b"\\u" in data:
+        # only a \uXXXX escape can put a NUL (a raw one is refused by the parser) or a lone
+        # surrogate (strict UTF-8 refuses encoded ones) in a string: without one, none has any
+        _check_strings(value)
     return value
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from bench._common import drop_libraries_from_page_cache, rss_parts_mb
 from bench.compare import compare
 from bench.hub_ramp import profile_summary
 
@@ -65,3 +69,21 @@ def test_compare_puts_each_figure_before_and_after() -> None:
     assert cells[6] == "pass"
     capacity = next(line for line in out.splitlines() if "hub capacity" in line)
     assert "**FAIL**" in capacity
+
+
+def test_rss_parts_add_up_to_vmrss() -> None:
+    parts = rss_parts_mb(os.getpid())
+    assert parts["anon_mb"] > 0
+    assert parts["file_mb"] > 0
+    assert abs(parts["anon_mb"] + parts["file_mb"] + parts["shmem_mb"] - parts["rss_mb"]) <= 0.3
+
+
+def test_drop_libraries_counts_shared_objects_only(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    lib = tmp_path / "pkg" / "_core.cpython-311-x86_64-linux-gnu.so"
+    lib.write_bytes(b"\x7fELF" + bytes(8192))
+    (tmp_path / "pkg" / "libz.so.1").write_bytes(b"z" * 100)
+    (tmp_path / "pkg" / "libz.so").symlink_to("libz.so.1")
+    (tmp_path / "pkg" / "mod.py").write_text("x = 1\n")
+    assert drop_libraries_from_page_cache(tmp_path) == 2  # the link's target once
+    assert lib.read_bytes()[:4] == b"\x7fELF"  # dropped from the cache, not changed

@@ -18,11 +18,14 @@ from hypothesis import strategies as st
 
 from cloud_bridge.contract import (
     LEAVES,
+    MAX_DEPTH,
     AlertState,
     AlertType,
     ContractError,
     Severity,
+    decode,
     encode,
+    nesting_depth,
     validate_message,
 )
 from edge.decode.wearable import WearableStream, encode_accel
@@ -84,6 +87,28 @@ def alert_payload(**over: Any) -> dict[str, Any]:
         evidence={"peak_g": 3.4, "score": 0.97},
     )
     return {**alert.to_wire(), **over}
+
+
+def nested(levels: int) -> bytes:
+    """An object `levels` deep: {"a":{"a":...{}...}}."""
+    return ('{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)).encode()
+
+
+def test_decode_shortcuts_keep_the_limits() -> None:
+    """decode counts the nesting only when a text has more opening brackets than the limit,
+    and looks at every string only when it has a backslash-u escape: the limits still hold
+    at the edge, brackets inside strings never count, and NUL and lone surrogates never
+    pass, escaped or raw."""
+    assert decode(nested(MAX_DEPTH)) is not None
+    with pytest.raises(ContractError, match="deeper"):
+        decode(nested(MAX_DEPTH + 1))
+    many = ('{"s":"' + "[{" * 40 + '","t":[1,[2]]}').encode()  # 80 brackets in a string
+    assert nesting_depth(many) == 3
+    assert decode(many)["t"] == [1, [2]]
+    for bad in (b'{"a":"x\x00y"}', b'{"a":"\xed\xb2\x80"}', b'{"a":"\\udc80"}', b'{"a\\u0000":1}'):
+        with pytest.raises(ContractError):
+            decode(bad)
+    assert decode(b'{"a":"\\\\u00e9","b":"\xc3\xa9"}') == {"a": "\\u00e9", "b": "\u00e9"}
 
 
 @FUZZ

@@ -25,7 +25,8 @@ from edge.decode.wearable import (
 )
 from edge.events import AccelFrame, Event, EventKind
 from edge.runtime.clock import FakeClock
-from edge.sim.wearable import encode_frames, wearable_trace
+from edge.sim.wearable import encode_frames, falls_npz, wearable_trace
+from tests.conftest import FALLS_NPZ
 
 # The examples written in firmware_configs/wearable/FRAME.md.
 ACCEL_513 = bytes.fromhex("10010200 0018fc0c00 05001afc0a00".replace(" ", ""))
@@ -75,6 +76,14 @@ def test_battery() -> None:
 def _frames(n_frames: int, per: int = 8, start: int = 0) -> list[bytes]:
     trace = wearable_trace("adl", seed=3)[: n_frames * per]
     return encode_frames(trace, start_seq=start, per_frame=per)
+
+
+def test_simulated_wearable_reads_the_shared_fall_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator and the benchmarks stream real SisFall trials, not the synthetic
+    fallback: by default they find the shared data where the tests do."""
+    monkeypatch.delenv("VEILLE_FALLS_NPZ", raising=False)
+    assert falls_npz() == FALLS_NPZ
+    assert FALLS_NPZ.exists()
 
 
 def test_stream_gaps_duplicates_late_and_truncated() -> None:

@@ -23,7 +23,7 @@ from edge.decode.wearable import MAX_SAMPLES, encode_accel
 
 _LOGGER = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FALLS_NPZ = REPO_ROOT.parent / "shared" / "data" / "falls" / "sisfall_dev_50hz.npz"
 FS_HZ = 50
 FRAME_SAMPLES = 8  # as the firmware sends
