@@ -24,8 +24,10 @@
    recorded, turned (seed `EVAL_SEED`, never a training one), and turned over each lossy BLE
    link of `edge.commands.eval_fall.LINKS` through the real stream decoder. Nothing is tuned
    on them.
-   Their daily-activity trials are also streamed back to back, raw, with a 1 s transition
-   at each join (`stream_day`), and turned one way per subject, for false alarms per 24 h.
+   Their daily-activity trials are also streamed back to back (`stream_day`, `DAY_STREAMS`:
+   paused between recordings through the real stream decoder, the faithful one; blended by a
+   1 s transition; butted), as recorded and turned one way per subject, for false alarms per
+   24 h.
 5. Shipped model: steps 2-3 on all subjects, exported with skl2onnx, checked with onnxruntime.
 """
 
@@ -45,10 +47,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.commands.eval_fall import first_fall_s, stream_trial
+from edge.commands.eval_fall import Link, first_fall_s, link_notifications, stream_trial
+from edge.decode.wearable import WearableStream
 from edge.detect import fall as fall_detect
 from edge.detect.fall import FallDetector
-from edge.events import Finding
+from edge.events import AccelFrame, Finding
 from models import features as ft
 
 _LOGGER = logging.getLogger(__name__)
@@ -65,7 +68,18 @@ SHIPPED_RULE = "per_24h"
 # threshold rules reported side by side in the card: "per_24h" (the goal) or a share of the
 # daily-activity trials allowed above the threshold
 RULES_COMPARED: tuple[str, ...] = ("per_24h", "0.1%", "0.25%")
-BLEND_S = 1.0  # the fair back-to-back stream: a 1 s straight transition between recordings
+BLEND_S = 1.0  # the blended back-to-back stream: a 1 s straight transition between recordings
+GAP_S = 60.0  # the paused back-to-back stream: a minute without frames between recordings
+PERFECT_LINK = Link("every frame, in order")
+# the back-to-back streams of the held-out daily-activity trials: (blend_s, gap_s, turned);
+# "paused" is the faithful one (see `stream_day`), the others are kept for the record
+DAY_STREAMS: dict[str, tuple[float, float, bool]] = {
+    "paused": (0.0, GAP_S, False),
+    "turned": (0.0, GAP_S, True),
+    "blended": (BLEND_S, 0.0, False),
+    "turned_blended": (BLEND_S, 0.0, True),
+    "raw": (0.0, 0.0, False),
+}
 SEED = 0
 # orientation: augmentation of the training trials and the turned evaluation (issue 14)
 BIAS_MG = 40.0  # per-axis offset drawn uniformly in +-this
@@ -349,7 +363,7 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data, train_data: Dat
     detected_link = {link.name: np.zeros(data.n_trials, dtype=bool) for link in LINKS}
     by_rule = {rule: np.zeros(data.n_trials, dtype=bool) for rule in RULES_COMPARED}
     rule_thresholds: dict[str, list[float]] = {rule: [] for rule in RULES_COMPARED}
-    stream = {"raw": [0, 0], "blended": [0, 0], "turned": [0, 0]}
+    stream = {name: [0, 0] for name in DAY_STREAMS}
     folds: list[dict[str, Any]] = []
     link_rng = np.random.default_rng(LINK_SEED)
     splitter = GroupKFold(n_splits=OUTER_FOLDS)
@@ -377,22 +391,24 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data, train_data: Dat
                                        adl_hours(train_data, fitted.trials), rule)
             rule_thresholds[rule].append(round(th_rule, 4))
             by_rule[rule][val] = best[val] >= th_rule
-        # all held-out daily-activity trials back to back, one detector, one clock: raw
-        # (recordings butted together) and with a short transition between recordings; and
-        # turned: per held-out subject one device turn for the day, one detector each
+        # all held-out daily-activity trials back to back on one clock (`DAY_STREAMS`): one
+        # detector per fold, or turned: per held-out subject one device turn for the day, one
+        # detector each
         adl = [int(i) for i in val if not data.is_fall[i]]
-        for name in ("raw", "blended"):
-            det = detector(scorer, data, adl[0], th)
-            alarms, joins = stream_day(det, [data.trial(i) for i in adl],
-                                       blend_s=0.0 if name == "raw" else BLEND_S)
-            stream[name][0] += alarms
-            stream[name][1] += joins
-        for subject in np.unique(data.subject[adl]):
-            mine = [i for i in adl if data.subject[i] == subject]
-            det = detector(scorer, day_rotated, mine[0], th)
-            alarms, joins = stream_day(det, [day_rotated.trial(i) for i in mine], BLEND_S)
-            stream["turned"][0] += alarms
-            stream["turned"][1] += joins
+        for name, (blend_s, gap_s, is_turned) in DAY_STREAMS.items():
+            if not is_turned:
+                det = detector(scorer, data, adl[0], th)
+                alarms, joins = stream_day(det, [data.trial(i) for i in adl], blend_s, gap_s)
+                stream[name][0] += alarms
+                stream[name][1] += joins
+                continue
+            for subject in np.unique(data.subject[adl]):
+                mine = [i for i in adl if data.subject[i] == subject]
+                det = detector(scorer, day_rotated, mine[0], th)
+                alarms, joins = stream_day(det, [day_rotated.trial(i) for i in mine], blend_s,
+                                           gap_s)
+                stream[name][0] += alarms
+                stream[name][1] += joins
         held = sorted({str(s) for s in data.subject[val]})
         folds.append({"fold": k, "held_out": held, "threshold": round(th, 4)})
         _LOGGER.info("fold %d: held out %s, threshold %.4f, sensitivity %.4f / turned %.4f",
@@ -413,8 +429,9 @@ def cross_validate(x: np.ndarray, trial: np.ndarray, data: Data, train_data: Dat
         "adl_stream": {
             name: {
                 "hours": round(hours, 2),
-                "blend_s": 0.0 if name == "raw" else BLEND_S,
-                "turned": name == "turned",
+                "blend_s": DAY_STREAMS[name][0],
+                "gap_s": DAY_STREAMS[name][1],
+                "turned": DAY_STREAMS[name][2],
                 "false_alarms": alarms,
                 "false_alarms_per_24h": round(alarms / hours * 24.0, 2),
                 "false_alarms_with_window_across_a_trial_join": joins,
@@ -455,24 +472,44 @@ def held_out_max_scores(scorer: Callable[[np.ndarray], np.ndarray], data: Data,
 
 
 def stream_day(detector: FallDetector, trials: list[np.ndarray],
-               blend_s: float) -> tuple[int, int]:
+               blend_s: float = 0.0, gap_s: float = 0.0) -> tuple[int, int]:
     """Stream recordings back to back on one clock; (fall alarms, alarms whose window holds a
-    join). With `blend_s` > 0 each join is a straight-line transition of that long from the
-    last sample of one recording to the first of the next (a wearer moves from one activity
-    to the next; butted recordings would teleport the sensor)."""
+    join: the end of one recording, or for a paused stream the start of the next).
+
+    - `gap_s` > 0: the recordings as a day with pauses the data do not cover. Each recording
+      goes as the firmware's frames through one real stream decoder (`WearableStream`); between
+      two recordings `gap_s` seconds pass with no frame while the wearable's sample counter runs
+      on, so the decoder reports the lost samples and the detector starts its signal again
+      (keeping the wearer's upright direction), as it does after any outage.
+    - else `blend_s` > 0: each join is a straight-line transition of that long from the last
+      sample of one recording to the first of the next.
+    - else the recordings are butted together (the sensor teleports at each join)."""
     found: list[Finding] = []
     joins: list[float] = []  # event time where one recording ends and the next part starts
     t0 = 0.0
     blend_n = round(blend_s * ft.FS_HZ)
+    decoder = WearableStream(detector.device_id) if gap_s > 0.0 else None
+    seq = 0  # the wearable's sample counter
+    rng = np.random.default_rng(0)  # a perfect link: its draws decide nothing
     for k, samples in enumerate(trials):
         if k > 0:
-            joins.append(t0)
-            if blend_n > 0:
+            if decoder is not None:
+                t0 += gap_s
+                seq += round(gap_s * ft.FS_HZ)
+            joins.append(t0)  # paused: where the next recording starts
+            if decoder is None and blend_n > 0:
                 w = (np.arange(1, blend_n + 1) / (blend_n + 1))[:, None]
                 bridge = np.rint((1.0 - w) * trials[k - 1][-1] + w * samples[0])
                 found += stream_trial(detector, bridge.astype(samples.dtype), t0=t0)
                 t0 += blend_n / ft.FS_HZ
-        found += stream_trial(detector, samples, t0=t0)
+        if decoder is not None:
+            for data, at in link_notifications(samples, PERFECT_LINK, rng, t0, seq0=seq):
+                frame = decoder.feed(data, at)
+                if isinstance(frame, AccelFrame):
+                    found += detector.feed_frame(frame)
+            seq += samples.shape[0]
+        else:
+            found += stream_trial(detector, samples, t0=t0)
         t0 += samples.shape[0] / ft.FS_HZ
     alarms = [f for f in found if f.action == "raise" and f.type == "fall"]
     span = ft.PRE_S + ft.POST_S + fall_detect.CLUSTER_S  # detection time minus window start
@@ -603,6 +640,18 @@ def adl_hours(data: Data, trials: np.ndarray | None = None) -> float:
         adl &= keep
     return float(n[adl].sum()) / ft.FS_HZ / 3600.0
 
+
+STREAM_WORDS = {
+    "paused": f"paused: {GAP_S:g} s without frames between recordings, real stream decoder",
+    "turned": "turned: paused, each subject's device turned one random way for the day",
+    "blended": f"blended: a {BLEND_S:g} s straight transition between recordings",
+    "turned_blended": "turned and blended",
+    "raw": "raw: recordings butted together",
+}
+HEADLINE_STREAMS = ("paused", "turned")
+
+# the second pass's augmentation run (filled from its measurement; see second_pass_lines)
+SECOND_PASS_AUGMENTATION: list[str] = []
 
 RULE_WORDS = {
     "per_24h": f"<= {MAX_FA_PER_24H:g} per 24 h of their recordings (the goal; 0 of ~9 h)",
@@ -765,33 +814,42 @@ def card_markdown(card: dict[str, Any]) -> str:
             "already bridged when it comes and is dropped; a duplicate is dropped.",
             "",
         ]
-        raw, fair = cv["adl_stream"]["raw"], cv["adl_stream"]["blended"]
-        day = cv["adl_stream"]["turned"]
+        streams = cv["adl_stream"]
+        raw = streams["raw"]
         lines += [
             "",
             f"All daily-activity trials of the held-out subjects streamed back to back "
-            f"({raw['hours']} h of recordings, one detector per fold, one clock):",
+            f"({raw['hours']} h of recordings, one clock; one detector per fold, or per subject "
+            "when turned):",
             "",
-            "| stream | false alarms | per 24 h | alarms whose window holds a join |",
+            "| stream | false alarms | per 24 h | alarms whose window reaches a join |",
             "|---|---|---|---|",
-            f"| fair: {fair['blend_s']} s straight transition between recordings | "
-            f"{fair['false_alarms']} | **{fair['false_alarms_per_24h']}** | "
-            f"{fair['false_alarms_with_window_across_a_trial_join']} |",
-            f"| raw: recordings butted together | {raw['false_alarms']} | "
-            f"{raw['false_alarms_per_24h']} | "
-            f"{raw['false_alarms_with_window_across_a_trial_join']} |",
-            f"| turned: fair, each subject's device turned one random way for the day, one "
-            f"detector per subject | {day['false_alarms']} | **{day['false_alarms_per_24h']}** | "
-            f"{day['false_alarms_with_window_across_a_trial_join']} |",
+            *[
+                f"| {STREAM_WORDS[name]} | {st['false_alarms']} | "
+                f"{'**' if name in HEADLINE_STREAMS else ''}{st['false_alarms_per_24h']}"
+                f"{'**' if name in HEADLINE_STREAMS else ''} | "
+                f"{st['false_alarms_with_window_across_a_trial_join']} |"
+                for name, st in streams.items()
+            ],
             "",
-            "- Why two figures: butted recordings teleport the sensor between the last sample",
-            "  of one activity and the first of the next (lying on a bed, then jogging), a step",
-            "  no wearer makes. The fair stream replaces each join by a 1 s straight-line",
-            "  transition between those two samples (it never crosses the trigger, so it adds no",
-            "  candidate of its own); it still butts unrelated activities, so a window can span",
-            "  two recordings. The per-24 h figures divide by the recordings' hours only.",
-            "- Not restarting the detector at joins: a restart would hide exactly the windows",
-            "  that span two activities, which the live stream does have.",
+            "- Which stream is faithful: SisFall's recordings are separate sessions; what the",
+            "  wearer did between two of them (minutes of standing, walking to the next set-up)",
+            "  was not recorded. Butting them together teleports the sensor (seated at the end",
+            "  of one, lying at the start of the next) and builds windows whose seconds before an",
+            "  impact come from another session; the blended stream only smooths that teleport",
+            "  into a 1 s straight line, a movement nobody made, and its windows still span two",
+            f"  sessions. The paused stream gives the gateway what it would get: {GAP_S:g} s with",
+            "  no frame between recordings, through the real stream decoder, which reports the",
+            "  lost samples, so the detector starts its signal again (as after any outage) and",
+            "  keeps the wearer's upright direction. Every candidate inside a recording is still",
+            "  scored, the first seconds of a recording included (their window is padded with",
+            "  the recording's first sample), so no alarm of a real recording is hidden: the",
+            "  paused streams count the same alarms as the trials streamed one by one (here",
+            "  the one alarm left is SE07's car trial, D17, the false-alarm trial below). Any",
+            f"  pause longer than {fall_detect.MAX_FILL_GAP_S:g} s gives the same restart. "
+            "The other streams are kept for the",
+            "  record; their extra alarms are windows that span two sessions.",
+            "  The per-24 h figures divide by the recordings' hours only.",
             f"- Missed falls by activity: {cv['missed_falls']}; turned: "
             f"{cv['missed_falls_turned']}.",
             f"- False-alarm trials by activity: {cv['false_alarm_trials']}; turned: "
@@ -821,6 +879,8 @@ def card_markdown(card: dict[str, Any]) -> str:
             "false alarms per 24 h than the goal allows. Switching is `SHIPPED_RULE`.",
             "",
             *history_lines(),
+            "",
+            *second_pass_lines(),
             "",
             "## Against the goals (issues 3 and 14)",
             "",
@@ -868,10 +928,13 @@ def goal_lines(cv: dict[str, Any]) -> list[str]:
                        f"{_pct(g['young'][metric])}, elderly {_pct(g['elderly'][metric])} "
                        "(reported apart)")
     streams = cv["adl_stream"]
-    zero = all(streams[n]["false_alarms"] == 0 for n in ("blended", "turned"))
-    out.append(f"- 0 false alarms over the daily-activity recordings back to back: fair "
-               f"{streams['blended']['false_alarms']}, turned {streams['turned']['false_alarms']}"
-               f", raw {streams['raw']['false_alarms']} ({'met' if zero else 'NOT met'})")
+    zero = all(streams[n]["false_alarms"] == 0 for n in HEADLINE_STREAMS)
+    out.append(f"- 0 false alarms over the daily-activity recordings back to back: paused "
+               f"{streams['paused']['false_alarms']}, turned {streams['turned']['false_alarms']}"
+               f" ({'met' if zero else 'NOT met'}; blended "
+               f"{streams['blended']['false_alarms']}, turned and blended "
+               f"{streams['turned_blended']['false_alarms']}, raw "
+               f"{streams['raw']['false_alarms']})")
     return out
 
 
@@ -934,6 +997,63 @@ def history_lines() -> list[str]:
         "  longest stillness after, and the unit gravity direction before and after.",
         "- Fixed 300 boosting rounds instead of early stopping on a random 10 % of rows (rows",
         "  of one subject on both sides of that split).",
+    ]
+
+
+def second_pass_lines() -> list[str]:
+    """Issue 14's second pass: what was tried against the two goals left, with its figures."""
+    return [
+        "## Issue 14, second pass: what was tried against the goals left",
+        "",
+        "Same nested protocol, same fold models (the code is deterministic: the shipped",
+        "configuration reproduced every figure above, fold thresholds included). Per trial, a",
+        "held-out trial counts as detected when one of its candidate windows scores at least",
+        "its fold's threshold, which is the detector's own decision.",
+        "",
+        "| configuration | as recorded: sensitivity all / young / elderly | turned: all / young"
+        " / elderly | specificity as recorded / turned | fold thresholds |",
+        "|---|---|---|---|---|",
+        "| shipped: 1 turned copy; no inner out-of-fold ADL trial above the threshold per 24 h,"
+        " capped at 0.99 | 97.75 / 98.30 / 88.00 % | 97.75 / 98.22 / 89.33 % | 99.95 / 99.95 %"
+        " | 0.9204, 0.99 (x5), 0.9645 |",
+        "| the same rule without the 0.99 cap | 97.05 / 97.56 / 88.00 % | 97.12 / 97.56 /"
+        " 89.33 % | 99.95 / 99.95 % | 0.9204, 0.997, 0.9977, 0.9983, 0.9991, 0.9971, 0.9645 |",
+        "| cap at 0.999 | 97.05 / 97.56 / 88.00 % | 97.12 / 97.56 / 89.33 % | 99.95 / 99.95 % |"
+        " as above, 0.999 in fold 4 |",
+        "| hours counted once per recording (not again for its turned copy) | same as shipped |"
+        " same | same | same (0 alarms allowed either way: ~9 h < 24 h) |",
+        "| a recording alarmed when any of its copies is | same as shipped | same | same |"
+        " same |",
+        "| <= 0.1 % of inner ADL trials (compared, not the goal) | 98.32 / 98.59 / 93.33 % |"
+        " 98.25 / 98.52 / 93.33 % | 99.90 / 99.90 % (2 trials) | 0.4983, 0.9417, 0.9716, "
+        "0.9804, 0.99, 0.9226, 0.9144 |",
+        *SECOND_PASS_AUGMENTATION,
+        "",
+        "What these show:",
+        "",
+        "- What sets the threshold: in folds 1-5 the highest inner out-of-fold ADL score is",
+        "  SE07 getting into a car (D17, 0.997-0.998; in fold 4 SE08's quick sit into a low",
+        "  chair, D10 turned, 0.9991, then SE07's D17, 0.996), above the 0.99 cap. The cap",
+        "  already lets that trial",
+        "  through the inner folds; the rule as written (no cap) raises those thresholds to",
+        "  0.997-0.999 and misses 10 more falls. The threshold cannot go lower without letting",
+        "  more inner ADL trials through (next in most folds: SE08 lying down, D12, 0.947-0.984),",
+        "  i.e. more false alarms than the goal allows.",
+        "- The falls missed as recorded: 32 of 1425; 5 score between 0.97 and 0.99 (folds 2",
+        "  and 3: SA02 F14, SA09 F13, SA15 F14 three times), the others below 0.93 (9 of them",
+        "  SE06's, fold 0, threshold 0.92). 98 % needs 4 of them. The 0.1 % rule finds them",
+        "  (98.32 %, 2 ADL trials alarmed, 99.90 % specificity: both per-trial goals met),",
+        "  but it allows inner ADL trials above the threshold, more than the 1 per 24 h goal,",
+        "  and picking it now, after seeing these outer figures, would be a choice made on the",
+        "  evaluation folds: not shipped.",
+        "- The car: SE07's D17 trial is the one false alarm left in the faithful day streams",
+        "  (held out in fold 6: 0.972 against 0.9645; 0.974 turned) and the trial that pins",
+        "  five folds' thresholds at the cap. In that car seat the device reads the wearer as",
+        "  lying: its three D17 trials with a candidate end 100-114 deg from upright, as falls",
+        "  do (F11-F15 median about 91-94 deg), after a 1.56 g impact that soft falls also",
+        "  reach. What tells it apart comes later than the 4 s scored: the wearer gets out of",
+        "  the car. A feature or a check from after those 4 s is the next thing to try; it was",
+        "  not tried here (one nested run takes 40-45 min on this shared machine).",
     ]
 
 
