@@ -68,7 +68,9 @@ def test_card_describes_the_file() -> None:
     from edge.commands.eval_fall import LINKS
 
     assert [lk["link"] for lk in cv["links"]] == [link.name for link in LINKS]
-    assert set(cv["adl_stream"]) == {"raw", "blended", "turned"}
+    from models.train_fall import DAY_STREAMS
+
+    assert set(cv["adl_stream"]) == set(DAY_STREAMS)
     md = FALL_MODEL_PATH.with_suffix(".card.md").read_text("utf-8")
     assert "per 24 h" in md
     assert "Sucerquia" in md
@@ -121,11 +123,12 @@ def test_feature_module_is_pure_numpy() -> None:
     assert not calls & {"open", "print", "input", "exec", "eval"}
 
 
-def test_fair_day_stream_bridges_joins_without_candidates() -> None:
-    """The card's fair back-to-back stream: a 1 s straight transition between recordings adds
-    no candidate (a straight line between two vectors never exceeds the longer one)."""
+def test_day_streams_add_no_candidate_at_joins() -> None:
+    """The card's back-to-back streams: neither a 1 s straight transition between recordings
+    (a straight line between two vectors never exceeds the longer one) nor a pause between
+    them adds a candidate; a real impact right after a join is counted, flagged as near it."""
     from edge.detect.fall import FallDetector
-    from models.train_fall import BLEND_S, stream_day
+    from models.train_fall import BLEND_S, GAP_S, stream_day
 
     lying = np.tile(np.array([[0, 0, 1000]], dtype=np.int16), (300, 1))
     upright = np.tile(np.array([[0, -1000, 0]], dtype=np.int16), (300, 1))
@@ -135,16 +138,45 @@ def test_fair_day_stream_bridges_joins_without_candidates() -> None:
         counted.append(rows.shape[0])
         return np.ones(rows.shape[0])
 
-    for blend in (0.0, BLEND_S):
+    for blend, gap in ((0.0, 0.0), (BLEND_S, 0.0), (0.0, GAP_S)):
         det = FallDetector(scorer, confirm_s=0.0, threshold=0.5)
-        assert stream_day(det, [lying, upright, lying], blend_s=blend) == (0, 0)
+        assert stream_day(det, [lying, upright, lying], blend_s=blend, gap_s=gap) == (0, 0)
         assert det.scored_windows + det.gated_windows == 0
-    # a real impact right after a join is counted, and flagged as spanning it
     bump = upright.copy()
     bump[60:63] = [0, -3000, 0]
-    det = FallDetector(scorer, confirm_s=0.0, threshold=0.5)
-    assert stream_day(det, [upright, bump], blend_s=BLEND_S) == (1, 1)
-    assert counted == [1]
+    for blend, gap in ((BLEND_S, 0.0), (0.0, GAP_S)):
+        det = FallDetector(scorer, confirm_s=0.0, threshold=0.5)
+        assert stream_day(det, [upright, bump], blend_s=blend, gap_s=gap) == (1, 1)
+    assert counted == [1, 1]
+
+
+def test_paused_day_stream_restarts_the_signal_between_recordings() -> None:
+    """Between two recordings of the paused stream the real decoder reports the lost samples
+    and the detector starts its signal again: a window just after the join holds no sample of
+    the previous recording (here the wearer lying), where the blended stream's does; the
+    wearer's upright direction is kept."""
+    from edge.detect.fall import FallDetector
+    from models.train_fall import BLEND_S, GAP_S, stream_day
+
+    lying = np.tile(np.array([[1000, 0, 0]], dtype=np.int16), (500, 1))
+    bump = np.tile(np.array([[0, -1000, 0]], dtype=np.int16), (500, 1))
+    bump[60:63] = [0, -3000, 0]  # an impact 1.2 s into the second recording
+    rows: list[np.ndarray] = []
+
+    def scorer(x: np.ndarray) -> np.ndarray:
+        rows.append(x[0].copy())
+        return np.zeros(x.shape[0])
+
+    tilt = ft.FEATURE_NAMES.index("pre_tilt_deg")
+    pre_tilts = {}
+    for name, blend, gap in (("blended", BLEND_S, 0.0), ("paused", 0.0, GAP_S)):
+        det = FallDetector(scorer, confirm_s=0.0, threshold=0.5, upright=ft.UP_AXIS)
+        stream_day(det, [lying, bump], blend_s=blend, gap_s=gap)
+        assert det.scored_windows == 1, name
+        assert det.upright.found
+        pre_tilts[name] = float(rows[-1][tilt])
+    assert pre_tilts["blended"] > 80.0
+    assert pre_tilts["paused"] < 1.0
 
 
 def _walk(subject: str = "SA03", seconds: float = 30.0) -> np.ndarray:

@@ -62,9 +62,11 @@ def link_notifications(
     rng: np.random.Generator,
     t0: float = 0.0,
     per_frame: int = LINK_FRAME_SAMPLES,
+    *,
+    seq0: int = 0,
 ) -> list[tuple[bytes, float]]:
     """The firmware's accel frames of a recording as they arrive over `link`: (bytes, time)
-    in arrival order."""
+    in arrival order; the wearable's sample counter reads `seq0` at the recording's start."""
     n = samples_mg.shape[0]
     starts = np.arange(0, n, per_frame)
     ends = np.minimum(starts + per_frame, n)
@@ -81,7 +83,7 @@ def link_notifications(
             t += length
     out: list[tuple[bytes, float]] = []
     for k in np.flatnonzero(keep):
-        data = encode_accel(int(starts[k]), samples_mg[starts[k] : ends[k]])
+        data = encode_accel(seq0 + int(starts[k]), samples_mg[starts[k] : ends[k]])
         at = float(arrive[k])
         if link.late and rng.random() < link.late and k + 1 < starts.size:
             at = float(arrive[k + 1]) + _REORDER_S
