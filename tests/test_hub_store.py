@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,26 +23,11 @@ from cloud_bridge.hub import HubReceiver
 from cloud_bridge.hub_store import Batch, HubStore, SqliteHubStore
 from cloud_bridge.hub_store_pg import PostgresHubStore
 from cloud_bridge.stores import open_store
-from tests.pg import Postgres, running_postgres
+from tests.pg import Postgres
 from tests.support import Mosquitto
 
 T0 = 1_717_200_000.0
 HEALTH = {"devices": 3, "offline": 0, "low_battery": 0, "unknown_devices": 0}
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as pg:
-        yield pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store spec for `open_store`: a new SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.new_database()
 
 
 @pytest.fixture

@@ -224,17 +224,9 @@ def test_a_restarted_hub_resumes_the_chain_and_sends_nothing_twice(tmp_path: Pat
 def test_an_unexpected_error_in_a_channel_is_logged_and_the_chain_goes_on(
     tmp_path: Path,
 ) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from tests.test_notify_webpush import write_vapid_key
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    (tmp_path / "vapid.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_vapid_key(tmp_path / "vapid.pem")
     (tmp_path / "subs.json").write_text("{ not json")  # a broken subscriptions file
 
     async def scenario() -> None:

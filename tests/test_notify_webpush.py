@@ -142,17 +142,22 @@ def service() -> Iterator[PushService]:
         server.server_close()
 
 
-@pytest.fixture
-def channel(tmp_path: Path) -> WebpushChannel:
-    """A webpush channel read from notify.toml, its VAPID key in a PEM file."""
+def write_vapid_key(path: Path) -> None:
+    """A new VAPID key (P-256), as the hub reads it: PKCS#8 PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
-    (tmp_path / "vapid.pem").write_bytes(
+    path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
+
+
+@pytest.fixture
+def channel(tmp_path: Path) -> WebpushChannel:
+    """A webpush channel read from notify.toml, its VAPID key in a PEM file."""
+    write_vapid_key(tmp_path / "vapid.pem")
     (tmp_path / "notify.toml").write_text("""\
 [[channel]]
 name = "phones"

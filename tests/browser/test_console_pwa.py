@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import Browser, Page, expect
 
 from cloud_bridge.contract import alert_topic, encode
@@ -29,20 +27,18 @@ from tests.browser.test_pages import PHONE, browser  # noqa: F401 - the fixture
 from tests.gateway_proc import STAFF_PASSWORD, HubProc
 from tests.support import Mosquitto, free_port, publish
 from tests.test_notify_hub import alert, wait
-from tests.test_notify_webpush import Phone, PushService, service  # noqa: F401 - the fixture
+from tests.test_notify_webpush import (  # noqa: F401 - the fixture
+    Phone,
+    PushService,
+    service,
+    write_vapid_key,
+)
 
 
 @pytest.fixture
 def hub(tmp_path: Path, hub_broker: Mosquitto) -> Iterator[HubProc]:
     """`veille hub --notify` whose one step pushes to the staff phones at once."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    (tmp_path / "vapid.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_vapid_key(tmp_path / "vapid.pem")
     http_port = free_port()
     notify = tmp_path / "notify.toml"
     notify.write_text(f"""\
