@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from cloud_bridge.contract import HOME_ID_RE
+from cloud_bridge.contract import HOME_ID_RE, SEVERITY_RANK
 from cloud_bridge.hub_store import STATE_ORDER
 from cloud_bridge.pages import i18n
 
@@ -26,7 +26,6 @@ PENDING_S = 120.0  # an action the home has not confirmed in this time is no lon
 FILTER_STATES = ("raised", "acknowledged", "closed")
 CLOSED_STATES = frozenset({"resolved", "cancelled"})
 CLOSED_SHOWN = 50  # the most recent closed alerts the "closed" filter lists
-SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 
 
 @dataclass(frozen=True, slots=True)
