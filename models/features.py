@@ -23,6 +23,8 @@ measured against `up`, it holds with the device upside down.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FS_HZ = 50
@@ -106,16 +108,16 @@ def magnitude_g(samples_mg: np.ndarray) -> np.ndarray:
 
 def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     """Angle between two vectors in degrees (0 when either is zero)."""
-    na = float(np.linalg.norm(a))
-    nb = float(np.linalg.norm(b))
+    na = math.sqrt(float(a @ a))
+    nb = math.sqrt(float(b @ b))
     if na == 0.0 or nb == 0.0:
         return 0.0
-    cos = float(np.dot(a, b)) / (na * nb)
-    return float(np.degrees(np.arccos(min(1.0, max(-1.0, cos)))))
+    cos = float(a @ b) / (na * nb)
+    return math.degrees(math.acos(min(1.0, max(-1.0, cos))))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
+    n = math.sqrt(float(v @ v))
     return v / n if n > 0.0 else np.zeros_like(v)
 
 
@@ -126,12 +128,21 @@ def _tilts_deg(directions: np.ndarray, up: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
+def _mean_rows(x: np.ndarray) -> np.ndarray:
+    """Mean of the rows of a 2-D array (`x.mean(axis=0)` without numpy's wrapper)."""
+    return np.add.reduce(x, axis=0) / x.shape[0]
+
+
+def _std(x: np.ndarray) -> float:
+    """Population standard deviation of a 1-D array (`x.std()` without numpy's wrapper)."""
+    d = x - float(np.add.reduce(x)) / x.size
+    return math.sqrt(float(d @ d) / x.size)
+
+
 def _longest_run(mask: np.ndarray) -> int:
     """Length of the longest run of True."""
-    if not mask.any():
-        return 0
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+    breaks = np.concatenate(([-1], np.flatnonzero(~mask), [mask.size]))  # False positions
+    return int((breaks[1:] - breaks[:-1]).max()) - 1
 
 
 def lying_before(row: np.ndarray) -> bool:
@@ -144,7 +155,8 @@ def lying_before(row: np.ndarray) -> bool:
 def _vec_std(g: np.ndarray) -> float:
     """Total standard deviation of 3-axis samples (root of the covariance trace): the same
     whichever way the device is turned."""
-    return float(np.sqrt(g.var(axis=0).sum()))
+    c = g - np.add.reduce(g, axis=0) / g.shape[0]
+    return math.sqrt(float(np.einsum("ij,ij->", c, c)) / g.shape[0])
 
 
 def window_features(window_mg: np.ndarray, up: np.ndarray = UP_AXIS) -> np.ndarray:
@@ -162,37 +174,41 @@ def window_features(window_mg: np.ndarray, up: np.ndarray = UP_AXIS) -> np.ndarr
     drop = mag[_DROP]
     around = mag[_AROUND]
     post = mag[_POST]
-    pre_dir = g[_PRE_REST].mean(axis=0)
-    post_dir = g[_POST].mean(axis=0)
-    pre_blocks = g[_PRE_ACT].reshape(-1, _BLOCK_N, 3).mean(axis=1)
+    pre_dir = _mean_rows(g[_PRE_REST])
+    post_dir = _mean_rows(g[_POST])
+    post_late = _mean_rows(g[_POST_LATE])
+    pre_blocks = np.add.reduce(g[_PRE_ACT].reshape(-1, _BLOCK_N, 3), axis=1) / _BLOCK_N
     up_before = _unit(pre_dir)
+    peak = float(mag[PRE_N])
     peak_up = float(g[PRE_N] @ up)
+    vel = g[_VEL]
+    vel_n = vel.shape[0]
     row = (
-        mag[PRE_N],
-        drop.min(),
+        peak,
+        float(drop.min()),
         float(np.count_nonzero(drop < FREE_FALL_G)) * dt,
-        float(np.sum(1.0 - mag[_VEL])) * dt * 9.81,
-        float(np.sum(np.abs(mag[_IMPACT] - 1.0))) * dt,
-        around.std(),
+        (vel_n - float(np.add.reduce(mag[_VEL]))) * dt * 9.81,
+        float(np.add.reduce(np.abs(mag[_IMPACT] - 1.0))) * dt,
+        _std(around),
         float(np.abs(np.diff(around)).max()) / dt,
-        mag[_PRE_ACT].std(),
+        _std(mag[_PRE_ACT]),
         _vec_std(g[_PRE_ACT]),
-        post.std(),
-        post.mean(),
+        _std(post),
+        float(np.add.reduce(post)) / post.size,
         float(np.count_nonzero(np.abs(post - 1.0) > MOVING_G)) / post.size,
         _vec_std(g[_POST]),
         angle_deg(pre_dir, post_dir),
         angle_deg(pre_dir, up),
         angle_deg(post_dir, up),
-        angle_deg(g[_POST_EARLY].mean(axis=0), g[_POST_LATE].mean(axis=0)),
+        angle_deg(_mean_rows(g[_POST_EARLY]), post_late),
         float(_tilts_deg(pre_blocks, up).min()),
-        angle_deg(g[_POST_LATE].mean(axis=0), up),
-        float(np.sum(1.0 - g[_VEL] @ up_before)) * dt * 9.81,
+        angle_deg(post_late, up),
+        (vel_n - float(np.add.reduce(vel @ up_before))) * dt * 9.81,
         _longest_run(drop < LOW_G) * dt,
         _longest_run(np.abs(mag[_AFTER] - 1.0) < STILL_G) * dt,
         peak_up,
-        float(np.sqrt(max(0.0, mag[PRE_N] ** 2 - peak_up**2))),
-        float(np.sum(1.0 - g[_VEL] @ up)) * dt * 9.81,
+        math.sqrt(max(0.0, peak**2 - peak_up**2)),
+        (vel_n - float(np.add.reduce(vel @ up))) * dt * 9.81,
     )
     return np.asarray(row, dtype=np.float32)
 
@@ -212,17 +228,18 @@ def walking_direction(block_mg: np.ndarray) -> np.ndarray | None:
     stays long and steady (the device does not turn: not bending, sitting down or handling)."""
     b = np.asarray(block_mg, dtype=np.float64)
     mag = np.sqrt(np.einsum("ij,ij->i", b, b)) / G_MG
-    std = float(mag.std())
+    mag_mean = float(np.add.reduce(mag)) / mag.size
+    d = mag - mag_mean
+    std = math.sqrt(float(d @ d) / d.size)
     if not WALK_STD_G[0] <= std <= WALK_STD_G[1]:
         return None
-    mean = b.mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    if norm / G_MG < WALK_STEADY * float(mag.mean()):
+    mean = _mean_rows(b)
+    norm = math.sqrt(float(mean @ mean))
+    if norm / G_MG < WALK_STEADY * mag_mean:
         return None
     half = b.shape[0] // 2
-    if angle_deg(b[:half].mean(axis=0), b[half:].mean(axis=0)) > WALK_HALVES_DEG:
+    if angle_deg(_mean_rows(b[:half]), _mean_rows(b[half:])) > WALK_HALVES_DEG:
         return None
-    d = mag - mag.mean()
     auto = np.correlate(d, d, mode="full")[d.size - 1 :]  # auto[k]: lag of k samples
     if float(auto[_STEP_LAGS].max()) < WALK_PERIODIC * float(auto[0]):
         return None

@@ -289,6 +289,8 @@ class FallDetector:
         """Cluster magnitude crossings into candidate peaks (indices are global)."""
         s = samples.astype(np.float32, copy=False)
         mag2 = np.einsum("ij,ij->i", s, s)
+        if self._cluster is None and float(mag2.max()) <= _TRIGGER_MG2:
+            return  # the common case: no crossing and no open cluster
         last = self._n - 1
         if self._cluster is not None:
             end, peak, peak_m2 = self._cluster
