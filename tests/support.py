@@ -28,7 +28,23 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 # Listening ports come from below the kernel's ephemeral range (32768-60999 by default), so
 # an outgoing connection cannot take a port between the moment we pick it and a server's bind
 # (a restarted Mosquitto keeps its port). Ports already handed out are not handed out again.
-_LISTEN_PORTS = range(20000, 32768)
+# Under pytest-xdist each worker draws from its own slice, so two workers never hand out the
+# same port (one worker's restarted broker frees its port for a moment; another must not
+# take it).
+
+
+def _listen_ports() -> range:
+    first, stop = 20000, 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return range(first, stop)
+    size = (stop - first) // count
+    start = first + int(worker[2:]) * size
+    return range(start, start + size)
+
+
+_LISTEN_PORTS = _listen_ports()
 _handed_out: set[int] = set()
 
 
