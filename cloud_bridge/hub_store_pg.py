@@ -14,6 +14,7 @@ SQLite, so both stores sort and return the same values.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -128,6 +129,31 @@ RECORD_ALERT = (
     " SELECT (SELECT count(*) FROM logged) AS new, (SELECT count(*) FROM upserted) AS moved"
 )
 
+# The same as RECORD_ALERT for a whole batch in ONE statement, when its alert ids are all
+# different (the usual batch: alerts of many homes): the rows come as one JSON array,
+# `new` per row in the batch's order. Rows go in id order, so receivers writing the same
+# alerts at once take the row locks in the same order. A batch holding one id twice (two
+# states of one alert, a redelivery) goes row by row instead: each row must see the one
+# before it, which one statement cannot do.
+RECORD_ALERTS = (
+    "WITH input AS (SELECT r->>'id' AS id, r->>'home_id' AS home_id, r->>'type' AS type,"
+    " r->>'severity' AS severity, r->>'state' AS state, r->>'raised_at' AS raised_at,"
+    " r->>'at' AS at, r->>'room' AS room, r->>'device_id' AS device_id,"
+    " r->'evidence' AS evidence, ord"
+    " FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS t(r, ord)),"
+    " logged AS (INSERT INTO alert_states (id, state, severity, at, received_at)"
+    " SELECT id, state, severity, at, %(received_at)s FROM input ORDER BY id"
+    " ON CONFLICT DO NOTHING RETURNING id),"
+    " upserted AS (INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at,"
+    " room, device_id, evidence) SELECT id, home_id, type, severity, state, raised_at, at,"
+    " room, device_id, evidence FROM input ORDER BY id"
+    " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at,"
+    " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence"
+    f" WHERE {_moves_forward_sql()})"
+    " SELECT (logged.id IS NOT NULL) AS new FROM input LEFT JOIN logged USING (id)"
+    " ORDER BY input.ord"
+)
+
 INSERT_AGGREGATE = (
     "INSERT INTO aggregates (home_id, schema, period_start, body)"
     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
@@ -135,6 +161,25 @@ INSERT_AGGREGATE = (
 UPSERT_STATUS = (
     "INSERT INTO statuses (home_id, online, body, received_at)"
     " VALUES (%s, %s, %s, %s) ON CONFLICT (home_id) DO UPDATE SET"
+    " online = EXCLUDED.online, body = EXCLUDED.body,"
+    " received_at = EXCLUDED.received_at"
+)
+# A batch's aggregates and statuses, each in ONE statement (rows as one JSON array), in key
+# order (the row locks in the same order in every receiver). A batch's aggregate sent twice
+# is one row, as one at a time; a batch holds one status per home (`Batch`).
+INSERT_AGGREGATES = (
+    "INSERT INTO aggregates (home_id, schema, period_start, body)"
+    " SELECT r->>'home_id', r->>'schema', r->>'period_start', r"
+    " FROM jsonb_array_elements(%s::jsonb) AS r"
+    " ORDER BY r->>'home_id' COLLATE \"C\", r->>'schema' COLLATE \"C\","
+    " r->>'period_start' COLLATE \"C\""
+    " ON CONFLICT DO NOTHING"
+)
+UPSERT_STATUSES = (
+    "INSERT INTO statuses (home_id, online, body, received_at)"
+    " SELECT r->>'home_id', (r->>'online')::int, r->'body', %s"
+    " FROM jsonb_array_elements(%s::jsonb) AS r ORDER BY r->>'home_id' COLLATE \"C\""
+    " ON CONFLICT (home_id) DO UPDATE SET"
     " online = EXCLUDED.online, body = EXCLUDED.body,"
     " received_at = EXCLUDED.received_at"
 )
@@ -209,15 +254,24 @@ class PostgresHubStore:
     # -- writes --------------------------------------------------------------------------------
 
     def record_batch(self, batch: Batch) -> list[bool]:
-        """One transaction; each part is one pipelined `executemany` (one round trip). The
-        statements run in order, so two states of one alert in a batch dedupe as if they had
-        come apart. Statuses go in home order, so receivers writing the same homes' statuses
-        at once take the row locks in the same order (no deadlock)."""
-        alerts = [_alert_args(p, batch.received_at) for p in batch.alerts]
-        aggregates = [_aggregate_args(p) for p in batch.aggregates]
-        statuses = sorted(
-            (_status_args(p, batch.received_at) for p in batch.statuses), key=lambda a: a[0]
-        )
+        """One transaction of at most three statements (alerts, aggregates, statuses), each
+        carrying all its rows, so one round trip and one plan however large the batch. The
+        dedupe rules are the single writes' (`RECORD_ALERT`): a batch that holds one alert
+        id twice is written row by row (pipelined), in order, as if its messages had come
+        apart."""
+        for payload in batch.alerts:
+            _check_state(payload)
+        alert_rows = _json([_alert_row(p) for p in batch.alerts]) if batch.alerts else None
+        row_by_row = len({p["id"] for p in batch.alerts}) < len(batch.alerts)
+        alerts = [_alert_args(p, batch.received_at) for p in batch.alerts] if row_by_row else []
+        aggregates = _json(list(batch.aggregates)) if batch.aggregates else None
+        latest = {p["home_id"]: p for p in batch.statuses}  # one per home: the last
+        statuses = (
+            _json([{"home_id": h, "online": int(bool(p["online"])), "body": p}
+                   for h, p in latest.items()])
+            if latest
+            else None
+        )  # fmt: skip
 
         def write(conn: psycopg.Connection[dict[str, Any]]) -> list[bool]:
             new: list[bool] = []
@@ -225,10 +279,15 @@ class PostgresHubStore:
                 if alerts:
                     cur.executemany(RECORD_ALERT, alerts, returning=True)
                     new = [_new(cur.fetchone()) for _result in cur.results()]
-                if aggregates:
-                    cur.executemany(INSERT_AGGREGATE, aggregates)
-                if statuses:
-                    cur.executemany(UPSERT_STATUS, statuses)
+                elif alert_rows is not None:
+                    cur.execute(
+                        RECORD_ALERTS, {"rows": alert_rows, "received_at": batch.received_at}
+                    )
+                    new = [bool(row["new"]) for row in cur.fetchall()]
+                if aggregates is not None:
+                    cur.execute(INSERT_AGGREGATES, (aggregates,))
+                if statuses is not None:
+                    cur.execute(UPSERT_STATUSES, (batch.received_at, statuses))
             return new
 
         return self._run(write)
@@ -358,9 +417,34 @@ class PostgresHubStore:
                 _LOGGER.debug("hub store: close failed", exc_info=True)
 
 
-def _alert_args(payload: Mapping[str, Any], received_at: float) -> dict[str, Any]:
+def _check_state(payload: Mapping[str, Any]) -> None:
     if payload["state"] not in STATE_ORDER:
         raise ValueError(f"unknown alert state {payload['state']!r}")
+
+
+def _json(value: Any) -> str:
+    """JSON text for a `::jsonb` parameter (one C-encoded string for a whole batch)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _alert_row(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An alert's columns for `RECORD_ALERTS` (the same values as `_alert_args`)."""
+    return {
+        "id": payload["id"],
+        "home_id": payload["home_id"],
+        "type": payload["type"],
+        "severity": payload["severity"],
+        "state": payload["state"],
+        "raised_at": payload["raised_at"],
+        "at": payload["at"],
+        "room": payload.get("room"),
+        "device_id": payload.get("device_id"),
+        "evidence": payload.get("evidence", {}),
+    }
+
+
+def _alert_args(payload: Mapping[str, Any], received_at: float) -> dict[str, Any]:
+    _check_state(payload)
     return {
         "id": payload["id"],
         "home_id": payload["home_id"],

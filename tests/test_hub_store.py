@@ -209,6 +209,33 @@ def test_one_batch_dedupes_and_escalates_as_messages_apart_would(store: HubStore
     assert store.state_count() == 5
 
 
+def test_a_batch_of_distinct_alerts_against_stored_ones(store: HubStore) -> None:
+    """A batch whose ids are all different (PostgreSQL writes it as one statement): each
+    row dedupes against what is stored, moves its alert forward only, and the answers come
+    in the batch's order, as row by row."""
+    store.record_batch(Batch(alerts=[alert(1), alert(3), alert(4, "resolved")], received_at=T0))
+    critical = {**alert(5), "severity": "critical"}
+    store.record_batch(Batch(alerts=[critical], received_at=T0))
+    batch = [alert(2), alert(1, "acknowledged", at_s=30), alert(3), alert(4, at_s=1),
+             alert(5, at_s=2), {**alert(6, home="h-0002"), "room": None}]  # fmt: skip
+    assert store.record_batch(Batch(alerts=batch, received_at=T0 + 5)) == [
+        True, True, False, True, True, True,
+    ]  # fmt: skip
+    got = {a["id"][-1]: (a["state"], a["severity"], a["room"]) for a in store.alerts()}
+    assert got == {
+        "1": ("acknowledged", "high", "living"),
+        "2": ("raised", "high", "living"),
+        "3": ("raised", "high", "living"),
+        "4": ("resolved", "high", "living"),  # a late `raised` never moves it back
+        "5": ("raised", "critical", "living"),  # nor a lower severity of the same state
+        "6": ("raised", "high", None),
+    }
+    assert store.state_count() == 9
+    assert {(s["id"][-1], s["state"], s["received_at"]) for s in store.states()} >= {
+        ("2", "raised", T0 + 5), ("1", "acknowledged", T0 + 5), ("3", "raised", T0),
+    }  # fmt: skip
+
+
 def test_one_batch_stores_aggregates_once_and_the_latest_status(store: HubStore) -> None:
     agg = hourly("h-0001", 1)
     batch = Batch(
