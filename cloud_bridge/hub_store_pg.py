@@ -14,6 +14,7 @@ SQLite, so both stores sort and return the same values.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -129,31 +130,6 @@ RECORD_ALERT = (
     " SELECT (SELECT count(*) FROM logged) AS new, (SELECT count(*) FROM upserted) AS moved"
 )
 
-# The same as RECORD_ALERT for a whole batch in ONE statement, when its alert ids are all
-# different (the usual batch: alerts of many homes): the rows come as one JSON array,
-# `new` per row in the batch's order. Rows go in id order, so receivers writing the same
-# alerts at once take the row locks in the same order. A batch holding one id twice (two
-# states of one alert, a redelivery) goes row by row instead: each row must see the one
-# before it, which one statement cannot do.
-RECORD_ALERTS = (
-    "WITH input AS (SELECT r->>'id' AS id, r->>'home_id' AS home_id, r->>'type' AS type,"
-    " r->>'severity' AS severity, r->>'state' AS state, r->>'raised_at' AS raised_at,"
-    " r->>'at' AS at, r->>'room' AS room, r->>'device_id' AS device_id,"
-    " r->'evidence' AS evidence, ord"
-    " FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS t(r, ord)),"
-    " logged AS (INSERT INTO alert_states (id, state, severity, at, received_at)"
-    " SELECT id, state, severity, at, %(received_at)s FROM input ORDER BY id"
-    " ON CONFLICT DO NOTHING RETURNING id),"
-    " upserted AS (INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at,"
-    " room, device_id, evidence) SELECT id, home_id, type, severity, state, raised_at, at,"
-    " room, device_id, evidence FROM input ORDER BY id"
-    " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at,"
-    " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence"
-    f" WHERE {_moves_forward_sql()})"
-    " SELECT (logged.id IS NOT NULL) AS new FROM input LEFT JOIN logged USING (id)"
-    " ORDER BY input.ord"
-)
-
 INSERT_AGGREGATE = (
     "INSERT INTO aggregates (home_id, schema, period_start, body)"
     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
@@ -164,25 +140,66 @@ UPSERT_STATUS = (
     " online = EXCLUDED.online, body = EXCLUDED.body,"
     " received_at = EXCLUDED.received_at"
 )
-# A batch's aggregates and statuses, each in ONE statement (rows as one JSON array), in key
-# order (the row locks in the same order in every receiver). A batch's aggregate sent twice
+# A whole batch in ONE statement, so one round trip and one implicit transaction (the
+# answer comes once it is committed): each part present is a data-modifying CTE, its rows
+# one JSON array. Alerts do what RECORD_ALERT does, for every row at once, and say per row
+# (in the batch's order) whether its state was new; this needs the batch's alert ids all
+# different (the usual batch: alerts of many homes). A batch holding one id twice (two
+# states of one alert, a redelivery) has its alerts written row by row instead, since each
+# row must see the one before it. Rows go in key order, so receivers writing the same rows
+# at once take the row locks in the same order (no deadlock). An aggregate twice in a batch
 # is one row, as one at a time; a batch holds one status per home (`Batch`).
-INSERT_AGGREGATES = (
-    "INSERT INTO aggregates (home_id, schema, period_start, body)"
+ALERTS_CTE = (
+    "input AS (SELECT r->>'id' AS id, r->>'home_id' AS home_id, r->>'type' AS type,"
+    " r->>'severity' AS severity, r->>'state' AS state, r->>'raised_at' AS raised_at,"
+    " r->>'at' AS at, r->>'room' AS room, r->>'device_id' AS device_id,"
+    " r->'evidence' AS evidence, ord"
+    " FROM jsonb_array_elements(%(alerts)s::jsonb) WITH ORDINALITY AS t(r, ord)),"
+    " logged AS (INSERT INTO alert_states (id, state, severity, at, received_at)"
+    " SELECT id, state, severity, at, %(received_at)s FROM input ORDER BY id"
+    " ON CONFLICT DO NOTHING RETURNING id),"
+    " upserted AS (INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at,"
+    " room, device_id, evidence) SELECT id, home_id, type, severity, state, raised_at, at,"
+    " room, device_id, evidence FROM input ORDER BY id"
+    " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at,"
+    " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence"
+    f" WHERE {_moves_forward_sql()})"
+)
+AGGREGATES_CTE = (
+    "aggregated AS (INSERT INTO aggregates (home_id, schema, period_start, body)"
     " SELECT r->>'home_id', r->>'schema', r->>'period_start', r"
-    " FROM jsonb_array_elements(%s::jsonb) AS r"
+    " FROM jsonb_array_elements(%(aggregates)s::jsonb) AS r"
     " ORDER BY r->>'home_id' COLLATE \"C\", r->>'schema' COLLATE \"C\","
     " r->>'period_start' COLLATE \"C\""
-    " ON CONFLICT DO NOTHING"
+    " ON CONFLICT DO NOTHING)"
 )
-UPSERT_STATUSES = (
-    "INSERT INTO statuses (home_id, online, body, received_at)"
-    " SELECT r->>'home_id', (r->>'online')::int, r->'body', %s"
-    " FROM jsonb_array_elements(%s::jsonb) AS r ORDER BY r->>'home_id' COLLATE \"C\""
-    " ON CONFLICT (home_id) DO UPDATE SET"
-    " online = EXCLUDED.online, body = EXCLUDED.body,"
-    " received_at = EXCLUDED.received_at"
+STATUSES_CTE = (
+    "statused AS (INSERT INTO statuses (home_id, online, body, received_at)"
+    " SELECT r->>'home_id', (r->>'online')::int, r->'body', %(received_at)s"
+    " FROM jsonb_array_elements(%(statuses)s::jsonb) AS r"
+    " ORDER BY r->>'home_id' COLLATE \"C\""
+    " ON CONFLICT (home_id) DO UPDATE SET online = EXCLUDED.online, body = EXCLUDED.body,"
+    " received_at = EXCLUDED.received_at)"
 )
+
+
+@functools.cache
+def batch_statement(alerts: bool, aggregates: bool, statuses: bool) -> str:
+    """The one statement writing a batch with these parts (see ALERTS_CTE)."""
+    parts = [
+        cte
+        for cte, present in ((ALERTS_CTE, alerts), (AGGREGATES_CTE, aggregates),
+                             (STATUSES_CTE, statuses))
+        if present
+    ]  # fmt: skip
+    answer = (
+        "SELECT (logged.id IS NOT NULL) AS new FROM input LEFT JOIN logged USING (id)"
+        " ORDER BY input.ord"
+        if alerts
+        else "SELECT true AS new WHERE false"
+    )
+    return f"WITH {', '.join(parts)} {answer}"
+
 
 T = TypeVar("T")
 
@@ -254,40 +271,39 @@ class PostgresHubStore:
     # -- writes --------------------------------------------------------------------------------
 
     def record_batch(self, batch: Batch) -> list[bool]:
-        """One transaction of at most three statements (alerts, aggregates, statuses), each
-        carrying all its rows, so one round trip and one plan however large the batch. The
-        dedupe rules are the single writes' (`RECORD_ALERT`): a batch that holds one alert
-        id twice is written row by row (pipelined), in order, as if its messages had come
-        apart."""
+        """The whole batch in ONE statement (`batch_statement`): one round trip, one plan,
+        one commit, however large the batch. The dedupe rules are the single writes'
+        (`RECORD_ALERT`). A batch that holds one alert id twice has its alerts written row
+        by row (pipelined, in order, as if its messages had come apart) and the rest after
+        them, in one transaction."""
         for payload in batch.alerts:
             _check_state(payload)
-        alert_rows = _json([_alert_row(p) for p in batch.alerts]) if batch.alerts else None
         row_by_row = len({p["id"] for p in batch.alerts}) < len(batch.alerts)
-        alerts = [_alert_args(p, batch.received_at) for p in batch.alerts] if row_by_row else []
-        aggregates = _json(list(batch.aggregates)) if batch.aggregates else None
+        args: dict[str, Any] = {"received_at": batch.received_at}
+        if batch.alerts and not row_by_row:
+            args["alerts"] = _json([_alert_row(p) for p in batch.alerts])
+        if batch.aggregates:
+            args["aggregates"] = _json(list(batch.aggregates))
         latest = {p["home_id"]: p for p in batch.statuses}  # one per home: the last
-        statuses = (
-            _json([{"home_id": h, "online": int(bool(p["online"])), "body": p}
-                   for h, p in latest.items()])
-            if latest
-            else None
-        )  # fmt: skip
+        if latest:
+            args["statuses"] = _json(
+                [{"home_id": h, "online": int(bool(p["online"])), "body": p}
+                 for h, p in latest.items()]
+            )  # fmt: skip
+        sql = batch_statement("alerts" in args, "aggregates" in args, "statuses" in args)
+        one_by_one = [_alert_args(p, batch.received_at) for p in batch.alerts] if row_by_row else []
+        rest = len(args) > 1
 
         def write(conn: psycopg.Connection[dict[str, Any]]) -> list[bool]:
-            new: list[bool] = []
+            if not one_by_one:
+                if not rest:
+                    return []
+                return [bool(row["new"]) for row in conn.execute(sql, args).fetchall()]
             with conn.transaction(), conn.cursor() as cur:
-                if alerts:
-                    cur.executemany(RECORD_ALERT, alerts, returning=True)
-                    new = [_new(cur.fetchone()) for _result in cur.results()]
-                elif alert_rows is not None:
-                    cur.execute(
-                        RECORD_ALERTS, {"rows": alert_rows, "received_at": batch.received_at}
-                    )
-                    new = [bool(row["new"]) for row in cur.fetchall()]
-                if aggregates is not None:
-                    cur.execute(INSERT_AGGREGATES, (aggregates,))
-                if statuses is not None:
-                    cur.execute(UPSERT_STATUSES, (batch.received_at, statuses))
+                cur.executemany(RECORD_ALERT, one_by_one, returning=True)
+                new = [_new(cur.fetchone()) for _result in cur.results()]
+                if rest:
+                    cur.execute(sql, args)
             return new
 
         return self._run(write)
@@ -428,7 +444,7 @@ def _json(value: Any) -> str:
 
 
 def _alert_row(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """An alert's columns for `RECORD_ALERTS` (the same values as `_alert_args`)."""
+    """An alert's columns for `ALERTS_CTE` (the same values as `_alert_args`)."""
     return {
         "id": payload["id"],
         "home_id": payload["home_id"],

@@ -210,17 +210,19 @@ def test_one_batch_dedupes_and_escalates_as_messages_apart_would(store: HubStore
 
 
 def test_a_batch_of_distinct_alerts_against_stored_ones(store: HubStore) -> None:
-    """A batch whose ids are all different (PostgreSQL writes it as one statement): each
-    row dedupes against what is stored, moves its alert forward only, and the answers come
-    in the batch's order, as row by row."""
+    """A batch whose ids are all different (PostgreSQL writes it, with its aggregate and
+    status, as one statement): each row dedupes against what is stored, moves its alert
+    forward only, and the answers come in the batch's order, as row by row."""
     store.record_batch(Batch(alerts=[alert(1), alert(3), alert(4, "resolved")], received_at=T0))
     critical = {**alert(5), "severity": "critical"}
     store.record_batch(Batch(alerts=[critical], received_at=T0))
     batch = [alert(2), alert(1, "acknowledged", at_s=30), alert(3), alert(4, at_s=1),
              alert(5, at_s=2), {**alert(6, home="h-0002"), "room": None}]  # fmt: skip
-    assert store.record_batch(Batch(alerts=batch, received_at=T0 + 5)) == [
-        True, True, False, True, True, True,
-    ]  # fmt: skip
+    with_rest = Batch(alerts=batch, aggregates=[hourly("h-0001", 1)],
+                      statuses=[status("h-0002", True, T0)], received_at=T0 + 5)  # fmt: skip
+    assert store.record_batch(with_rest) == [True, True, False, True, True, True]
+    assert store.aggregates("h-0001", "veille.aggregate.hourly/1") == [hourly("h-0001", 1)]
+    assert store.statuses() == [{**status("h-0002", True, T0), "received_at": T0 + 5}]
     got = {a["id"][-1]: (a["state"], a["severity"], a["room"]) for a in store.alerts()}
     assert got == {
         "1": ("acknowledged", "high", "living"),
