@@ -27,7 +27,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from cloud_bridge.contract import sanitized
-from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER, Batch, alerts_query
+from cloud_bridge.hub_store import (
+    SEVERITY_ORDER,
+    STATE_ORDER,
+    Batch,
+    alerts_query,
+    escalation_query,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -339,6 +345,11 @@ class PostgresHubStore:
     def alerts(self, open_only: bool = False, home_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = alerts_query(ALERT_COLUMNS, open_only, home_id, "%s")
         rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return [_alert_dict(r) for r in rows]
+
+    def escalation_candidates(self, raised_by: str) -> list[dict[str, Any]]:
+        sql = escalation_query(ALERT_COLUMNS, "raised_at LIKE '____-%%Z'", "%s")
+        rows = self._run(lambda conn: conn.execute(sql, (raised_by,)).fetchall())
         return [_alert_dict(r) for r in rows]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:

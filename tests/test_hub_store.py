@@ -273,6 +273,19 @@ def test_a_failing_batch_stores_nothing_and_the_next_one_goes_in(store: HubStore
     assert [a["id"] for a in store.alerts()] == [good["id"]]
 
 
+def test_escalation_candidates_are_the_raised_alerts_old_enough(store: HubStore) -> None:
+    for n in (1, 2, 3, 4):
+        store.record_alert(alert(n), T0)  # raised at T0 + n minutes
+    store.record_alert(alert(2, "acknowledged", at_s=5), T0)
+    store.mark(alert(3)["id"], escalated=1)
+    ids = lambda rows: [r["id"][-1] for r in rows]  # noqa: E731
+    assert ids(store.escalation_candidates(iso_utc(T0 + 4 * 60 - 1))) == ["1"]
+    assert ids(store.escalation_candidates(iso_utc(T0 + 4 * 60))) == ["4", "1"]
+    whole_second = {**alert(5), "raised_at": iso_utc(T0 + 5 * 60)[:-5] + "Z"}  # no fraction
+    store.record_alert(whole_second, T0)
+    assert ids(store.escalation_candidates(iso_utc(T0 + 5 * 60 + 1)))[0] == "5"
+
+
 def test_mark_sets_hub_side_fields_only(store: HubStore) -> None:
     payload = alert(20)
     store.record_alert(payload, T0)
