@@ -216,18 +216,40 @@ def rows_hub_ramp(r: dict[str, Any]) -> list[Row]:
     for s in r["steps"]:
         lat, cpu = s["alert_latency_ms"], s["cpu_cores_busy"]
         busy = ", ".join(f"{k} {v}" for k, v in cpu.items())
+        per_msg = ", ".join(f"{k} {v}" for k, v in (s.get("cpu_ms_per_message") or {}).items())
+        load = s.get("load_average")
         rows.append(
             (
                 f"hub ramp, {r['homes']} homes, {s['offered_per_s']:,.0f} msg/s offered "
                 f"({s['seconds']:g} s)",
                 f"{s['stored_per_s']:,.0f} msg/s stored; alert p50/p99 "
                 f"{lat['p50']}/{lat['p99']} ms; lost {s['lost']}",
-                f"put by the gateways {s['put_per_s']:,.0f}/s; cores busy: {busy}",
+                f"put by the gateways {s['put_per_s']:,.0f}/s; cores busy: {busy}; "
+                f"CPU ms per message: {per_msg}; load average {load}",
                 "—",
                 "—",
             )
         )
     t = r["targets"]
+    w = r.get("where_it_stands") or {}
+    if w.get("last_good_offered_per_s") is not None:
+        ms = w["cpu_ms_per_message"]
+        fit = {k: v["ms_per_message"] for k, v in (w.get("marginal_cpu") or {}).items()}
+        rows.append(
+            (
+                f"hub capacity implied by its CPU per message (hub alone, {w['cores']} cores)",
+                f"{w['hub_alone_capacity_per_s']:,} msg/s: {ms['hub']} ms per message (broker "
+                f"{ms['broker']}, receivers {ms['receivers']}, PostgreSQL {ms['postgres']}) at "
+                f"the last good step, {w['last_good_offered_per_s']:,.0f} msg/s offered, "
+                f"{w['last_good_stored_per_s']:,.0f} stored, p99 {w['last_good_alert_p99_ms']} ms",
+                f"with the simulated homes on the same cores {w['with_the_homes_capacity_per_s']:,}"
+                f" msg/s (homes {ms['gateways']} ms per message); fitted over the steps, idle "
+                f"apart: hub {fit.get('hub')}, homes {fit.get('gateways')} ms per message; load "
+                f"average {w['load_average']}",
+                f">= {t['stored_per_s']:,.0f} msg/s",
+                _ok((w["hub_alone_capacity_per_s"] or 0) >= t["stored_per_s"]),
+            )
+        )
     rows += [
         (
             f"hub capacity (ramp stopped: {r['stop_reason']})",

@@ -13,9 +13,17 @@ the outboxes drain, and the store is read back:
   into put -> a receiver's `on_message` and that -> commit,
 - lost (put, not in the store once the store stops growing) and late puts (the gateway
   processes could not offer the rate: then the offered figure is what they managed),
-- CPU of each part (broker, receivers, PostgreSQL, gateway processes) in cores,
-- where each receiver spends its time: py-spy samples every receiver through the step
-  (active samples, by function, self and inclusive).
+- CPU of each part (broker, receivers, PostgreSQL, gateway processes) in cores and in ms
+  per stored message (the gateways' figure without the bench's own reading of their alarm
+  logs), and the load average (the machine may be shared: say what else ran),
+- where the time goes: py-spy samples every receiver and one gateway process through the
+  step (active samples, by function, self and inclusive).
+
+`where_it_stands` says where the hub is: the last good step (no loss, alert p99 within
+`P99_LIMIT_S`), the CPU per message of each part there, and the capacity that implies on
+this machine's cores for the hub alone (broker + receivers + PostgreSQL) and with the
+simulated homes on the same cores; beside it, the cost per message fitted over the steps
+with each part's idle CPU apart (`marginal_cpu`). `--start` / `--max` run a part of the ramp.
 
 The ramp starts at `START_PER_S` and doubles until the first loss, or the alert p99 passes
 `P99_LIMIT_S` (in two steps in a row: one step over it at a low rate can be a single stall
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -69,6 +78,7 @@ PROFILE_RATE_HZ = 97
 QUIET_S = 2.0
 SLOWEST = 8  # alerts listed with their timings, per step
 TARGETS = {"stored_per_s": 2000.0, "alert_p99_ms_steady": 200.0}
+HUB_PARTS = ("broker", "receivers", "postgres")  # the hub; "gateways" are the simulated homes
 
 
 # --- the gateway side: many homes per process ------------------------------------------------
@@ -115,10 +125,12 @@ async def _worker(cfg: dict[str, Any]) -> None:
                 serial += 1
             put_end = time.time()
             try:
-                await _wait(lambda: all(h.pending() == 0 for h in homes), DRAIN_TIMEOUT_S, "")
+                await _wait(_drained(homes), DRAIN_TIMEOUT_S, "")
                 drained = True
             except TimeoutError:
                 drained = False
+            # the bench's own reading (not a gateway's work): its CPU is reported apart
+            cpu_read = time.process_time()
             step_ids = {aid for _h, aid in alerts}
             delivered = {
                 e["id"]: _epoch(e["delivered_at"])
@@ -134,6 +146,7 @@ async def _worker(cfg: dict[str, Any]) -> None:
                 "late_s": round(late, 3),
                 "drained": drained,
                 "pending": sum(h.pending() for h in homes),
+                "bench_read_cpu_s": time.process_time() - cpu_read,
             }
             _write(Path(cfg["result"]), result)
             print("done", flush=True)
@@ -142,6 +155,18 @@ async def _worker(cfg: dict[str, Any]) -> None:
         for h in homes:
             h.outbox.close()
         net.stop()
+
+
+def _drained(homes: list[Any]) -> Any:
+    """A check that every home's outbox is empty, which asks only the homes not yet seen
+    empty (no puts come during the drain, and an emptied outbox stays empty)."""
+    left = list(homes)
+
+    def check() -> bool:
+        left[:] = [h for h in left if h.pending()]
+        return not left
+
+    return check
 
 
 def _epoch(iso: str) -> float:
@@ -273,13 +298,16 @@ def _wait_statuses(dsn: str, homes: int, timeout_s: float = 300.0) -> float | No
     return None
 
 
-def _stored_count(dsn: str, alert_ids: set[str], agg_keys: set[tuple[str, str]]) -> int:
+def _stored_rows(dsn: str) -> int:
+    """Alert states + aggregates in the store: counted by PostgreSQL, so that waiting for a
+    step's messages costs the store little (the step's exact figures are read once after)."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM alert_states").fetchall()]
-        aggs = conn.execute("SELECT home_id, period_start FROM aggregates").fetchall()
-    return len(alert_ids & set(ids)) + len(agg_keys & {(h, p) for h, p in aggs})
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM alert_states) + (SELECT count(*) FROM aggregates)"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[str, Any]:
@@ -290,9 +318,10 @@ def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[
     watched: dict[str, list[int]] = ctx["watched"]
     cpu0 = {k: sum(_cpu_s(p) for p in pids) for k, pids in watched.items()}
     pg_cpu0 = _pg_cpu_s(ctx["pg"])
+    before = _stored_rows(dsn)  # every alert id and aggregate hour of a step is new
     spies = {
         name: (_profile(pid, seconds + 2.0, folder / f"spy-{index}-{name}.txt"), name)
-        for name, pid in ctx["receiver_pids"].items()
+        for name, pid in ctx["profiled_pids"].items()
     }
     t0 = time.time() + 0.5
     per_worker = rate / len(started)
@@ -310,7 +339,7 @@ def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[
     expected = len(sent_alerts) + len(sent_aggs)
     last, changed = -1, time.monotonic()
     while True:  # until everything is stored or the store stops growing
-        n = _stored_count(dsn, sent_alerts, sent_aggs)
+        n = _stored_rows(dsn) - before
         if n >= expected:
             break
         if n != last:
@@ -321,6 +350,8 @@ def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[
     end = time.time()
     cpu = {k: sum(_cpu_s(p) for p in pids) - cpu0[k] for k, pids in watched.items()}
     cpu["postgres"] = sum(s - pg_cpu0.get(p, 0.0) for p, s in _pg_cpu_s(ctx["pg"]).items())
+    bench_read = sum(r.get("bench_read_cpu_s", 0.0) for r in results)
+    cpu["gateways"] = max(0.0, cpu["gateways"] - bench_read)
     alerts, aggregates = _store_rows(dsn, t0)
     alerts = [a for a in alerts if a[1] in sent_alerts]
     aggregates = [a for a in aggregates if (a[0], a[1]) in sent_aggs]
@@ -356,7 +387,19 @@ def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[
         "put_to_receiver_ms": _ms_stats([a[2] - a[3] for a in alerts]),
         "receiver_to_commit_ms": _ms_stats([a[4] - a[2] for a in alerts]),
         "cpu_cores_busy": {k: round(v / (end - t0), 2) for k, v in cpu.items()},
-        "receiver_profiles": profiles,
+        # CPU of each part for the step (puts, drain, settle) over the messages stored; the
+        # hub's own parts (broker, receivers, PostgreSQL) apart from the simulated homes
+        "cpu_ms_per_message": {
+            **{k: round(1000 * v / got, 3) if got else None for k, v in cpu.items()},
+            "hub": round(1000 * sum(cpu[k] for k in HUB_PARTS) / got, 3) if got else None,
+            "total": round(1000 * sum(cpu.values()) / got, 3) if got else None,
+        },
+        "gateways_bench_read_cpu_s": round(bench_read, 2),
+        "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+        "window_s": round(end - t0, 3),
+        "stored": got,
+        "load_average": _loadavg(),
+        "profiles": profiles,
         # (put, s after the step's start; put -> PUBACK; put -> receiver; put -> commit), ms
         "slowest_alerts": [
             [
@@ -368,6 +411,71 @@ def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[
             for a in slowest
         ],
     }
+
+
+def marginal_cpu(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per part, CPU = idle cores x window + cost x messages, fitted over the steps (least
+    squares): the cost of one more message apart from what each part spends idle (keepalives,
+    polls: the per-step figure divides that by the messages too)."""
+    rows = [(s["window_s"], s["stored"], s["cpu_s"]) for s in steps if s.get("stored")]
+    if len(rows) < 2:
+        return {}
+    sdd = sum(d * d for d, _n, _c in rows)
+    snn = sum(n * n for _d, n, _c in rows)
+    sdn = sum(d * n for d, n, _c in rows)
+    det = sdd * snn - sdn * sdn
+    if det <= 0:
+        return {}
+    out: dict[str, Any] = {}
+    for part in rows[0][2]:
+        sdc = sum(d * c[part] for d, _n, c in rows)
+        snc = sum(n * c[part] for _d, n, c in rows)
+        idle = (snn * sdc - sdn * snc) / det
+        cost = (sdd * snc - sdn * sdc) / det
+        out[part] = {"ms_per_message": round(1000 * cost, 3), "idle_cores": round(idle, 3)}
+    hub = sum(out[k]["ms_per_message"] for k in HUB_PARTS if k in out)
+    out["hub"] = {"ms_per_message": round(hub, 3)}
+    out["total"] = {"ms_per_message": round(sum(v["ms_per_message"] for k, v in out.items()
+                                                if k not in ("hub",)), 3)}  # fmt: skip
+    return out
+
+
+def where_it_stands(steps: list[dict[str, Any]], cores: int) -> dict[str, Any]:
+    """The last good step (no loss, alert p99 within `P99_LIMIT_S`), the CPU each message
+    cost there, and what that implies on `cores`: the hub's own parts (broker, receivers,
+    PostgreSQL) with the machine to themselves, and everything with the simulated homes on
+    the same cores as here (both upper bounds: CPU only, no waiting)."""
+    good = [
+        s
+        for s in steps
+        if s["lost"] == 0
+        and s["alert_latency_ms"]["p99"] is not None
+        and s["alert_latency_ms"]["p99"] <= 1000 * P99_LIMIT_S
+    ]
+    if not good:
+        return {"last_good_offered_per_s": None}
+    last = max(good, key=lambda s: s["offered_per_s"])
+    ms = last["cpu_ms_per_message"]
+
+    def cap(per_msg: float | None) -> float | None:
+        return round(1000 * cores / per_msg) if per_msg else None
+
+    return {
+        "last_good_offered_per_s": last["offered_per_s"],
+        "last_good_stored_per_s": last["stored_per_s"],
+        "last_good_alert_p99_ms": last["alert_latency_ms"]["p99"],
+        "load_average": last.get("load_average"),
+        "cpu_ms_per_message": ms,
+        "marginal_cpu": marginal_cpu([s for s in steps if s["lost"] == 0]),
+        "cores": cores,
+        "hub_alone_capacity_per_s": cap(ms.get("hub")),
+        "with_the_homes_capacity_per_s": cap(ms.get("total")),
+    }
+
+
+def _loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages (the machine is shared: say what else ran)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def fsync_per_s() -> float | None:
@@ -394,7 +502,13 @@ def fsync_per_s() -> float | None:
 
 
 def run(
-    homes: int = HOMES, quick: bool = False, workers: int = WORKERS, durable: bool = True
+    homes: int = HOMES,
+    quick: bool = False,
+    workers: int = WORKERS,
+    durable: bool = True,
+    *,
+    start_per_s: float = START_PER_S,
+    max_per_s: float = MAX_PER_S,
 ) -> dict[str, Any]:
     from cloud_bridge.hub_store_pg import PostgresHubStore
     from tests.pg import running_postgres
@@ -404,7 +518,7 @@ def run(
     home_ids = [f"home-{i:04d}" for i in range(homes)]
     names = [f"hub-receiver-{k + 1}" for k in range(RECEIVERS)]
     steps: list[dict[str, Any]] = []
-    stop_reason = f"reached {MAX_PER_S:.0f} msg/s offered"
+    stop_reason = f"reached {max_per_s:.0f} msg/s offered"
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=TMP_PARENT)))
         tls_dir = make_hub_pki(
@@ -435,11 +549,15 @@ def run(
             "folder": folder,
             "pg": pg,
             "watched": watched,
-            "receiver_pids": {n: p.pid for n, p in zip(names, procs, strict=True)},
+            # every receiver, and one gateway process (a quarter of the homes)
+            "profiled_pids": {
+                **{n: p.pid for n, p in zip(names, procs, strict=True)},
+                "gateways-0": started[0][0].pid,
+            },
         }
-        rate = START_PER_S
+        rate = start_per_s
         over: list[float] = []  # offered rates whose step had an alert p99 over the limit
-        while rate <= MAX_PER_S:
+        while rate <= max_per_s:
             print(f"bench.hub_ramp: {rate:.0f} msg/s offered ...", file=sys.stderr, flush=True)
             step = _step(ctx, rate, seconds, len(steps))
             steps.append(step)
@@ -472,6 +590,7 @@ def run(
     best = max(ok, key=lambda s: s["stored_per_s"]) if ok else None
     steady = steps[0] if steps else None
     return {
+        "where_it_stands": where_it_stands(steps, os.cpu_count() or 1),
         "homes": homes,
         "receivers": RECEIVERS,
         "gateway_processes": workers,
@@ -510,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=WORKERS, help="gateway processes")
     parser.add_argument("--quick", action="store_true", help=f"{STEP_QUICK_S:g} s steps")
     parser.add_argument("--fast-store", action="store_true", help="PostgreSQL with fsync off")
+    parser.add_argument("--start", type=float, default=START_PER_S, help="first rate, msg/s")
+    parser.add_argument("--max", type=float, default=MAX_PER_S, help="last rate, msg/s")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -518,7 +639,15 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         asyncio.run(_worker(json.loads(args.worker.read_text())))
         return 0
-    print(json.dumps(run(args.homes, args.quick, args.workers, not args.fast_store), indent=2))
+    result = run(
+        args.homes,
+        args.quick,
+        args.workers,
+        not args.fast_store,
+        start_per_s=args.start,
+        max_per_s=args.max,
+    )
+    print(json.dumps(result, indent=2))
     return 0
 
 

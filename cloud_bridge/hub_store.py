@@ -96,6 +96,16 @@ def alerts_query(
     return sql + " ORDER BY raised_at DESC", args
 
 
+def escalation_query(columns: str, iso_shape: str, placeholder: str) -> str:
+    """`escalation_candidates`' SQL: contract times (`...Z`, one format, so their text sorts
+    as time does) compared with the bound as text; any other text kept for the caller.
+    `iso_shape` is the store's case-sensitive pattern of the contract's form."""
+    return (
+        f"SELECT {columns} FROM alerts WHERE state = 'raised' AND escalated = 0"
+        f" AND (raised_at <= {placeholder} OR NOT ({iso_shape})) ORDER BY raised_at DESC"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Messages stored in one transaction (one commit): alerts in the order they came,
@@ -136,6 +146,12 @@ class HubStore(Protocol):
         ...
 
     def aggregates(self, home_id: str, schema: str, limit: int = 60) -> list[dict[str, Any]]: ...
+
+    def escalation_candidates(self, raised_by: str) -> list[dict[str, Any]]:
+        """Alerts still `raised`, not escalated, raised at or before `raised_by` (ISO UTC
+        text), and any whose `raised_at` is not in the contract's form (the caller reads
+        every date): what the escalation check looks at, not every open alert."""
+        ...
 
     def statuses(self) -> list[dict[str, Any]]: ...
 
@@ -256,6 +272,12 @@ class SqliteHubStore:
         sql, args = alerts_query("*", open_only, home_id, "?")
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
+        return [_alert_dict(r) for r in rows]
+
+    def escalation_candidates(self, raised_by: str) -> list[dict[str, Any]]:
+        sql = escalation_query("*", "raised_at GLOB '[0-9][0-9][0-9][0-9]-*Z'", "?")
+        with self._lock:
+            rows = self._db.execute(sql, (raised_by,)).fetchall()
         return [_alert_dict(r) for r in rows]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:

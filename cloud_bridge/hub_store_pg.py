@@ -14,6 +14,8 @@ SQLite, so both stores sort and return the same values.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import threading
 import time
@@ -25,7 +27,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from cloud_bridge.contract import sanitized
-from cloud_bridge.hub_store import SEVERITY_ORDER, STATE_ORDER, Batch, alerts_query
+from cloud_bridge.hub_store import (
+    SEVERITY_ORDER,
+    STATE_ORDER,
+    Batch,
+    alerts_query,
+    escalation_query,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -138,6 +146,66 @@ UPSERT_STATUS = (
     " online = EXCLUDED.online, body = EXCLUDED.body,"
     " received_at = EXCLUDED.received_at"
 )
+# A whole batch in ONE statement, so one round trip and one implicit transaction (the
+# answer comes once it is committed): each part present is a data-modifying CTE, its rows
+# one JSON array. Alerts do what RECORD_ALERT does, for every row at once, and say per row
+# (in the batch's order) whether its state was new; this needs the batch's alert ids all
+# different (the usual batch: alerts of many homes). A batch holding one id twice (two
+# states of one alert, a redelivery) has its alerts written row by row instead, since each
+# row must see the one before it. Rows go in key order, so receivers writing the same rows
+# at once take the row locks in the same order (no deadlock). An aggregate twice in a batch
+# is one row, as one at a time; a batch holds one status per home (`Batch`).
+ALERTS_CTE = (
+    "input AS (SELECT r->>'id' AS id, r->>'home_id' AS home_id, r->>'type' AS type,"
+    " r->>'severity' AS severity, r->>'state' AS state, r->>'raised_at' AS raised_at,"
+    " r->>'at' AS at, r->>'room' AS room, r->>'device_id' AS device_id,"
+    " r->'evidence' AS evidence, ord"
+    " FROM jsonb_array_elements(%(alerts)s::jsonb) WITH ORDINALITY AS t(r, ord)),"
+    " logged AS (INSERT INTO alert_states (id, state, severity, at, received_at)"
+    " SELECT id, state, severity, at, %(received_at)s FROM input ORDER BY id"
+    " ON CONFLICT DO NOTHING RETURNING id),"
+    " upserted AS (INSERT INTO alerts (id, home_id, type, severity, state, raised_at, at,"
+    " room, device_id, evidence) SELECT id, home_id, type, severity, state, raised_at, at,"
+    " room, device_id, evidence FROM input ORDER BY id"
+    " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at,"
+    " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence"
+    f" WHERE {_moves_forward_sql()})"
+)
+AGGREGATES_CTE = (
+    "aggregated AS (INSERT INTO aggregates (home_id, schema, period_start, body)"
+    " SELECT r->>'home_id', r->>'schema', r->>'period_start', r"
+    " FROM jsonb_array_elements(%(aggregates)s::jsonb) AS r"
+    " ORDER BY r->>'home_id' COLLATE \"C\", r->>'schema' COLLATE \"C\","
+    " r->>'period_start' COLLATE \"C\""
+    " ON CONFLICT DO NOTHING)"
+)
+STATUSES_CTE = (
+    "statused AS (INSERT INTO statuses (home_id, online, body, received_at)"
+    " SELECT r->>'home_id', (r->>'online')::int, r->'body', %(received_at)s"
+    " FROM jsonb_array_elements(%(statuses)s::jsonb) AS r"
+    " ORDER BY r->>'home_id' COLLATE \"C\""
+    " ON CONFLICT (home_id) DO UPDATE SET online = EXCLUDED.online, body = EXCLUDED.body,"
+    " received_at = EXCLUDED.received_at)"
+)
+
+
+@functools.cache
+def batch_statement(alerts: bool, aggregates: bool, statuses: bool) -> str:
+    """The one statement writing a batch with these parts (see ALERTS_CTE)."""
+    parts = [
+        cte
+        for cte, present in ((ALERTS_CTE, alerts), (AGGREGATES_CTE, aggregates),
+                             (STATUSES_CTE, statuses))
+        if present
+    ]  # fmt: skip
+    answer = (
+        "SELECT (logged.id IS NOT NULL) AS new FROM input LEFT JOIN logged USING (id)"
+        " ORDER BY input.ord"
+        if alerts
+        else "SELECT true AS new WHERE false"
+    )
+    return f"WITH {', '.join(parts)} {answer}"
+
 
 T = TypeVar("T")
 
@@ -209,26 +277,39 @@ class PostgresHubStore:
     # -- writes --------------------------------------------------------------------------------
 
     def record_batch(self, batch: Batch) -> list[bool]:
-        """One transaction; each part is one pipelined `executemany` (one round trip). The
-        statements run in order, so two states of one alert in a batch dedupe as if they had
-        come apart. Statuses go in home order, so receivers writing the same homes' statuses
-        at once take the row locks in the same order (no deadlock)."""
-        alerts = [_alert_args(p, batch.received_at) for p in batch.alerts]
-        aggregates = [_aggregate_args(p) for p in batch.aggregates]
-        statuses = sorted(
-            (_status_args(p, batch.received_at) for p in batch.statuses), key=lambda a: a[0]
-        )
+        """The whole batch in ONE statement (`batch_statement`): one round trip, one plan,
+        one commit, however large the batch. The dedupe rules are the single writes'
+        (`RECORD_ALERT`). A batch that holds one alert id twice has its alerts written row
+        by row (pipelined, in order, as if its messages had come apart) and the rest after
+        them, in one transaction."""
+        for payload in batch.alerts:
+            _check_state(payload)
+        row_by_row = len({p["id"] for p in batch.alerts}) < len(batch.alerts)
+        args: dict[str, Any] = {"received_at": batch.received_at}
+        if batch.alerts and not row_by_row:
+            args["alerts"] = _json([_alert_row(p) for p in batch.alerts])
+        if batch.aggregates:
+            args["aggregates"] = _json(list(batch.aggregates))
+        latest = {p["home_id"]: p for p in batch.statuses}  # one per home: the last
+        if latest:
+            args["statuses"] = _json(
+                [{"home_id": h, "online": int(bool(p["online"])), "body": p}
+                 for h, p in latest.items()]
+            )  # fmt: skip
+        sql = batch_statement("alerts" in args, "aggregates" in args, "statuses" in args)
+        one_by_one = [_alert_args(p, batch.received_at) for p in batch.alerts] if row_by_row else []
+        rest = len(args) > 1
 
         def write(conn: psycopg.Connection[dict[str, Any]]) -> list[bool]:
-            new: list[bool] = []
+            if not one_by_one:
+                if not rest:
+                    return []
+                return [bool(row["new"]) for row in conn.execute(sql, args).fetchall()]
             with conn.transaction(), conn.cursor() as cur:
-                if alerts:
-                    cur.executemany(RECORD_ALERT, alerts, returning=True)
-                    new = [_new(cur.fetchone()) for _result in cur.results()]
-                if aggregates:
-                    cur.executemany(INSERT_AGGREGATE, aggregates)
-                if statuses:
-                    cur.executemany(UPSERT_STATUS, statuses)
+                cur.executemany(RECORD_ALERT, one_by_one, returning=True)
+                new = [_new(cur.fetchone()) for _result in cur.results()]
+                if rest:
+                    cur.execute(sql, args)
             return new
 
         return self._run(write)
@@ -264,6 +345,11 @@ class PostgresHubStore:
     def alerts(self, open_only: bool = False, home_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = alerts_query(ALERT_COLUMNS, open_only, home_id, "%s")
         rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return [_alert_dict(r) for r in rows]
+
+    def escalation_candidates(self, raised_by: str) -> list[dict[str, Any]]:
+        sql = escalation_query(ALERT_COLUMNS, "raised_at LIKE '____-%%Z'", "%s")
+        rows = self._run(lambda conn: conn.execute(sql, (raised_by,)).fetchall())
         return [_alert_dict(r) for r in rows]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
@@ -358,9 +444,34 @@ class PostgresHubStore:
                 _LOGGER.debug("hub store: close failed", exc_info=True)
 
 
-def _alert_args(payload: Mapping[str, Any], received_at: float) -> dict[str, Any]:
+def _check_state(payload: Mapping[str, Any]) -> None:
     if payload["state"] not in STATE_ORDER:
         raise ValueError(f"unknown alert state {payload['state']!r}")
+
+
+def _json(value: Any) -> str:
+    """JSON text for a `::jsonb` parameter (one C-encoded string for a whole batch)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _alert_row(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An alert's columns for `ALERTS_CTE` (the same values as `_alert_args`)."""
+    return {
+        "id": payload["id"],
+        "home_id": payload["home_id"],
+        "type": payload["type"],
+        "severity": payload["severity"],
+        "state": payload["state"],
+        "raised_at": payload["raised_at"],
+        "at": payload["at"],
+        "room": payload.get("room"),
+        "device_id": payload.get("device_id"),
+        "evidence": payload.get("evidence", {}),
+    }
+
+
+def _alert_args(payload: Mapping[str, Any], received_at: float) -> dict[str, Any]:
+    _check_state(payload)
     return {
         "id": payload["id"],
         "home_id": payload["home_id"],

@@ -209,6 +209,35 @@ def test_one_batch_dedupes_and_escalates_as_messages_apart_would(store: HubStore
     assert store.state_count() == 5
 
 
+def test_a_batch_of_distinct_alerts_against_stored_ones(store: HubStore) -> None:
+    """A batch whose ids are all different (PostgreSQL writes it, with its aggregate and
+    status, as one statement): each row dedupes against what is stored, moves its alert
+    forward only, and the answers come in the batch's order, as row by row."""
+    store.record_batch(Batch(alerts=[alert(1), alert(3), alert(4, "resolved")], received_at=T0))
+    critical = {**alert(5), "severity": "critical"}
+    store.record_batch(Batch(alerts=[critical], received_at=T0))
+    batch = [alert(2), alert(1, "acknowledged", at_s=30), alert(3), alert(4, at_s=1),
+             alert(5, at_s=2), {**alert(6, home="h-0002"), "room": None}]  # fmt: skip
+    with_rest = Batch(alerts=batch, aggregates=[hourly("h-0001", 1)],
+                      statuses=[status("h-0002", True, T0)], received_at=T0 + 5)  # fmt: skip
+    assert store.record_batch(with_rest) == [True, True, False, True, True, True]
+    assert store.aggregates("h-0001", "veille.aggregate.hourly/1") == [hourly("h-0001", 1)]
+    assert store.statuses() == [{**status("h-0002", True, T0), "received_at": T0 + 5}]
+    got = {a["id"][-1]: (a["state"], a["severity"], a["room"]) for a in store.alerts()}
+    assert got == {
+        "1": ("acknowledged", "high", "living"),
+        "2": ("raised", "high", "living"),
+        "3": ("raised", "high", "living"),
+        "4": ("resolved", "high", "living"),  # a late `raised` never moves it back
+        "5": ("raised", "critical", "living"),  # nor a lower severity of the same state
+        "6": ("raised", "high", None),
+    }
+    assert store.state_count() == 9
+    assert {(s["id"][-1], s["state"], s["received_at"]) for s in store.states()} >= {
+        ("2", "raised", T0 + 5), ("1", "acknowledged", T0 + 5), ("3", "raised", T0),
+    }  # fmt: skip
+
+
 def test_one_batch_stores_aggregates_once_and_the_latest_status(store: HubStore) -> None:
     agg = hourly("h-0001", 1)
     batch = Batch(
@@ -242,6 +271,19 @@ def test_a_failing_batch_stores_nothing_and_the_next_one_goes_in(store: HubStore
     assert store.aggregates("h-0001", "veille.aggregate.hourly/1") == []
     assert store.record_batch(Batch(alerts=[good], received_at=T0 + 1)) == [True]
     assert [a["id"] for a in store.alerts()] == [good["id"]]
+
+
+def test_escalation_candidates_are_the_raised_alerts_old_enough(store: HubStore) -> None:
+    for n in (1, 2, 3, 4):
+        store.record_alert(alert(n), T0)  # raised at T0 + n minutes
+    store.record_alert(alert(2, "acknowledged", at_s=5), T0)
+    store.mark(alert(3)["id"], escalated=1)
+    ids = lambda rows: [r["id"][-1] for r in rows]  # noqa: E731
+    assert ids(store.escalation_candidates(iso_utc(T0 + 4 * 60 - 1))) == ["1"]
+    assert ids(store.escalation_candidates(iso_utc(T0 + 4 * 60))) == ["4", "1"]
+    whole_second = {**alert(5), "raised_at": iso_utc(T0 + 5 * 60)[:-5] + "Z"}  # no fraction
+    store.record_alert(whole_second, T0)
+    assert ids(store.escalation_candidates(iso_utc(T0 + 5 * 60 + 1)))[0] == "5"
 
 
 def test_mark_sets_hub_side_fields_only(store: HubStore) -> None:
