@@ -312,6 +312,8 @@ class Fitted:
     n_pos: int
     inner_scores: np.ndarray  # out-of-fold max score per trial of `trials` (inner CV)
     trials: np.ndarray
+    inner_rows: np.ndarray  # the candidate rows of `trials` (indices into `x`) ...
+    inner_row_scores: np.ndarray  # ... and their out-of-fold scores
 
 
 def fit_with_threshold(x: np.ndarray, trial: np.ndarray, data: Data,
@@ -327,7 +329,8 @@ def fit_with_threshold(x: np.ndarray, trial: np.ndarray, data: Data,
     scores = trial_max(oof2, ts, data.n_trials)[trials]
     threshold = choose_threshold(scores, data.is_fall[trials], recorded_adl_hours(data, trials))
     model = _new_model().fit(xs[used2], y2[used2])
-    return Fitted(model, threshold, int(used2.sum()), int(y2.sum()), scores, trials)
+    return Fitted(model, threshold, int(used2.sum()), int(y2.sum()), scores, trials,
+                  np.flatnonzero(mask), oof2)
 
 
 def sklearn_scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
