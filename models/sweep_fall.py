@@ -9,6 +9,10 @@ when one of its scored candidate windows reaches t, so each trial's highest scor
 scikit-learn model on its candidate rows, as recorded and turned with `EVAL_SEED`) gives its
 decision under every rule at once. `--streams` also streams the held-out daily-activity
 trials back to back (`DAY_STREAMS`) with the fold's model exported to ONNX. One core.
+
+`--second-look S` measures, the same way, a lower threshold whose candidates alarm only when
+the wearer is still down S s after the peak (the card's third pass); `--facts` prints what
+the recordings hold after the impact.
 """
 
 from __future__ import annotations
