@@ -44,7 +44,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -113,15 +114,7 @@ async def _worker(cfg: dict[str, Any]) -> None:
                     await asyncio.sleep(delay)
                 else:
                     late = max(late, -delay)
-                idx = serial % len(homes)
-                home = homes[idx]
-                if serial % ALERT_EVERY[1] < ALERT_EVERY[0]:
-                    home.put("alert", serial)
-                    alerts.append([home.home, home.alert_ids[-1]])
-                else:
-                    home.put("aggregate", hours[idx])
-                    aggregates.append([home.home, hours[idx]])
-                    hours[idx] += 1
+                put_mixed(homes, hours, serial, alerts, aggregates)
                 serial += 1
             put_end = time.time()
             try:
@@ -157,6 +150,26 @@ async def _worker(cfg: dict[str, Any]) -> None:
         net.stop()
 
 
+def put_mixed(
+    homes: list[Any],
+    hours: list[int],
+    serial: int,
+    alerts: list[list[str]],
+    aggregates: list[list[Any]],
+) -> None:
+    """Put message number `serial` of the mix (round-robin over the homes, 3 alerts in every
+    13 messages) and note it in `alerts` ([home, id]) or `aggregates` ([home, hour])."""
+    idx = serial % len(homes)
+    home = homes[idx]
+    if serial % ALERT_EVERY[1] < ALERT_EVERY[0]:
+        home.put("alert", serial)
+        alerts.append([home.home, home.alert_ids[-1]])
+    else:
+        home.put("aggregate", hours[idx])
+        aggregates.append([home.home, hours[idx]])
+        hours[idx] += 1
+
+
 def _drained(homes: list[Any]) -> Any:
     """A check that every home's outbox is empty, which asks only the homes not yet seen
     empty (no puts come during the drain, and an emptied outbox stays empty)."""
@@ -178,8 +191,9 @@ def _write(path: Path, result: dict[str, Any]) -> None:
 
 
 def _start_workers(
-    hub: Any, folder: Path, homes: list[str], workers: int
+    hub: Any, folder: Path, homes: list[str], workers: int, module: str = "bench.hub_ramp"
 ) -> list[tuple[subprocess.Popen[str], Path, Path]]:
+    """`python -m MODULE --worker CFG` per gateway process, each with its share of homes."""
     started = []
     for w in range(workers):
         cfg = {
@@ -195,7 +209,7 @@ def _start_workers(
         err_path = folder / f"ramp-{w}.err"
         err = open(err_path, "wb")  # noqa: SIM115 (the child owns it)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.hub_ramp", "--worker", str(cfg_path)],
+            [sys.executable, "-m", module, "--worker", str(cfg_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -310,6 +324,21 @@ def _stored_rows(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
+def wait_stored(dsn: str, rows: int, poll_s: float = 0.5) -> None:
+    """Until the store holds `rows` alert states + aggregates, or has not grown for
+    `SETTLE_QUIET_S` (what is missing then is lost)."""
+    last, changed = -1, time.monotonic()
+    while True:
+        n = _stored_rows(dsn)
+        if n >= rows:
+            return
+        if n != last:
+            last, changed = n, time.monotonic()
+        elif time.monotonic() - changed > SETTLE_QUIET_S:
+            return
+        time.sleep(poll_s)
+
+
 def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[str, Any]:
     from bench.hub_gateways import AGGREGATE_BASE_S
     from cloud_bridge.contract import iso_utc
@@ -337,16 +366,7 @@ def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[
         (h, iso_utc(AGGREGATE_BASE_S + hour * 3600)) for r in results for h, hour in r["aggregates"]
     }
     expected = len(sent_alerts) + len(sent_aggs)
-    last, changed = -1, time.monotonic()
-    while True:  # until everything is stored or the store stops growing
-        n = _stored_rows(dsn) - before
-        if n >= expected:
-            break
-        if n != last:
-            last, changed = n, time.monotonic()
-        elif time.monotonic() - changed > SETTLE_QUIET_S:
-            break
-        time.sleep(0.5)
+    wait_stored(dsn, before + expected)
     end = time.time()
     cpu = {k: sum(_cpu_s(p) for p in pids) - cpu0[k] for k, pids in watched.items()}
     cpu["postgres"] = sum(s - pg_cpu0.get(p, 0.0) for p, s in _pg_cpu_s(ctx["pg"]).items())
@@ -501,24 +521,20 @@ def fsync_per_s() -> float | None:
     return None
 
 
-def run(
-    homes: int = HOMES,
-    quick: bool = False,
-    workers: int = WORKERS,
-    durable: bool = True,
-    *,
-    start_per_s: float = START_PER_S,
-    max_per_s: float = MAX_PER_S,
-) -> dict[str, Any]:
+@contextmanager
+def hub_with_homes(
+    homes: int, workers: int, durable: bool, module: str = "bench.hub_ramp"
+) -> Iterator[dict[str, Any]]:
+    """The hub (committed hub.conf + hub.acl on Mosquitto with TLS, `RECEIVERS` `veille hub`
+    receivers, one PostgreSQL with commit timestamps) and `homes` simulated homes in
+    `workers` gateway processes (`python -m MODULE --worker`), all connected and every
+    home's status stored; stopped at the end. Yields what a measurement needs."""
     from cloud_bridge.hub_store_pg import PostgresHubStore
     from tests.pg import running_postgres
     from tests.support import TlsHub, make_hub_pki
 
-    seconds = STEP_QUICK_S if quick else STEP_S
     home_ids = [f"home-{i:04d}" for i in range(homes)]
     names = [f"hub-receiver-{k + 1}" for k in range(RECEIVERS)]
-    steps: list[dict[str, Any]] = []
-    stop_reason = f"reached {max_per_s:.0f} msg/s offered"
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=TMP_PARENT)))
         tls_dir = make_hub_pki(
@@ -535,7 +551,7 @@ def run(
         assert hub.proc is not None
         procs = stack.enter_context(_receivers(hub, dsn, names, folder))
         _wait_receivers(hub, [folder / f"{n}.out" for n in names], procs)
-        started = _start_workers(hub, folder, home_ids, workers)
+        started = _start_workers(hub, folder, home_ids, workers, module)
         stack.callback(_kill_all, [p for p, _r, _e in started])
         connect_s = max(
             float(_expect_line(p, "ready", e, READY_TIMEOUT_S).split()[1]) for p, _r, e in started
@@ -543,18 +559,52 @@ def run(
         statuses_s = _wait_statuses(dsn, homes)
         watched = {"broker": [hub.proc.pid], "gateways": [p.pid for p, _r, _e in started]}
         watched["receivers"] = [p.pid for p in procs]
-        ctx = {
+        yield {
             "workers": started,
             "dsn": dsn,
             "folder": folder,
             "pg": pg,
+            "hub": hub,
+            "receiver_procs": procs,
             "watched": watched,
+            "connect_s": connect_s,
+            "statuses_s": statuses_s,
             # every receiver, and one gateway process (a quarter of the homes)
             "profiled_pids": {
                 **{n: p.pid for n, p in zip(names, procs, strict=True)},
                 "gateways-0": started[0][0].pid,
             },
         }
+
+
+def quit_workers(started: list[tuple[subprocess.Popen[str], Path, Path]]) -> None:
+    """Ask every gateway process to stop (`quit`), and kill what has not after 30 s."""
+    for proc, _r, _e in started:
+        assert proc.stdin is not None
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+    for proc, _r, _e in started:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(
+    homes: int = HOMES,
+    quick: bool = False,
+    workers: int = WORKERS,
+    durable: bool = True,
+    *,
+    start_per_s: float = START_PER_S,
+    max_per_s: float = MAX_PER_S,
+) -> dict[str, Any]:
+    seconds = STEP_QUICK_S if quick else STEP_S
+    steps: list[dict[str, Any]] = []
+    stop_reason = f"reached {max_per_s:.0f} msg/s offered"
+    with hub_with_homes(homes, workers, durable) as ctx:
+        started = ctx["workers"]
+        connect_s, statuses_s = ctx["connect_s"], ctx["statuses_s"]
         rate = start_per_s
         over: list[float] = []  # offered rates whose step had an alert p99 over the limit
         while rate <= max_per_s:
@@ -576,15 +626,7 @@ def run(
                     )
                     break
             rate *= 2
-        for proc, _r, _e in started:
-            assert proc.stdin is not None
-            proc.stdin.write("quit\n")
-            proc.stdin.flush()
-        for proc, _r, _e in started:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        quit_workers(started)
     fsync = fsync_per_s()
     ok = [s for s in steps if s["lost"] == 0]
     best = max(ok, key=lambda s: s["stored_per_s"]) if ok else None

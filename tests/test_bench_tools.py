@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.__main__ import rows_hub_ramp
+from bench.__main__ import rows_hub_drain, rows_hub_ramp
 from bench._common import drop_libraries_from_page_cache, rss_parts_mb
 from bench.compare import compare
+from bench.hub_drain import drain_figures
 from bench.hub_ramp import marginal_cpu, profile_summary, where_it_stands
 
 RAW = """\
@@ -134,3 +135,22 @@ def test_drop_libraries_counts_shared_objects_only(tmp_path: Path) -> None:
     (tmp_path / "pkg" / "mod.py").write_text("x = 1\n")
     assert drop_libraries_from_page_cache(tmp_path) == 2  # the link's target once
     assert lib.read_bytes()[:4] == b"\x7fELF"  # dropped from the cache, not changed
+
+
+def test_drain_figures_count_distinct_messages_from_the_resume() -> None:
+    # a, b, (h, 1) put; a stored twice (a repeat, first commit counts), c never put
+    stored = [("a", 101.0), ("a", 103.0), ("b", 102.0), (("h", 1), 104.0), ("c", 109.0)]
+    cpu = {"broker": 0.5, "receivers": 1.0, "postgres": 0.5, "gateways": 2.0}
+    f = drain_figures(
+        sent={"a", "b", ("h", 1), "d"}, stored=stored, resume=100.0, cpu_s=cpu,
+        window_s=5.0, resent=7,
+    )  # fmt: skip
+    assert (f["messages"], f["stored"], f["lost"], f["unexpected_in_store"]) == (4, 3, 1, 1)
+    assert f["resume_to_last_commit_s"] == 4.0
+    assert f["stored_per_s"] == 0.8  # 3 distinct messages in 4 s
+    assert f["duplicates_sent"] == 7
+    assert f["cpu_ms_per_message"]["hub"] == round(1000 * 2.0 / 3, 3)
+    assert f["cpu_cores_busy"]["gateways"] == 0.4
+    rows = rows_hub_drain({**f, "homes": 1000, "load_average": {"before": [0.1], "after": [2]}})
+    assert rows[0][1].startswith("1 msg/s stored (distinct)")
+    assert rows[0][4] == "**FAIL**"  # one lost, and far from 2,000 msg/s
