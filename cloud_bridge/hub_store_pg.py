@@ -455,7 +455,7 @@ def _json(value: Any) -> str:
 
 
 def _alert_row(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """An alert's columns for `ALERTS_CTE` (the same values as `_alert_args`)."""
+    """An alert's columns, as `ALERTS_CTE` reads them (and `_alert_args` builds on)."""
     return {
         "id": payload["id"],
         "home_id": payload["home_id"],
@@ -471,20 +471,10 @@ def _alert_row(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _alert_args(payload: Mapping[str, Any], received_at: float) -> dict[str, Any]:
+    """An alert's parameters for `RECORD_ALERT`."""
     _check_state(payload)
-    return {
-        "id": payload["id"],
-        "home_id": payload["home_id"],
-        "type": payload["type"],
-        "severity": payload["severity"],
-        "state": payload["state"],
-        "raised_at": payload["raised_at"],
-        "at": payload["at"],
-        "room": payload.get("room"),
-        "device_id": payload.get("device_id"),
-        "evidence": Jsonb(payload.get("evidence", {})),
-        "received_at": received_at,
-    }
+    row = _alert_row(payload)
+    return {**row, "evidence": Jsonb(row["evidence"]), "received_at": received_at}
 
 
 def _new(result: Mapping[str, Any] | None) -> bool:
