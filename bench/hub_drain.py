@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.hub_load import _announced, _cpu_s, _expect_line, _pg_cpu_s
+from bench.hub_load import _announced, _cpu_s, _expect_line, _pg_cpu_s, _pg_cpu_since
 from bench.hub_ramp import (
     HUB_PARTS,
     WORKERS,
@@ -53,6 +53,7 @@ from bench.hub_ramp import (
     hub_with_homes,
     put_mixed,
     quit_workers,
+    serve_worker,
     wait_stored,
 )
 
@@ -230,10 +231,10 @@ def run(
         wait_stored(dsn, before + len(sent_alerts) + len(sent_aggs), poll_s=0.2)
         end = time.time()
         cpu = {k: sum(_cpu_s(p) for p in pids) - cpu0[k] for k, pids in watched.items()}
-        cpu["postgres"] = sum(s - pg_cpu0.get(p, 0.0) for p, s in _pg_cpu_s(ctx["pg"]).items())
+        cpu["postgres"] = _pg_cpu_since(ctx["pg"], pg_cpu0)
         load_after = _loadavg()
         alert_rows, agg_rows = _store_rows(dsn, paused - 3600.0)
-        announced = _announced([folder / f"{n}.out" for n in _receiver_names(len(receivers))])
+        announced = _announced([folder / f"{n}.out" for n in ctx["receiver_names"]])
         keepalive = _keepalive_exceeded(ctx["hub"].workdir / "mosquitto.log")
         quit_workers(started)
     stored = [(a[1], a[4]) for a in alert_rows] + [((a[0], a[1]), a[2]) for a in agg_rows]
@@ -273,10 +274,6 @@ def run(
     }
 
 
-def _receiver_names(n: int) -> list[str]:
-    return [f"hub-receiver-{k + 1}" for k in range(n)]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.hub_drain", description=__doc__.split("\n")[0]
@@ -288,11 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
-        import logging
-
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        asyncio.run(_worker(json.loads(args.worker.read_text())))
-        return 0
+        return serve_worker(_worker, args.worker)
     result = run(args.homes, args.messages, args.workers, not args.fast_store)
     print(json.dumps(result, indent=2))
     return 0 if result["lost"] == 0 else 1

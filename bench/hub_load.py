@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,6 +90,63 @@ def _children(pid: int) -> list[int]:
 def _pg_cpu_s(pg: Postgres) -> dict[int, float]:
     """CPU per process of the PostgreSQL cluster (postmaster, backends, writers)."""
     return {p: _cpu_s(p) for p in (pg.pid, *_children(pg.pid))}
+
+
+def _pg_cpu_since(pg: Postgres, before: dict[int, float]) -> float:
+    """CPU seconds the cluster used since `before` (a `_pg_cpu_s` reading; new backends
+    count from zero)."""
+    return sum(s - before.get(p, 0.0) for p, s in _pg_cpu_s(pg).items())
+
+
+def receiver_names(n: int) -> list[str]:
+    """The `veille hub` receivers' client names (and certificate files)."""
+    return [f"hub-receiver-{k + 1}" for k in range(n)]
+
+
+@dataclass(slots=True)
+class HubParts:
+    """A running hub: its broker, PostgreSQL store and receivers (see `running_hub`)."""
+
+    folder: Path
+    pg: Postgres
+    dsn: str
+    hub: TlsHub
+    names: list[str]
+    procs: list[subprocess.Popen[bytes]]
+
+
+def running_hub(
+    stack: ExitStack,
+    home_ids: list[str],
+    receivers: int,
+    durable: bool,
+    setup: dict[str, float] | None = None,
+) -> HubParts:
+    """A temporary folder, the test CA with a certificate per home, receiver and probe,
+    PostgreSQL with commit timestamps (schema made), Mosquitto on the committed hub.conf +
+    hub.acl with TLS, and `receivers` `veille hub` processes subscribed; all stopped when
+    `stack` closes. `setup`, when given, gets the seconds each part took."""
+    timings = {} if setup is None else setup
+    names = receiver_names(receivers)
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=TMP_PARENT)))
+    t = time.perf_counter()
+    tls_dir = make_hub_pki(folder / "tls", homes=(*home_ids, PROBE_HOME), receivers=tuple(names))
+    timings["pki_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pg = stack.enter_context(
+        running_postgres(durable=durable, settings={"track_commit_timestamp": "on"})
+    )
+    dsn = pg.new_database("hub")
+    PostgresHubStore(dsn).close()  # the schema, before the receivers race for it
+    timings["postgres_s"] = time.perf_counter() - t
+    hub = TlsHub(folder / "broker", tls_dir=tls_dir, receivers=tuple(names))
+    hub.start()
+    stack.callback(hub.stop)
+    t = time.perf_counter()
+    procs = stack.enter_context(_receivers(hub, dsn, names, folder))
+    _wait_receivers(hub, [folder / f"{name}.out" for name in names], procs)
+    timings["receivers_s"] = time.perf_counter() - t
+    return HubParts(folder, pg, dsn, hub, names, procs)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -299,31 +357,14 @@ def run(
     """Run the whole bench once and return its figures (see the module docstring)."""
     workers = max(1, min(workers, homes))
     home_ids = [f"home-{i:04d}" for i in range(homes)]
-    names = [f"hub-receiver-{k + 1}" for k in range(receivers)]
     setup: dict[str, float] = {}
     with ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=TMP_PARENT)))
-        t = time.perf_counter()
-        tls_dir = make_hub_pki(
-            folder / "tls", homes=(*home_ids, PROBE_HOME), receivers=tuple(names)
-        )
-        setup["pki_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        pg = stack.enter_context(
-            running_postgres(durable=durable, settings={"track_commit_timestamp": "on"})
-        )
-        dsn = pg.new_database("hub")
-        PostgresHubStore(dsn).close()  # the schema, before the receivers race for it
-        setup["postgres_s"] = time.perf_counter() - t
-        hub = TlsHub(folder / "broker", tls_dir=tls_dir, receivers=tuple(names))
-        hub.start()
-        stack.callback(hub.stop)
+        parts = running_hub(stack, home_ids, receivers, durable, setup)
+        folder, pg, dsn, hub, names, procs = (
+            parts.folder, parts.pg, parts.dsn, parts.hub, parts.names, parts.procs
+        )  # fmt: skip
         assert hub.proc is not None
-        t = time.perf_counter()
-        procs = stack.enter_context(_receivers(hub, dsn, names, folder))
         outs = [folder / f"{name}.out" for name in names]
-        _wait_receivers(hub, outs, procs)
-        setup["receivers_s"] = time.perf_counter() - t
         plan = {"alerts": alerts, "aggregates": aggregates, "spread_s": spread_s}
         started = _start_workers(hub, folder, home_ids, workers, plan)
         stack.callback(_kill_all, [p for p, _ in started])
@@ -347,7 +388,7 @@ def run(
         _settle(dsn, total)
         end = time.time()
         cpu = {k: sum(_cpu_s(p) for p in pids) - cpu0[k] for k, pids in watched.items()}
-        cpu["postgres"] = sum(s - pg_cpu0.get(p, 0.0) for p, s in _pg_cpu_s(pg).items())
+        cpu["postgres"] = _pg_cpu_since(pg, pg_cpu0)
         results = []
         for proc, path in started:
             proc.wait(30)

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -54,14 +54,13 @@ from bench.hub_load import (
     PROBE_HOME,
     READY_TIMEOUT_S,
     RECEIVERS,
-    TMP_PARENT,
     _cpu_s,
     _expect_line,
     _kill_all,
     _ms_stats,
     _pg_cpu_s,
-    _receivers,
-    _wait_receivers,
+    _pg_cpu_since,
+    running_hub,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -369,7 +368,7 @@ def _step(ctx: dict[str, Any], rate: float, seconds: float, index: int) -> dict[
     wait_stored(dsn, before + expected)
     end = time.time()
     cpu = {k: sum(_cpu_s(p) for p in pids) - cpu0[k] for k, pids in watched.items()}
-    cpu["postgres"] = sum(s - pg_cpu0.get(p, 0.0) for p, s in _pg_cpu_s(ctx["pg"]).items())
+    cpu["postgres"] = _pg_cpu_since(ctx["pg"], pg_cpu0)
     bench_read = sum(r.get("bench_read_cpu_s", 0.0) for r in results)
     cpu["gateways"] = max(0.0, cpu["gateways"] - bench_read)
     alerts, aggregates = _store_rows(dsn, t0)
@@ -529,28 +528,13 @@ def hub_with_homes(
     receivers, one PostgreSQL with commit timestamps) and `homes` simulated homes in
     `workers` gateway processes (`python -m MODULE --worker`), all connected and every
     home's status stored; stopped at the end. Yields what a measurement needs."""
-    from cloud_bridge.hub_store_pg import PostgresHubStore
-    from tests.pg import running_postgres
-    from tests.support import TlsHub, make_hub_pki
-
     home_ids = [f"home-{i:04d}" for i in range(homes)]
-    names = [f"hub-receiver-{k + 1}" for k in range(RECEIVERS)]
     with ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=TMP_PARENT)))
-        tls_dir = make_hub_pki(
-            folder / "tls", homes=(*home_ids, PROBE_HOME), receivers=tuple(names)
-        )
-        pg = stack.enter_context(
-            running_postgres(durable=durable, settings={"track_commit_timestamp": "on"})
-        )
-        dsn = pg.new_database("hub")
-        PostgresHubStore(dsn).close()
-        hub = TlsHub(folder / "broker", tls_dir=tls_dir, receivers=tuple(names))
-        hub.start()
-        stack.callback(hub.stop)
+        parts = running_hub(stack, home_ids, RECEIVERS, durable)
+        folder, pg, dsn, hub, names, procs = (
+            parts.folder, parts.pg, parts.dsn, parts.hub, parts.names, parts.procs
+        )  # fmt: skip
         assert hub.proc is not None
-        procs = stack.enter_context(_receivers(hub, dsn, names, folder))
-        _wait_receivers(hub, [folder / f"{n}.out" for n in names], procs)
         started = _start_workers(hub, folder, home_ids, workers, module)
         stack.callback(_kill_all, [p for p, _r, _e in started])
         connect_s = max(
@@ -566,6 +550,7 @@ def hub_with_homes(
             "pg": pg,
             "hub": hub,
             "receiver_procs": procs,
+            "receiver_names": names,
             "watched": watched,
             "connect_s": connect_s,
             "statuses_s": statuses_s,
@@ -575,6 +560,17 @@ def hub_with_homes(
                 "gateways-0": started[0][0].pid,
             },
         }
+
+
+def serve_worker(
+    worker: Callable[[dict[str, Any]], Coroutine[Any, Any, None]], cfg_path: Path
+) -> int:
+    """A gateway process's `--worker CFG` entry: warnings only on stderr, then `worker`."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(worker(json.loads(cfg_path.read_text())))
+    return 0
 
 
 def quit_workers(started: list[tuple[subprocess.Popen[str], Path, Path]]) -> None:
@@ -676,11 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
-        import logging
-
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        asyncio.run(_worker(json.loads(args.worker.read_text())))
-        return 0
+        return serve_worker(_worker, args.worker)
     result = run(
         args.homes,
         args.quick,
