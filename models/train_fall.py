@@ -1050,15 +1050,6 @@ def history_lines() -> list[str]:
     ]
 
 
-# the third pass's second row (filled from its measurement; see third_pass_lines)
-THIRD_PASS_LATER: list[str] = [
-    "| still down at +6 s and at +15 s (past a recording's end its last second stands in:"
-    " an assumption, a bound) | 98.46 / 98.67 / 94.67 % (1403 of 1425) | 98.39 / 98.67 /"
-    " 93.33 % | 99.90 / 99.95 % (2 / 1: SE08's D11 and D12, turned D12) | 0.0911, 0.9759,"
-    " 0.9802, 0.9737, 0.9899, 0.0714, 0.8297 |",
-]
-
-
 def second_pass_lines() -> list[str]:
     """Issue 14's second pass: what was tried against the two goals left, with its figures."""
     return [
@@ -1178,7 +1169,10 @@ def third_pass_lines() -> list[str]:
         "| still down at +6 s | 98.32 / 98.59 / 93.33 % (1401 of 1425) | 98.25 / 98.59 /"
         " 92.00 % | 99.95 / 99.95 % (1 / 1: SE07's car, D17) | 0.3535, 0.9759, 0.9802,"
         " 0.9737, 0.9899, 0.9475, 0.8297 |",
-        *THIRD_PASS_LATER,
+        "| still down at +6 s and at +15 s (past a recording's end its last second stands in:"
+        " an assumption, a bound) | 98.46 / 98.67 / 94.67 % (1403 of 1425) | 98.39 / 98.67 /"
+        " 93.33 % | 99.90 / 99.95 % (2 / 1: SE08's D11 and D12, turned D12) | 0.0911, 0.9759,"
+        " 0.9802, 0.9737, 0.9899, 0.0714, 0.8297 |",
         "",
         "What these show:",
         "",
