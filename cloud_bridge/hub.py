@@ -492,14 +492,12 @@ class HubReceiver:
     def escalate_due(self, now: float) -> list[dict[str, Any]]:
         """Alerts raised and not acknowledged within the delay: mark them escalated.
 
-        The store returns only raised alerts that may be due (a second of slack: a time
+        The store returns only raised, unescalated alerts that may be due (a second of slack: a time
         without a fraction sorts after one with it), not every open alert: with thousands
         open, reading them all every `ESCALATION_CHECK_S` in each receiver cost more CPU
         than the messages did."""
         due = []
         for alert in self.store.escalation_candidates(iso_utc(now - self.escalate_after_s + 1)):
-            if alert["state"] != "raised" or alert["escalated"]:
-                continue
             try:
                 raised = parse_iso_utc(str(alert["raised_at"]))
             except (ValueError, OverflowError):
